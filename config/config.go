@@ -1,0 +1,262 @@
+// Package config reads gavel's YAML configuration file: its types, defaults,
+// strict decoding (unknown keys are errors) and validation. Every error names
+// the file, the line and the key at fault.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration file after defaults are applied.
+type Config struct {
+	Component Component `yaml:"component"`
+	MUC       []MUC     `yaml:"muc"`
+	Log       Log       `yaml:"log"`
+	HTTP      HTTP      `yaml:"http"`
+	DataDir   string    `yaml:"data_dir"`
+	// Admins are bare JIDs allowed to run ad-hoc commands.
+	Admins []string `yaml:"admins"`
+	// Tenants maps a tenant name to its settings; "default" applies to every
+	// tenant without an entry of its own, and its keys are inherited by the
+	// entries that leave them out.
+	Tenants map[string]Tenant `yaml:"tenants"`
+
+	// Path is the file the configuration was read from.
+	Path string `yaml:"-"`
+}
+
+// Component is the XEP-0114 connection to the XMPP server.
+type Component struct {
+	// JID is the component's domain, as named in the server's config.
+	JID string `yaml:"jid"`
+	// Address is the server's component port, host:port.
+	Address string `yaml:"address"`
+	// Exactly one of Secret, SecretFile and SecretEnv gives the shared secret.
+	Secret     Secret `yaml:"secret"`
+	SecretFile string `yaml:"secret_file"`
+	SecretEnv  string `yaml:"secret_env"`
+	// Nick is the nickname gavel uses in the rooms it governs.
+	Nick string `yaml:"nick"`
+	// ReconnectMin and ReconnectMax bound the backoff between connection attempts.
+	ReconnectMin time.Duration `yaml:"reconnect_min"`
+	ReconnectMax time.Duration `yaml:"reconnect_max"`
+	// ShutdownTimeout bounds a clean stop (leave rooms, close the stream).
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// MUC is one conference service gavel governs.
+type MUC struct {
+	Domain string `yaml:"domain"`
+	// TrustIdentity trusts the server-stamped <identity/> element in presence
+	// (Jitsi's mod_presence_identity) for joiners that never knock.
+	TrustIdentity bool `yaml:"trust_identity"`
+	// SecureDomains are JID domains whose users are treated as moderators
+	// (Jicofo's XMPP authentication); guests of other domains are not.
+	SecureDomains []string `yaml:"secure_domains"`
+}
+
+// Log selects the log level and format.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // json or console
+}
+
+// HTTP is the admin API, health and metrics listener.
+type HTTP struct {
+	// Listen is host:port; empty disables the HTTP server.
+	Listen string `yaml:"listen"`
+	// AdminToken holds the keys that sign admin JWTs for the API.
+	AdminToken Token `yaml:"admin_token"`
+	// MaxBodyBytes limits request bodies.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// RatePerMinute limits requests per client address.
+	RatePerMinute int `yaml:"rate_per_minute"`
+}
+
+// Tenant is one tenant's moderation policy and token rules.
+type Tenant struct {
+	// Policy is token, auto-owner or all-owners.
+	Policy string `yaml:"policy"`
+	// Guests says what joiners without a token get: deny, member or visitor.
+	Guests string `yaml:"guests"`
+	// ModeratedRooms (all-owners) are room names that use the token policy.
+	ModeratedRooms []string `yaml:"moderated_rooms"`
+	// ReassertOwners (all-owners) re-grants ownership when an owner is demoted.
+	ReassertOwners bool `yaml:"reassert_owners"`
+	// ClearOnLeave resets affiliations gavel granted when their holder leaves.
+	ClearOnLeave bool `yaml:"clear_on_leave"`
+	// TopLevelModerator accepts a top-level "moderator": true claim.
+	TopLevelModerator bool `yaml:"top_level_moderator"`
+	// BotDomains are JID domains never chosen as auto-owner (recorders, gateways).
+	BotDomains []string `yaml:"bot_domains"`
+	// KnocksPerMinute limits knocks per tenant; KnocksPerMinutePerJID per joiner.
+	KnocksPerMinute       int `yaml:"knocks_per_minute"`
+	KnocksPerMinutePerJID int `yaml:"knocks_per_minute_per_jid"`
+	// Token holds the rules and keys that validate joiners' tokens.
+	Token Token `yaml:"token"`
+}
+
+// Token is a set of keys and rules for validating JWTs.
+type Token struct {
+	AppID             string        `yaml:"app_id"`
+	Secrets           []Secret      `yaml:"secrets"`
+	SecretFiles       []string      `yaml:"secret_files"`
+	SecretEnvs        []string      `yaml:"secret_envs"`
+	PublicKeys        []string      `yaml:"public_keys"`
+	Algorithms        []string      `yaml:"algorithms"`
+	KeyServer         string        `yaml:"key_server"`
+	JWKSURL           string        `yaml:"jwks_url"`
+	Issuers           []string      `yaml:"issuers"`
+	Audiences         []string      `yaml:"audiences"`
+	RequireExp        bool          `yaml:"require_exp"`
+	Leeway            time.Duration `yaml:"leeway"`
+	RequireRoom       bool          `yaml:"require_room"`
+	AllowWildcardRoom bool          `yaml:"allow_wildcard_room"`
+	AllowRegexRoom    bool          `yaml:"allow_regex_room"`
+	AllowWildcardSub  bool          `yaml:"allow_wildcard_sub"`
+	MaxTokenBytes     int           `yaml:"max_token_bytes"`
+}
+
+// Secret is a string that never prints.
+type Secret string
+
+// String hides the value from logs and fmt.
+func (Secret) String() string { return "[redacted]" }
+
+// GoString hides the value from %#v.
+func (Secret) GoString() string { return "[redacted]" }
+
+// MarshalText hides the value from encoders (JSON, zap).
+func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
+
+// Reveal returns the secret itself.
+func (s Secret) Reveal() string { return string(s) }
+
+// DefaultTenant is the name of the tenant section every other inherits from.
+const DefaultTenant = "default"
+
+// Defaults returns the configuration used where the file is silent.
+func Defaults() Config {
+	return Config{
+		Component: Component{
+			Address:         "127.0.0.1:5347",
+			Nick:            "gavel",
+			ReconnectMin:    100 * time.Millisecond,
+			ReconnectMax:    30 * time.Second,
+			ShutdownTimeout: 5 * time.Second,
+		},
+		Log:     Log{Level: "info", Format: "json"},
+		HTTP:    HTTP{MaxBodyBytes: 64 << 10, RatePerMinute: 600, AdminToken: DefaultToken()},
+		DataDir: "gavel-data",
+	}
+}
+
+// DefaultTenantSettings returns the tenant settings used where the file is silent.
+func DefaultTenantSettings() Tenant {
+	return Tenant{
+		Policy:                "token",
+		Guests:                "deny",
+		ClearOnLeave:          true,
+		KnocksPerMinute:       6000,
+		KnocksPerMinutePerJID: 30,
+		Token:                 DefaultToken(),
+	}
+}
+
+// DefaultToken returns the token rules used where the file is silent.
+func DefaultToken() Token {
+	return Token{
+		RequireExp:        true,
+		Leeway:            30 * time.Second,
+		RequireRoom:       true,
+		AllowWildcardRoom: true,
+		AllowWildcardSub:  true,
+		MaxTokenBytes:     8192,
+	}
+}
+
+// Load reads, decodes and validates the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates data; name is used in error messages.
+func Parse(name string, data []byte) (*Config, error) {
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, errEOF) || err.Error() == "EOF" {
+			return nil, fmt.Errorf("config: %s: file is empty", name)
+		}
+		return nil, yamlError(name, err)
+	}
+	doc := &root
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
+		doc = doc.Content[0]
+	}
+	if doc.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("config: %s:%d: top level must be a mapping of keys", name, doc.Line)
+	}
+	if err := checkKeys(name, doc, typeOfConfig, ""); err != nil {
+		return nil, err
+	}
+
+	cfg := Defaults()
+	tenantsNode := lookup(doc, "tenants")
+	rest := withoutKey(doc, "tenants")
+	if err := rest.Decode(&cfg); err != nil {
+		return nil, yamlError(name, err)
+	}
+	tenants, err := decodeTenants(name, tenantsNode)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Tenants = tenants
+	cfg.Path = name
+	if err := cfg.validate(doc); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// decodeTenants decodes the default section over the built-in defaults, then
+// each tenant over the default section.
+func decodeTenants(name string, node *yaml.Node) (map[string]Tenant, error) {
+	base := DefaultTenantSettings()
+	out := map[string]Tenant{}
+	if node == nil {
+		out[DefaultTenant] = base
+		return out, nil
+	}
+	if node.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("config: %s:%d: tenants: must be a mapping of tenant names to settings", name, node.Line)
+	}
+	if def := lookup(node, DefaultTenant); def != nil {
+		if err := def.Decode(&base); err != nil {
+			return nil, yamlError(name, err)
+		}
+	}
+	out[DefaultTenant] = base
+	for i := 0; i+1 < len(node.Content); i += 2 {
+		key, val := node.Content[i], node.Content[i+1]
+		if key.Value == DefaultTenant {
+			continue
+		}
+		t := base
+		if err := val.Decode(&t); err != nil {
+			return nil, yamlError(name, err)
+		}
+		out[key.Value] = t
+	}
+	return out, nil
+}

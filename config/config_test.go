@@ -1,0 +1,162 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const minimal = `
+component:
+  jid: mod.example.test
+  secret: s3cret
+muc:
+  - domain: conference.example.test
+`
+
+func TestParseValid(t *testing.T) {
+	t.Setenv("GAVEL_TEST_SECRET", "from-env")
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secretFile, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		yaml  string
+		check func(t *testing.T, c *Config)
+	}{
+		{"defaults", minimal, func(t *testing.T, c *Config) {
+			if c.Component.Address != "127.0.0.1:5347" || c.Component.Nick != "gavel" || c.Log.Level != "info" {
+				t.Errorf("defaults not applied: %+v", c.Component)
+			}
+			d := c.TenantFor("anything")
+			if d.Policy != "token" || d.Guests != "deny" || !d.ClearOnLeave || !d.Token.RequireExp || d.Token.Leeway != 30*time.Second {
+				t.Errorf("tenant defaults: %+v", d)
+			}
+		}},
+		{"secret from env", strings.Replace(minimal, "secret: s3cret", "secret_env: GAVEL_TEST_SECRET", 1), func(t *testing.T, c *Config) {
+			if c.Component.Secret.Reveal() != "from-env" {
+				t.Errorf("secret = %q", c.Component.Secret.Reveal())
+			}
+		}},
+		{"secret from file", strings.Replace(minimal, "secret: s3cret", "secret_file: "+secretFile, 1), func(t *testing.T, c *Config) {
+			if c.Component.Secret.Reveal() != "from-file" {
+				t.Errorf("secret = %q", c.Component.Secret.Reveal())
+			}
+		}},
+		{"tenant inherits default", minimal + `
+tenants:
+  default:
+    policy: auto-owner
+    bot_domains: [recorder.example.test]
+    token:
+      app_id: myapp
+      secrets: [0123456789abcdef0123]
+  acme:
+    guests: visitor
+    token:
+      leeway: 10s
+`, func(t *testing.T, c *Config) {
+			a := c.TenantFor("acme")
+			if a.Policy != "auto-owner" || a.Guests != "visitor" || a.Token.AppID != "myapp" || a.Token.Leeway != 10*time.Second || len(a.Token.Secrets) != 1 || len(a.BotDomains) != 1 {
+				t.Errorf("acme = %+v", a)
+			}
+			if d := c.TenantFor("other"); d.Guests != "deny" || d.Token.Leeway != 30*time.Second {
+				t.Errorf("default changed by acme: %+v", d)
+			}
+		}},
+		{"tenant list replaces default list", minimal + `
+tenants:
+  default:
+    bot_domains: [a.example.test]
+  acme:
+    bot_domains: [b.example.test, c.example.test]
+`, func(t *testing.T, c *Config) {
+			if got := c.TenantFor("default").BotDomains; len(got) != 1 || got[0] != "a.example.test" {
+				t.Errorf("default bot_domains = %v", got)
+			}
+			if got := c.TenantFor("acme").BotDomains; len(got) != 2 {
+				t.Errorf("acme bot_domains = %v", got)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("gavel.yml", []byte(tt.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestParseInvalid(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want string
+	}{
+		{"empty", "", "config: gavel.yml: file is empty"},
+		{"not a mapping", "- a\n- b\n", "config: gavel.yml:1: top level must be a mapping of keys"},
+		{"unknown top key", minimal + "tennants: {}\n", `config: gavel.yml:7: unknown key "tennants" (known keys here: admins, component, data_dir, http, log, muc, tenants)`},
+		{"unknown nested key", strings.Replace(minimal, "secret: s3cret", "secret: s3cret\n  secrte: x", 1), `config: gavel.yml:5: unknown key "component.secrte"`},
+		{"unknown tenant key", minimal + "tenants:\n  acme:\n    polcy: token\n", `config: gavel.yml:9: unknown key "tenants.acme.polcy"`},
+		{"unknown muc key", minimal + "  - domian: x\n", `config: gavel.yml:7: unknown key "muc[1].domian"`},
+		{"syntax", "component: [\n", "config: gavel.yml:1: did not find expected node content"},
+		{"wrong type", minimal + "log:\n  level: [a]\n", "config: gavel.yml:8: cannot unmarshal !!seq into string"},
+		{"bad duration", minimal + "tenants:\n  default:\n    token:\n      leeway: soon\n", "config: gavel.yml:10: cannot unmarshal !!str `soon` into time.Duration"},
+		{"missing jid", "component:\n  secret: x\nmuc:\n  - domain: conference.example.test\n", "config: gavel.yml:1: component.jid: required"},
+		{"jid with at", strings.Replace(minimal, "mod.example.test", "bot@mod.example.test", 1), `config: gavel.yml:3: component.jid: must be a lowercase domain name without '@', '/' or spaces, got "bot@mod.example.test"`},
+		{"no secret", strings.Replace(minimal, "secret: s3cret", "nick: g", 1), "config: gavel.yml:2: component.secret: required: set one of secret, secret_file or secret_env"},
+		{"two secrets", strings.Replace(minimal, "secret: s3cret", "secret: a\n  secret_env: B", 1), "config: gavel.yml:4: component.secret: set only one of secret, secret_file or secret_env"},
+		{"secret env unset", strings.Replace(minimal, "secret: s3cret", "secret_env: GAVEL_SURELY_UNSET", 1), "config: gavel.yml:4: component.secret_env: environment variable GAVEL_SURELY_UNSET is not set or empty"},
+		{"secret file missing", strings.Replace(minimal, "secret: s3cret", "secret_file: /nonexistent/x", 1), "config: gavel.yml:4: component.secret_file: open /nonexistent/x: no such file or directory"},
+		{"bad address", strings.Replace(minimal, "secret: s3cret", "secret: s3cret\n  address: localhost", 1), `config: gavel.yml:5: component.address: must be host:port, got "localhost"`},
+		{"no muc", "component:\n  jid: mod.example.test\n  secret: x\n", "config: gavel.yml:1: muc: required"},
+		{"duplicate muc", minimal + "  - domain: conference.example.test\n", `config: gavel.yml:7: muc[1].domain: domain "conference.example.test" is listed twice`},
+		{"bad log level", minimal + "log:\n  level: loud\n", `config: gavel.yml:8: log.level: must be debug, info, warn or error, got "loud"`},
+		{"bad policy", minimal + "tenants:\n  acme:\n    policy: everyone\n", `config: gavel.yml:9: tenants.acme.policy: must be token, auto-owner or all-owners, got "everyone"`},
+		{"bad guests", minimal + "tenants:\n  default:\n    guests: maybe\n", `config: gavel.yml:9: tenants.default.guests: must be deny, member or visitor, got "maybe"`},
+		{"leeway too large", minimal + "tenants:\n  default:\n    token:\n      leeway: 1h\n", "config: gavel.yml:10: tenants.default.token.leeway: must be between 0s and 5m, got 1h0m0s"},
+		{"short hs secret", minimal + "tenants:\n  default:\n    token:\n      secrets: [short]\n", "config: gavel.yml:10: tenants.default.token.secrets[0]: too short (5 bytes): use at least 16 random bytes"},
+		{"bad key server", minimal + "tenants:\n  default:\n    token:\n      key_server: ftp://x\n", `config: gavel.yml:10: tenants.default.token.key_server: must be an http or https URL, got "ftp://x"`},
+		{"bad tenant name", minimal + "tenants:\n  \"a b\":\n    guests: member\n", `config: gavel.yml:8: tenants.a b: tenant name "a b" must be non-empty`},
+		{"bad admin", minimal + "admins: [example.test]\n", `config: gavel.yml:7: admins[0]: must be a bare JID like admin@example.test, got "example.test"`},
+		{"bad http listen", minimal + "http:\n  listen: 8080\n", `config: gavel.yml:8: http.listen: must be host:port, got "8080"`},
+		{"reconnect max below min", strings.Replace(minimal, "secret: s3cret", "secret: s3cret\n  reconnect_min: 2s\n  reconnect_max: 1s", 1), "config: gavel.yml:6: component.reconnect_max: must be at least reconnect_min (2s), got 1s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("gavel.yml", []byte(tt.yaml))
+			if err == nil {
+				t.Fatalf("no error, want %q", tt.want)
+			}
+			if !strings.HasPrefix(err.Error(), tt.want) {
+				t.Errorf("error\n got: %s\nwant: %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestSecretNeverPrints(t *testing.T) {
+	c, err := Parse("gavel.yml", []byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{c.Component.Secret.String(), strings.TrimSpace(strings.ReplaceAll(fmtAll(c), "\n", " "))} {
+		if strings.Contains(s, "s3cret") {
+			t.Errorf("secret leaked: %s", s)
+		}
+	}
+}
+
+func TestExampleConfigIsValid(t *testing.T) {
+	t.Setenv("GAVEL_COMPONENT_SECRET", "example")
+	if _, err := Load("../gavel.example.yml"); err != nil {
+		t.Fatal(err)
+	}
+}
