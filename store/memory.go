@@ -1,0 +1,49 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Memory is a Store that keeps bans in memory only: nothing survives Close.
+// It validates and answers exactly as Bolt does, for the unit tests of other
+// packages and for benchmarks.
+type Memory struct {
+	ix *index
+}
+
+var _ Store = (*Memory)(nil)
+
+// NewMemory returns an empty Memory store.
+func NewMemory() *Memory {
+	return &Memory{ix: newIndex()}
+}
+
+// AddBan stores b, replacing an existing ban with the same Tenant, Kind and
+// Value.
+func (m *Memory) AddBan(ctx context.Context, b Ban) error {
+	return m.ix.add(ctx, b, nil)
+}
+
+// RemoveBan deletes a ban and reports whether one was stored.
+func (m *Memory) RemoveBan(ctx context.Context, tenant string, kind Kind, value string) (bool, error) {
+	return m.ix.remove(ctx, tenant, kind, value, nil)
+}
+
+// ListBans returns the bans of a tenant ("" for all tenants) that are active
+// at now, sorted by Created, then Value.
+func (m *Memory) ListBans(ctx context.Context, tenant string, now time.Time) ([]Ban, error) {
+	return m.ix.list(ctx, tenant, now)
+}
+
+// Banned returns the ban matching tenant, kind and value if one is active at
+// now. It does not allocate.
+func (m *Memory) Banned(tenant string, kind Kind, value string, now time.Time) (Ban, bool) {
+	return m.ix.banned(tenant, kind, value, now)
+}
+
+// Close makes later writes and lists fail with ErrClosed; Banned goes on
+// answering from the last state.
+func (m *Memory) Close() error {
+	return m.ix.close(nil)
+}
