@@ -1,0 +1,108 @@
+package policy
+
+import "testing"
+
+var bots = []string{"recorder.example.test"}
+
+// meeting is a scripted meeting in one room.
+type meeting struct {
+	name  string
+	room  string // default meet@conference.example.test
+	opts  Options
+	steps []step
+}
+
+func runMeetings(t *testing.T, ms []meeting) {
+	t.Helper()
+	for _, m := range ms {
+		t.Run(m.name, func(t *testing.T) {
+			room := m.room
+			if room == "" {
+				room = "meet@conference.example.test"
+			}
+			newSim(t, room, m.opts).run(m.steps)
+		})
+	}
+}
+
+func TestTokenPolicy(t *testing.T) {
+	runMeetings(t, []meeting{
+		{name: "members-only room: owner, members, guests refused", opts: Options{Kind: Token, Guests: GuestsDeny, BotDomains: bots}, steps: []step{
+			{"enter alice mod", "owner/moderator token-moderator set", []string{"aff alice owner token-moderator"}},
+			{"enter bob tok", "member/participant token-participant set", []string{"aff bob member token-participant"}},
+			{"enter guest1 guest", "refused token-required", nil},
+			{"join guest2", "refused registration-required", nil},
+			{"enter carl mod expired", "refused token-expired", nil},
+		}},
+		{name: "open room: participants need no affiliation", opts: Options{Kind: Token, Guests: GuestsMember}, steps: []step{
+			{"enter alice mod", "owner/moderator token-moderator set", []string{"aff alice owner token-moderator"}},
+			{"enter bob tok", "none/participant token-participant", nil},
+			{"enter guest1 guest", "none/participant guest-member", nil},
+			{"join dave", "", nil},
+		}},
+		{name: "moderated room: members speak, guests watch", opts: Options{Kind: Token, Guests: GuestsVisitor}, steps: []step{
+			{"enter bob tok", "member/participant token-participant set", []string{"aff bob member token-participant"}},
+			{"enter guest1 guest", "none/visitor guest-visitor", nil},
+			{"join guest2", "", nil},
+			{"enter carl viewer", "none/visitor viewer-claim", nil},
+		}},
+		{name: "viewer in an open room loses voice after joining", opts: Options{Kind: Token, Guests: GuestsMember}, steps: []step{
+			{"enter carl viewer", "none/visitor viewer-claim", []string{"role carl visitor viewer-claim"}},
+		}},
+		{name: "viewer in a members-only room needs member, then loses voice", opts: Options{Kind: Token, Guests: GuestsDeny}, steps: []step{
+			{"enter carl viewer", "member/visitor viewer-claim set", []string{"aff carl member viewer-claim", "role carl visitor viewer-claim"}},
+		}},
+		{name: "viewer claim wins over moderator", opts: Options{Kind: Token, Guests: GuestsVisitor}, steps: []step{
+			{"enter carl modview", "none/visitor viewer-claim", nil},
+		}},
+		{name: "viewers option makes the room moderated", opts: Options{Kind: Token, Guests: GuestsMember, Viewers: true}, steps: []step{
+			{"enter carl viewer", "none/visitor viewer-claim", nil},
+			{"enter bob tok", "member/participant token-participant set", []string{"aff bob member token-participant"}},
+			{"enter guest1 guest", "member/participant guest-member set", []string{"aff guest1 member guest-member"}},
+			{"join guest2", "", []string{"role guest2 participant guest-member"}},
+			{"leave guest1", "", nil},
+		}},
+		{name: "a participant token keeps a higher affiliation", opts: Options{Kind: Token, Guests: GuestsDeny, ClearOnLeave: true}, steps: []step{
+			{"enter alice mod", "owner/moderator token-moderator set", []string{"aff alice owner token-moderator"}},
+			{"enter alice#2 tok", "owner/moderator existing-affiliation", nil},
+			{"leave alice", "", nil},
+			{"leave alice#2", "", []string{"aff alice none clear-on-leave"}},
+		}},
+		{name: "banned joiner is refused", opts: Options{Kind: Token, Guests: GuestsMember}, steps: []step{
+			{"ban bob", "", nil},
+			{"knock bob mod", "refused banned", nil},
+		}},
+		{name: "refreshed token of a present participant raises it", opts: Options{Kind: Token, Guests: GuestsMember}, steps: []step{
+			{"enter bob tok", "none/participant token-participant", nil},
+			{"knock bob mod", "owner/moderator token-moderator set", []string{"aff bob owner token-moderator"}},
+		}},
+		{name: "bots that never knocked are left alone", opts: Options{Kind: Token, Guests: GuestsVisitor, BotDomains: bots}, steps: []step{
+			{"join bot1", "", nil},
+		}},
+	})
+}
+
+func TestGuests(t *testing.T) {
+	for _, kind := range []Kind{Token, AutoOwner, AllOwners} {
+		t.Run(kind.String(), func(t *testing.T) {
+			tests := []struct {
+				name   string
+				guests Guests
+				want   string
+			}{
+				{"deny", GuestsDeny, "refused token-required"},
+				{"member", GuestsMember, map[Kind]string{Token: "none/participant guest-member", AutoOwner: "owner/moderator first-joiner set", AllOwners: "owner/moderator all-owners set"}[kind]},
+				{"visitor", GuestsVisitor, "none/visitor guest-visitor"},
+			}
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					s := newSim(t, "meet@conference.example.test", Options{Kind: kind, Guests: tt.guests})
+					if got := s.do("enter guest1 guest"); got != tt.want {
+						t.Errorf("got %q, want %q", got, tt.want)
+					}
+					s.check()
+				})
+			}
+		})
+	}
+}
