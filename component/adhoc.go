@@ -1,0 +1,199 @@
+package component
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gavelxmpp/gavel/store"
+)
+
+// adhocCommand is one XEP-0050 command: its form fields and what it does.
+type adhocCommand struct {
+	node, name string
+	fields     []formField
+	run        func(ctx context.Context, m *Moderation, by string, f *dataForm) (string, error)
+}
+
+type formField struct {
+	name, typ, label string
+	required         bool
+	options          []string
+}
+
+var commandList = []adhocCommand{
+	{node: "ban-user", name: "Ban a user", fields: []formField{
+		{name: "tenant", typ: "text-single", label: "Tenant", required: true},
+		{name: "user", typ: "text-single", label: "User id (context.user.id) or bare JID", required: true},
+		{name: "reason", typ: "text-single", label: "Reason"},
+		{name: "duration", typ: "text-single", label: "Duration (e.g. 24h; empty: forever)"},
+	}, run: runBan},
+	{node: "ban-token", name: "Ban a token", fields: []formField{
+		{name: "tenant", typ: "text-single", label: "Tenant", required: true},
+		{name: "token", typ: "text-private", label: "Token", required: true},
+		{name: "reason", typ: "text-single", label: "Reason"},
+		{name: "duration", typ: "text-single", label: "Duration (e.g. 24h; empty: forever)"},
+	}, run: runBan},
+	{node: "unban", name: "Lift a ban", fields: []formField{
+		{name: "tenant", typ: "text-single", label: "Tenant", required: true},
+		{name: "kind", typ: "list-single", label: "Kind", required: true, options: []string{"user", "jid", "token"}},
+		{name: "value", typ: "text-single", label: "User id, bare JID, token or token hash", required: true},
+	}, run: runUnban},
+	{node: "list-bans", name: "List bans", fields: []formField{
+		{name: "tenant", typ: "text-single", label: "Tenant (empty: all)"},
+	}, run: runListBans},
+	{node: "kick", name: "Kick a participant", fields: []formField{
+		{name: "room", typ: "jid-single", label: "Room JID", required: true},
+		{name: "participant", typ: "text-single", label: "Participant (occupant nick)", required: true},
+		{name: "reason", typ: "text-single", label: "Reason"},
+	}, run: func(ctx context.Context, m *Moderation, by string, f *dataForm) (string, error) {
+		return "kicked", m.Kick(ctx, f.value("room"), f.value("participant"), f.value("reason"), by)
+	}},
+	{node: "destroy", name: "Destroy a room", fields: []formField{
+		{name: "room", typ: "jid-single", label: "Room JID", required: true},
+		{name: "reason", typ: "text-single", label: "Reason"},
+	}, run: func(ctx context.Context, m *Moderation, by string, f *dataForm) (string, error) {
+		return "destroyed", m.Destroy(ctx, f.value("room"), f.value("reason"), by)
+	}},
+}
+
+func isCommandNode(node string) bool { return findCommand(node) != nil }
+
+func commandName(node string) string {
+	if c := findCommand(node); c != nil {
+		return c.name
+	}
+	return ""
+}
+
+func findCommand(node string) *adhocCommand {
+	for i := range commandList {
+		if commandList[i].node == node {
+			return &commandList[i]
+		}
+	}
+	return nil
+}
+
+// command serves an ad-hoc command request (XEP-0050): without a form it
+// answers with the form; with a submitted form it runs the command.
+func (m *Moderation) command(sess *session, st *stanza) {
+	cmd := findCommand(st.Command.Node)
+	if cmd == nil {
+		m.c.replyError(sess, st, &stanzaError{Type: "cancel", Condition: "item-not-found", Text: "no such command"})
+		return
+	}
+	by := bareOf(st.From)
+	if !m.admins[by] {
+		m.audit(cmd.node, by, "", "", errors.New("forbidden: not an admin"))
+		m.c.replyError(sess, st, &stanzaError{Type: "auth", Condition: "forbidden", Text: "only the admins listed in gavel's config may run commands"})
+		return
+	}
+	switch {
+	case st.Command.Action == "cancel":
+		m.c.reply(sess, st, func(b *xb) {
+			b.empty("command", "xmlns", nsCommands, "node", cmd.node, "sessionid", st.Command.SessionID, "status", "canceled")
+		})
+	case st.Command.Form == nil || st.Command.Form.Type != "submit":
+		session := fmt.Sprintf("%x", time.Now().UnixNano())
+		m.c.reply(sess, st, func(b *xb) {
+			b.open("command", "xmlns", nsCommands, "node", cmd.node, "sessionid", session, "status", "executing")
+			b.open("actions", "execute", "complete").empty("complete").close("actions")
+			b.open("x", "xmlns", nsData, "type", "form").elem("title", cmd.name)
+			for _, f := range cmd.fields {
+				b.open("field", "var", f.name, "type", f.typ, "label", f.label)
+				if f.required {
+					b.empty("required")
+				}
+				for _, o := range f.options {
+					b.open("option", "label", o).elem("value", o).close("option")
+				}
+				b.close("field")
+			}
+			b.close("x").close("command")
+		})
+	default:
+		for _, f := range cmd.fields {
+			if f.required && strings.TrimSpace(st.Command.Form.value(f.name)) == "" {
+				m.c.replyError(sess, st, &stanzaError{Type: "modify", Condition: "bad-request", Text: "field " + f.name + " is required"})
+				return
+			}
+		}
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			note, err := cmd.run(ctx, m, by, st.Command.Form)
+			if err != nil {
+				m.c.replyError(sess, st, commandError(err))
+				return
+			}
+			m.c.reply(sess, st, func(b *xb) {
+				b.open("command", "xmlns", nsCommands, "node", cmd.node, "sessionid", st.Command.SessionID, "status", "completed")
+				b.elem("note", note, "type", "info")
+				b.close("command")
+			})
+		}()
+	}
+}
+
+func commandError(err error) *stanzaError {
+	switch {
+	case errors.Is(err, ErrInvalid):
+		return &stanzaError{Type: "modify", Condition: "bad-request", Text: err.Error()}
+	case errors.Is(err, ErrRoomNotFound), errors.Is(err, ErrParticipantNotFound):
+		return &stanzaError{Type: "cancel", Condition: "item-not-found", Text: err.Error()}
+	case errors.Is(err, ErrNotGoverned):
+		return &stanzaError{Type: "cancel", Condition: "not-allowed", Text: err.Error()}
+	}
+	return &stanzaError{Type: "wait", Condition: "internal-server-error", Text: err.Error()}
+}
+
+func runBan(ctx context.Context, m *Moderation, by string, f *dataForm) (string, error) {
+	req := BanRequest{Tenant: f.value("tenant"), Reason: f.value("reason"), By: by}
+	if tok := f.value("token"); tok != "" {
+		req.Kind, req.Value = store.KindToken, tok
+	} else {
+		req.Kind, req.Value = store.KindUser, f.value("user")
+		if strings.Contains(req.Value, "@") {
+			req.Kind = store.KindJID
+		}
+	}
+	if d := strings.TrimSpace(f.value("duration")); d != "" {
+		dur, err := time.ParseDuration(d)
+		if err != nil || dur <= 0 {
+			return "", fmt.Errorf("%w: duration %q: use a Go duration like 30m or 24h", ErrInvalid, d)
+		}
+		req.Expires = m.now().Add(dur)
+	}
+	n, err := m.Ban(ctx, req)
+	return fmt.Sprintf("banned; %d occupant(s) removed", n), err
+}
+
+func runUnban(ctx context.Context, m *Moderation, by string, f *dataForm) (string, error) {
+	found, err := m.Unban(ctx, f.value("tenant"), store.Kind(f.value("kind")), f.value("value"), by)
+	if err == nil && !found {
+		return "", fmt.Errorf("%w: no such ban", ErrRoomNotFound)
+	}
+	return "unbanned", err
+}
+
+func runListBans(ctx context.Context, m *Moderation, _ string, f *dataForm) (string, error) {
+	bans, err := m.Bans(ctx, f.value("tenant"))
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d ban(s)", len(bans))
+	for _, ban := range bans {
+		fmt.Fprintf(&b, "\n%s %s %s", ban.Tenant, ban.Kind, ban.Value)
+		if !ban.Expires.IsZero() {
+			fmt.Fprintf(&b, " until %s", ban.Expires.UTC().Format(time.RFC3339))
+		}
+		if ban.Reason != "" {
+			fmt.Fprintf(&b, " (%s)", ban.Reason)
+		}
+	}
+	return b.String(), nil
+}

@@ -1,0 +1,309 @@
+package component
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+
+	"github.com/gavelxmpp/gavel/auth"
+	"github.com/gavelxmpp/gavel/policy"
+	"github.com/gavelxmpp/gavel/store"
+)
+
+// TokenVerifier validates joiners' tokens (package auth's Verifier).
+type TokenVerifier interface {
+	Verify(ctx context.Context, token string, room auth.Room) (*auth.Claims, error)
+	Forget(tokenHash [32]byte)
+}
+
+// Tenant is one tenant's effective moderation settings.
+type Tenant struct {
+	Policy policy.Options
+	// TopLevelModerator honours a top-level "moderator" claim.
+	TopLevelModerator bool
+	// KnocksPerMinute limits the tenant's knocks; KnocksPerMinutePerJID
+	// each joiner's.
+	KnocksPerMinute, KnocksPerMinutePerJID int
+}
+
+// MUC is one governed conference service.
+type MUC struct {
+	Domain string
+	// TrustIdentity trusts the server-stamped <identity/> in presence.
+	TrustIdentity bool
+	// SecureDomains are JID domains whose users are moderators.
+	SecureDomains []string
+}
+
+// ModerationOptions configure a Moderation.
+type ModerationOptions struct {
+	MUCs     []MUC
+	Verifier TokenVerifier
+	Store    store.Store
+	// Tenant returns a tenant's settings (the default ones for unknown names).
+	Tenant func(name string) Tenant
+	// Admins are bare JIDs allowed to run ad-hoc commands.
+	Admins  []string
+	Metrics *Metrics
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// Moderation governs the rooms of the configured MUC services: it answers
+// knocks, tracks occupants, and applies each tenant's policy.
+type Moderation struct {
+	opts    ModerationOptions
+	c       *Component
+	log     *zap.Logger
+	now     func() time.Time
+	mucs    map[string]MUC
+	admins  map[string]bool
+	metrics *Metrics
+
+	mu       sync.Mutex
+	rooms    map[string]*room
+	sess     *session
+	resource string // gavel's resource in rooms for the current session
+	previous string // the previous session's resource (ghost occupants)
+	closing  bool
+	workers  sync.WaitGroup
+
+	limMu      sync.Mutex
+	jidLimits  map[string]*rate.Limiter
+	tenantLims map[string]*rate.Limiter
+	limReset   time.Time
+}
+
+// NewModeration checks options and returns a Moderation to pass in
+// Options.Moderation.
+func NewModeration(opts ModerationOptions) (*Moderation, error) {
+	if len(opts.MUCs) == 0 {
+		return nil, errors.New("component: at least one MUC domain is required")
+	}
+	if opts.Verifier == nil || opts.Store == nil || opts.Tenant == nil {
+		return nil, errors.New("component: moderation needs a verifier, a store and tenant settings")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(nil)
+	}
+	m := &Moderation{
+		opts:       opts,
+		now:        opts.Now,
+		mucs:       map[string]MUC{},
+		admins:     map[string]bool{},
+		metrics:    opts.Metrics,
+		rooms:      map[string]*room{},
+		jidLimits:  map[string]*rate.Limiter{},
+		tenantLims: map[string]*rate.Limiter{},
+	}
+	for _, mu := range opts.MUCs {
+		m.mucs[strings.ToLower(mu.Domain)] = mu
+	}
+	for _, a := range opts.Admins {
+		m.admins[strings.ToLower(a)] = true
+	}
+	return m, nil
+}
+
+func (m *Moderation) attach(c *Component) {
+	m.c = c
+	m.log = c.log
+}
+
+// occupantJID is gavel's full JID in rooms for the current session.
+func (m *Moderation) occupantJID() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.c.opts.Domain + "/" + m.resource
+}
+
+// connected starts a session: every governed room is rejoined at once
+// under a fresh resource, and ghosts of the previous session are removed.
+func (m *Moderation) connected(sess *session) {
+	m.mu.Lock()
+	m.sess = sess
+	m.previous = m.resource
+	m.resource = m.c.opts.Nick + "-" + sess.epoch
+	rooms := make([]*room, 0, len(m.rooms))
+	for _, r := range m.rooms {
+		rooms = append(rooms, r)
+	}
+	m.mu.Unlock()
+	for _, r := range rooms {
+		r.push(event{kind: evConnected, sess: sess})
+	}
+}
+
+func (m *Moderation) disconnected() {
+	m.mu.Lock()
+	m.sess = nil
+	rooms := make([]*room, 0, len(m.rooms))
+	for _, r := range m.rooms {
+		rooms = append(rooms, r)
+	}
+	m.mu.Unlock()
+	for _, r := range rooms {
+		r.push(event{kind: evDisconnected})
+	}
+}
+
+// shutdown leaves every room and stops the room workers.
+func (m *Moderation) shutdown(sess *session, deadline time.Time) {
+	m.mu.Lock()
+	m.closing = true
+	from := m.c.opts.Domain + "/" + m.resource
+	rooms := make([]*room, 0, len(m.rooms))
+	for _, r := range m.rooms {
+		rooms = append(rooms, r)
+	}
+	m.mu.Unlock()
+	var b xb
+	for _, r := range rooms {
+		b.empty("presence", "from", from, "to", r.jid+"/"+m.c.opts.Nick, "type", "unavailable")
+		r.push(event{kind: evShutdown})
+	}
+	if b.Len() > 0 {
+		_ = sess.write(b.Bytes())
+	}
+	done := make(chan struct{})
+	go func() { m.workers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Until(deadline)):
+		m.log.Warn("room workers did not stop before the shutdown deadline")
+	}
+}
+
+// session returns the live session or nil.
+func (m *Moderation) session() *session {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.sess
+}
+
+// roomFor returns the worker of roomJID, starting one if create is set.
+// Events must be pushed while m.mu is held, so a worker never exits with
+// work queued: use deliver.
+func (m *Moderation) deliver(roomJID string, create bool, ev event) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.rooms[roomJID]
+	if r == nil {
+		if !create || m.closing {
+			return false
+		}
+		var err error
+		r, err = m.newRoom(roomJID)
+		if err != nil {
+			return false
+		}
+		m.rooms[roomJID] = r
+		m.metrics.Rooms.Set(float64(len(m.rooms)))
+		m.workers.Add(1)
+		go r.run()
+		if m.sess != nil {
+			r.push(event{kind: evConnected, sess: m.sess})
+		}
+	}
+	r.push(ev)
+	return true
+}
+
+// retire removes r if nothing is queued for it; it reports whether it did.
+func (m *Moderation) retire(r *room) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r.queued() > 0 && !m.closing {
+		return false
+	}
+	if m.rooms[r.jid] == r {
+		delete(m.rooms, r.jid)
+		m.metrics.Rooms.Set(float64(len(m.rooms)))
+	}
+	return true
+}
+
+// Rooms returns the JIDs of the rooms gavel currently governs.
+func (m *Moderation) Rooms() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]string, 0, len(m.rooms))
+	for j := range m.rooms {
+		out = append(out, j)
+	}
+	return out
+}
+
+// presence routes a presence from a room to its worker.
+func (m *Moderation) presence(st *stanza) {
+	roomJID, nick, ok := strings.Cut(st.From, "/")
+	if !ok {
+		return
+	}
+	roomJID = strings.ToLower(roomJID)
+	_, domain, _ := strings.Cut(roomJID, "@")
+	if _, governed := m.mucs[domain]; !governed {
+		return
+	}
+	// Presence addressed to a previous session's resource is for a ghost.
+	if _, res, _ := strings.Cut(st.To, "/"); res != "" {
+		m.mu.Lock()
+		cur := m.resource
+		m.mu.Unlock()
+		if res != cur {
+			return
+		}
+	}
+	m.deliver(roomJID, false, event{kind: evPresence, st: st, nick: nick})
+}
+
+// allow applies the knock rate limits of tenant t to the bare JID.
+func (m *Moderation) allow(tenant string, t Tenant, bare string) bool {
+	now := m.now()
+	m.limMu.Lock()
+	defer m.limMu.Unlock()
+	// Forget idle limiters every few minutes, so the map stays bounded.
+	if now.Sub(m.limReset) > 5*time.Minute || len(m.jidLimits) > 100000 {
+		clear(m.jidLimits)
+		m.limReset = now
+	}
+	tl := m.tenantLims[tenant]
+	if tl == nil {
+		per := max(t.KnocksPerMinute, 1)
+		tl = rate.NewLimiter(rate.Limit(float64(per)/60), max(per/6, 10))
+		m.tenantLims[tenant] = tl
+	}
+	jl := m.jidLimits[bare]
+	if jl == nil {
+		per := max(t.KnocksPerMinutePerJID, 1)
+		jl = rate.NewLimiter(rate.Limit(float64(per)/60), max(per/3, 5))
+		m.jidLimits[bare] = jl
+	}
+	// The joiner's own limit is spent first, so one flooding JID cannot
+	// drain the tenant's budget for everyone else.
+	if !jl.AllowN(now, 1) {
+		return false
+	}
+	return tl.AllowN(now, 1)
+}
+
+func bareOf(full string) string {
+	b, _, _ := strings.Cut(full, "/")
+	return strings.ToLower(b)
+}
+
+func domainOf(j string) string {
+	b := bareOf(j)
+	if i := strings.IndexByte(b, '@'); i >= 0 {
+		return b[i+1:]
+	}
+	return b
+}

@@ -1,0 +1,322 @@
+// Package prosodytest runs a real Prosody on free loopback ports for tests,
+// the demo and the benchmark: a config written from a template, a private
+// data directory, users written straight into its account store, and stop,
+// kill and restart.
+package prosodytest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"text/template"
+	"time"
+)
+
+// Fixed names inside every test server.
+const (
+	Host      = "example.test"
+	GuestHost = "guest.example.test"
+	MUC       = "conference.example.test"
+	Component = "mod.example.test"
+)
+
+// Options shape the server.
+type Options struct {
+	// Secret is the component secret; empty picks a random one.
+	Secret string
+	// RestrictRoomCreation limits room creation to admins (gavel's
+	// recommended setting: rooms exist only through a knock).
+	RestrictRoomCreation bool
+	// PluginPaths are extra module directories; ExtraModules are loaded
+	// globally, MUCModules on the MUC component.
+	PluginPaths  []string
+	ExtraModules []string
+	MUCModules   []string
+	// ExtraConfig is appended to the global section.
+	ExtraConfig string
+	// LogLevel is Prosody's file log level (default "warn").
+	LogLevel string
+}
+
+// Server is one running (or stopped) Prosody.
+type Server struct {
+	Dir           string
+	ConfigPath    string
+	C2SAddr       string
+	ComponentAddr string
+	Secret        string
+	opts          Options
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Binary returns the prosody executable, or an error telling how to get it.
+func Binary() (string, error) {
+	p, err := exec.LookPath("prosody")
+	if err != nil {
+		for _, c := range []string{"/usr/bin/prosody", "/usr/local/bin/prosody"} {
+			if _, e := os.Stat(c); e == nil {
+				return c, nil
+			}
+		}
+		return "", errors.New("prosodytest: prosody is not installed: run `make deps` (apt-get install prosody)")
+	}
+	return p, nil
+}
+
+// Start writes a config under dir and starts Prosody on free loopback ports.
+func Start(dir string, opts Options) (*Server, error) {
+	if _, err := Binary(); err != nil {
+		return nil, err
+	}
+	if opts.Secret == "" {
+		opts.Secret = randomSecret()
+	}
+	if opts.LogLevel == "" {
+		opts.LogLevel = "warn"
+	}
+	ports, err := freePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		Dir:           dir,
+		ConfigPath:    filepath.Join(dir, "prosody.cfg.lua"),
+		C2SAddr:       fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		ComponentAddr: fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		Secret:        opts.Secret,
+		opts:          opts,
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "certs"), 0o750); err != nil {
+		return nil, fmt.Errorf("prosodytest: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o750); err != nil {
+		return nil, fmt.Errorf("prosodytest: %w", err)
+	}
+	var buf bytes.Buffer
+	if err := configTemplate.Execute(&buf, map[string]any{
+		"Dir": dir, "C2SPort": ports[0], "ComponentPort": ports[1], "Opts": opts,
+		"Secret": s.Secret, "Host": Host, "GuestHost": GuestHost, "MUC": MUC, "Component": Component,
+		"Root": os.Geteuid() == 0,
+	}); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(s.ConfigPath, buf.Bytes(), 0o600); err != nil {
+		return nil, fmt.Errorf("prosodytest: %w", err)
+	}
+	if err := s.Restart(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Restart starts Prosody again (after Stop or Kill) with the same config
+// and ports, and waits until it listens.
+func (s *Server) Restart() error {
+	bin, err := Binary()
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		return errors.New("prosodytest: already running")
+	}
+	cmd := exec.Command(bin, "--config", s.ConfigPath, "-F")
+	logf, err := os.OpenFile(filepath.Join(s.Dir, "console.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("prosodytest: %w", err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("prosodytest: start prosody: %w", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+		close(done)
+	}()
+	s.cmd, s.done = cmd, done
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-done:
+			s.cmd = nil
+			return fmt.Errorf("prosodytest: prosody exited at start; see %s", filepath.Join(s.Dir, "console.log"))
+		default:
+		}
+		if listening(s.C2SAddr) && listening(s.ComponentAddr) {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fmt.Errorf("prosodytest: prosody did not listen within 15s; see %s", filepath.Join(s.Dir, "console.log"))
+}
+
+// Stop ends Prosody with SIGTERM (a clean stop saves rooms) and waits.
+func (s *Server) Stop() error { return s.signal(syscall.SIGTERM, 10*time.Second) }
+
+// Kill ends Prosody with SIGKILL and waits.
+func (s *Server) Kill() error { return s.signal(syscall.SIGKILL, 5*time.Second) }
+
+func (s *Server) signal(sig syscall.Signal, wait time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return nil
+	}
+	_ = s.cmd.Process.Signal(sig)
+	select {
+	case <-s.done:
+	case <-time.After(wait):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+	s.cmd = nil
+	// Wait for the ports to close, so a restart binds them again.
+	for i := 0; i < 200 && (listening(s.C2SAddr) || listening(s.ComponentAddr)); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
+
+// PID returns the running process id, or 0.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
+// Close stops the server; its directory is left to the caller.
+func (s *Server) Close() error { return s.Kill() }
+
+// Register creates a user with a password on host, writing Prosody's
+// internal account store directly (prosodyctl takes a second per user).
+func (s *Server) Register(user, host, password string) error {
+	dir := filepath.Join(s.Dir, "data", encode(host), "accounts")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("prosodytest: %w", err)
+	}
+	body := fmt.Sprintf("return {\n\t[\"password\"] = %q;\n};\n", password)
+	return os.WriteFile(filepath.Join(dir, encode(user)+".dat"), []byte(body), 0o600)
+}
+
+// ProsodyCtl runs prosodyctl against this server's config.
+func (s *Server) ProsodyCtl(ctx context.Context, args ...string) ([]byte, error) {
+	return exec.CommandContext(ctx, "prosodyctl", append([]string{"--config", s.ConfigPath}, args...)...).CombinedOutput()
+}
+
+// Log returns Prosody's log file contents.
+func (s *Server) Log() string {
+	b, _ := os.ReadFile(filepath.Join(s.Dir, "prosody.log"))
+	c, _ := os.ReadFile(filepath.Join(s.Dir, "console.log"))
+	return string(b) + string(c)
+}
+
+// encode is Prosody's datamanager path encoding: every byte that is not
+// alphanumeric becomes %xx.
+func encode(s string) string {
+	var b strings.Builder
+	for _, r := range []byte(s) {
+		if (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
+			b.WriteByte(r)
+		} else {
+			fmt.Fprintf(&b, "%%%02x", r)
+		}
+	}
+	return b.String()
+}
+
+func listening(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// freePorts reserves n distinct free loopback ports.
+func freePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	ports := make([]int, 0, n)
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("prosodytest: no free port: %w", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+func randomSecret() string {
+	b := make([]byte, 12)
+	f, err := os.Open("/dev/urandom")
+	if err == nil {
+		_, _ = f.Read(b)
+		f.Close()
+	}
+	return url.QueryEscape(fmt.Sprintf("%x", b))
+}
+
+var configTemplate = template.Must(template.New("prosody").Parse(`-- written by gavel's prosodytest
+{{if .Root}}run_as_root = true{{end}}
+pidfile = "{{.Dir}}/prosody.pid"
+data_path = "{{.Dir}}/data"
+plugin_paths = { {{range .Opts.PluginPaths}}"{{.}}"; {{end}} }
+admins = { "{{.Component}}" }
+modules_enabled = { "roster"; "saslauth"; "disco"; "ping"; "posix"; {{range .Opts.ExtraModules}}"{{.}}"; {{end}} }
+modules_disabled = { "s2s"; "tls"; "http"; "offline"; "limits" }
+c2s_ports = { {{.C2SPort}} }
+c2s_interfaces = { "127.0.0.1" }
+component_ports = { {{.ComponentPort}} }
+component_interfaces = { "127.0.0.1" }
+s2s_ports = { }
+http_ports = { }
+https_ports = { }
+c2s_require_encryption = false
+allow_unencrypted_plain_auth = true
+authentication = "internal_plain"
+storage = "internal"
+network_settings = { nagle = false }
+log = { {{.Opts.LogLevel}} = "{{.Dir}}/prosody.log" }
+{{.Opts.ExtraConfig}}
+
+VirtualHost "{{.Host}}"
+
+VirtualHost "{{.GuestHost}}"
+	authentication = "anonymous"
+
+Component "{{.MUC}}" "muc"
+	modules_enabled = { {{range .Opts.MUCModules}}"{{.}}"; {{end}} }
+{{if .Opts.RestrictRoomCreation}}	restrict_room_creation = "admin"{{end}}
+	muc_room_default_public = true
+	muc_room_locking = true
+
+Component "{{.Component}}"
+	component_secret = "{{.Secret}}"
+`))
