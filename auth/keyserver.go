@@ -1,0 +1,189 @@
+package auth
+
+import (
+	"context"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
+)
+
+// maxKeyBytes bounds a key server's answer.
+const maxKeyBytes = 64 << 10
+
+// transientNegativeTTL is how long a kid is refused after a transport error
+// or an unexpected status, so that an outage does not turn every joiner into
+// a request.
+const transientNegativeTTL = 5 * time.Second
+
+// keyServer fetches RSA public keys by kid from a Jitsi ASAP key server, at
+// base/hex(sha256(kid)).pem; the kid never enters the path as given.
+type keyServer struct {
+	base    string // ends with "/"
+	client  *http.Client
+	timeout time.Duration
+	ttl     time.Duration
+	negTTL  time.Duration
+	now     func() time.Time
+	log     *zap.Logger
+	ctx     context.Context // canceled by Verifier.Close
+
+	keys    *lru.Cache[string, ksKey]
+	neg     *lru.Cache[string, ksNegative]
+	limiter *rate.Limiter
+	group   singleflight.Group
+
+	fetches atomic.Int64 // HTTP requests sent, for tests and metrics
+}
+
+type ksKey struct {
+	key     *rsa.PublicKey
+	fetched time.Time
+}
+
+type ksNegative struct {
+	until time.Time
+	err   *Error
+}
+
+func newKeyServer(ctx context.Context, base string, client *http.Client, o *Options) *keyServer {
+	if !strings.HasSuffix(base, "/") {
+		base += "/"
+	}
+	keys, _ := lru.New[string, ksKey](o.KeyCacheSize)
+	neg, _ := lru.New[string, ksNegative](o.KeyCacheSize)
+	return &keyServer{
+		base:    base,
+		client:  client,
+		timeout: o.FetchTimeout,
+		ttl:     o.KeyTTL,
+		negTTL:  o.NegativeTTL,
+		now:     o.Now,
+		log:     o.Logger,
+		ctx:     ctx,
+		keys:    keys,
+		neg:     neg,
+		limiter: rate.NewLimiter(rate.Limit(o.KeyFetchRate), o.KeyFetchBurst),
+	}
+}
+
+// keyURL is where the key for kid lives.
+func (ks *keyServer) keyURL(kid string) string {
+	sum := sha256.Sum256([]byte(kid))
+	return ks.base + hex.EncodeToString(sum[:]) + ".pem"
+}
+
+// get returns the key for kid: from the cache while fresh; else fetched once
+// however many callers ask at the same time; a stale key is kept when the
+// server cannot be reached; unknown kids are remembered for NegativeTTL and
+// fetches of uncached kids are rate-limited.
+func (ks *keyServer) get(ctx context.Context, kid string) (*rsa.PublicKey, *Error) {
+	now := ks.now()
+	cached, have := ks.keys.Get(kid)
+	if have && now.Sub(cached.fetched) < ks.ttl {
+		return cached.key, nil
+	}
+	if n, ok := ks.neg.Get(kid); ok && now.Before(n.until) {
+		if have {
+			return cached.key, nil
+		}
+		return nil, n.err
+	}
+	ch := ks.group.DoChan(kid, func() (any, error) {
+		return ks.fetch(kid, have)
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			var e *Error
+			if errors.As(res.Err, &e) {
+				if have && e.Reason == ReasonKeyUnavailable {
+					return cached.key, nil // outage: keep the last good key
+				}
+				return nil, e
+			}
+			return nil, newError(ReasonKeyUnavailable, res.Err.Error())
+		}
+		return res.Val.(*rsa.PublicKey), nil
+	case <-ctx.Done():
+		if have {
+			return cached.key, nil
+		}
+		return nil, newError(ReasonKeyUnavailable, "gave up waiting for the key server: "+ctx.Err().Error())
+	}
+}
+
+// fetch runs once per kid at a time (singleflight). Its errors are *Error.
+func (ks *keyServer) fetch(kid string, refresh bool) (any, error) {
+	if !refresh && !ks.limiter.Allow() {
+		return nil, newError(ReasonKeyUnavailable, "key server fetch rate limit reached; try again shortly")
+	}
+	ctx, cancel := context.WithTimeout(ks.ctx, ks.timeout)
+	defer cancel()
+	key, e := ks.request(ctx, kid)
+	now := ks.now()
+	switch {
+	case e == nil:
+		ks.keys.Add(kid, ksKey{key: key, fetched: now})
+		ks.neg.Remove(kid)
+		return key, nil
+	case e.Reason == ReasonUnknownKey:
+		ks.keys.Remove(kid) // revoked or never existed
+		ks.neg.Add(kid, ksNegative{until: now.Add(ks.negTTL), err: e})
+	default:
+		ks.neg.Add(kid, ksNegative{until: now.Add(transientNegativeTTL), err: e})
+		ks.log.Warn("auth: key server fetch failed", zap.String("url", ks.keyURL(kid)), zap.String("error", e.Detail))
+	}
+	return nil, e
+}
+
+// request performs one HTTP GET and parses the PEM answer.
+func (ks *keyServer) request(ctx context.Context, kid string) (*rsa.PublicKey, *Error) {
+	u := ks.keyURL(kid)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, newError(ReasonKeyUnavailable, "key server request: "+err.Error())
+	}
+	req.Header.Set("Accept", "application/x-pem-file, text/plain, */*")
+	ks.fetches.Add(1)
+	resp, err := ks.client.Do(req)
+	if err != nil {
+		return nil, newError(ReasonKeyUnavailable, "key server: "+err.Error())
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone || resp.StatusCode == http.StatusForbidden:
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxKeyBytes))
+		return nil, newError(ReasonUnknownKey, fmt.Sprintf("key server has no key for kid %q (%s answered %d)", clip(kid), u, resp.StatusCode))
+	case resp.StatusCode != http.StatusOK:
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxKeyBytes))
+		return nil, newError(ReasonKeyUnavailable, fmt.Sprintf("key server answered %d for %s", resp.StatusCode, u))
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxKeyBytes+1))
+	if err != nil {
+		return nil, newError(ReasonKeyUnavailable, "key server: reading answer: "+err.Error())
+	}
+	if len(body) > maxKeyBytes {
+		return nil, newError(ReasonUnknownKey, fmt.Sprintf("key server answer for kid %q is larger than %d bytes", clip(kid), maxKeyBytes))
+	}
+	pk, err := ParsePublicKeyPEM(body)
+	if err != nil {
+		return nil, newError(ReasonUnknownKey, fmt.Sprintf("key server key for kid %q is unusable: %v", clip(kid), err))
+	}
+	rk, ok := pk.Key.(*rsa.PublicKey)
+	if !ok {
+		return nil, newError(ReasonUnknownKey, fmt.Sprintf("key server key for kid %q is %T; only RSA keys are accepted from a key server", clip(kid), pk.Key))
+	}
+	return rk, nil
+}
