@@ -171,7 +171,10 @@ func TestTokenPolicyRoles(t *testing.T) {
 	cases := []struct {
 		name, token, app, cond string
 	}{
-		{"expired", mint(t, room, true, func(r *auth.MintRequest) { r.Expires = time.Now().Add(-time.Hour); r.IssuedAt = time.Now().Add(-2 * time.Hour) }), "token-expired", "not-authorized"},
+		{"expired", mint(t, room, true, func(r *auth.MintRequest) {
+			r.Expires = time.Now().Add(-time.Hour)
+			r.IssuedAt = time.Now().Add(-2 * time.Hour)
+		}), "token-expired", "not-authorized"},
 		{"wrong room", mint(t, other, true, nil), "token-wrong-room", "forbidden"},
 		{"bad signature", mint(t, room, true, func(r *auth.MintRequest) { r.Secret = []byte("another-secret-of-16-bytes") }), "token-bad-signature", "not-authorized"},
 		{"garbage", "not.a.token", "token-malformed", "not-authorized"},

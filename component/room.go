@@ -82,7 +82,7 @@ func (m *Moderation) newRoom(jid string) (*room, error) {
 	return &room{
 		m: m, jid: ar.JID, ar: ar, muc: m.mucs[ar.Domain], tenant: t,
 		wake: make(chan struct{}, 1), tokens: map[string][32]byte{},
-		pol:  policy.NewRoom(ar.JID, opts),
+		pol: policy.NewRoom(ar.JID, opts),
 	}, nil
 }
 

@@ -121,6 +121,9 @@ type Token struct {
 	AllowRegexRoom    bool          `yaml:"allow_regex_room"`
 	AllowWildcardSub  bool          `yaml:"allow_wildcard_sub"`
 	MaxTokenBytes     int           `yaml:"max_token_bytes"`
+	// MUCDomainPrefix is the label before the tenant in MUC domains
+	// ("conference" in conference.<sub>; docker-jitsi-meet uses "muc").
+	MUCDomainPrefix string `yaml:"muc_domain_prefix"`
 }
 
 // Secret is a string that never prints.
@@ -178,6 +181,7 @@ func DefaultToken() Token {
 		AllowWildcardRoom: true,
 		AllowWildcardSub:  true,
 		MaxTokenBytes:     8192,
+		MUCDomainPrefix:   "conference",
 	}
 }
 

@@ -174,5 +174,6 @@ func authSettings(t config.Token, path string) (auth.Settings, error) {
 	s.AllowRegexRoom = t.AllowRegexRoom
 	s.AllowWildcardSub = t.AllowWildcardSub
 	s.MaxTokenBytes = t.MaxTokenBytes
+	s.MUCDomainPrefix = t.MUCDomainPrefix
 	return s, nil
 }
