@@ -138,7 +138,7 @@ func tokenMint(args []string, stdout, stderr io.Writer) int {
 		moderator = fs.Bool("moderator", false, "context.user.moderator")
 		affil     = fs.String("affiliation", "", "context.user.affiliation (owner, moderator, teacher, member)")
 		role      = fs.String("role", "", "context.user.role (viewer)")
-		ttl       = fs.Duration("ttl", time.Hour, "lifetime")
+		ttl       = fs.Duration("ttl", time.Hour, "lifetime (negative: an already expired token)")
 		noExp     = fs.Bool("no-exp", false, "omit exp (refused by default rules)")
 		admin     = fs.Bool("admin", false, "add admin: true (for gavel's HTTP API)")
 	)
@@ -149,6 +149,13 @@ func tokenMint(args []string, stdout, stderr io.Writer) int {
 		Algorithm: *alg, KeyID: *kid, Issuer: *iss, Subject: *sub, Room: *room,
 		UserID: *userID, Name: *name, Email: *email, Moderator: *moderator,
 		Affiliation: *affil, Role: *role, TTL: *ttl, NoExpiry: *noExp,
+	}
+	if *ttl <= 0 && !*noExp {
+		// A negative lifetime makes an already expired token, for trying
+		// out refusals.
+		req.TTL = 0
+		req.Expires = time.Now().Add(*ttl)
+		req.IssuedAt = req.Expires.Add(-time.Hour)
 	}
 	if *aud != "" {
 		req.Audience = strings.Split(*aud, ",")

@@ -288,7 +288,7 @@ var configTemplate = template.Must(template.New("prosody").Parse(`-- written by 
 pidfile = "{{.Dir}}/prosody.pid"
 data_path = "{{.Dir}}/data"
 plugin_paths = { {{range .Opts.PluginPaths}}"{{.}}"; {{end}} }
-admins = { "{{.Component}}" }
+admins = { }
 modules_enabled = { "roster"; "saslauth"; "disco"; "ping"; "posix"; {{range .Opts.ExtraModules}}"{{.}}"; {{end}} }
 modules_disabled = { "s2s"; "tls"; "http"; "offline"; "limits" }
 c2s_ports = { {{.C2SPort}} }
@@ -312,6 +312,7 @@ VirtualHost "{{.GuestHost}}"
 	authentication = "anonymous"
 
 Component "{{.MUC}}" "muc"
+	admins = { "{{.Component}}" }
 	modules_enabled = { {{range .Opts.MUCModules}}"{{.}}"; {{end}} }
 {{if .Opts.RestrictRoomCreation}}	restrict_room_creation = "admin"{{end}}
 	muc_room_default_public = true

@@ -1,0 +1,45 @@
+# gavel: make demo (a meeting against a throwaway Prosody), make test.
+GO      ?= go
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
+BIN     := bin
+
+.PHONY: all deps build demo test lint fuzz bench clean
+
+all: build
+
+## deps: install Prosody if it is missing (Debian/Ubuntu, apt-get).
+deps:
+	@command -v prosody >/dev/null 2>&1 || { \
+		echo "installing prosody (apt-get)"; \
+		$(APT) update -qq && $(APT) install -y -qq prosody >/dev/null; }
+	@# Debian starts a system Prosody on install; gavel's tests run their own.
+	@$(SUDO) service prosody stop >/dev/null 2>&1 || true
+
+## build: build bin/gavel.
+build:
+	$(GO) build -o $(BIN)/gavel ./cmd/gavel
+
+## demo: start a throwaway Prosody and gavel on loopback and hold a meeting.
+demo: deps build
+	$(GO) run ./cmd/gavel-demo -gavel $(BIN)/gavel
+
+## test: vet, then every test, the real-Prosody integration tests included.
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 30m ./...
+
+## lint: gofmt and staticcheck.
+lint:
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+
+## fuzz: run each fuzz target for FUZZTIME (default 20s).
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test ./auth/ -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./auth/ -run '^$$' -fuzz '^FuzzParseRoom$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./component/ -run '^$$' -fuzz '^FuzzStanza$$' -fuzztime $(FUZZTIME)
+
+clean:
+	rm -rf $(BIN) .demo
