@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -67,6 +68,7 @@ type running struct {
 	logs   *observer.ObservedLogs
 	cancel context.CancelFunc
 	done   chan error
+	once   sync.Once
 }
 
 func startComponent(t *testing.T, srv *prosodytest.Server, mutate func(*Options)) *running {
@@ -95,12 +97,14 @@ func startComponent(t *testing.T, srv *prosodytest.Server, mutate func(*Options)
 }
 
 func (r *running) stop() {
-	r.cancel()
-	select {
-	case <-r.done:
-	case <-time.After(15 * time.Second):
-		panic("component did not stop within 15s")
-	}
+	r.once.Do(func() {
+		r.cancel()
+		select {
+		case <-r.done:
+		case <-time.After(15 * time.Second):
+			panic("component did not stop within 15s")
+		}
+	})
 }
 
 func (r *running) waitConnected(t *testing.T, d time.Duration) {

@@ -1,0 +1,256 @@
+package component
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gavelxmpp/gavel/auth"
+	"github.com/gavelxmpp/gavel/internal/prosodytest"
+	"github.com/gavelxmpp/gavel/internal/xclient"
+	"github.com/gavelxmpp/gavel/policy"
+	"github.com/gavelxmpp/gavel/store"
+)
+
+func withUser(id string) func(*auth.MintRequest) {
+	return func(r *auth.MintRequest) { r.UserID = id }
+}
+
+func TestBanUserRemovesEverywhereAndHolds(t *testing.T) {
+	g := startModerated(t, shared, map[string]Tenant{"": tenant(policy.Token, policy.GuestsDeny)}, nil)
+	roomA, roomB := newRoom(""), newRoom("")
+	host := login(t, shared)
+	knockJoin(t, host, roomA, mint(t, roomA, true, nil), "host")
+	knockJoin(t, host, roomB, mint(t, roomB, true, nil), "host")
+	troll := login(t, shared)
+	knockJoin(t, troll, roomA, mint(t, roomA, false, withUser("troll")), "troll")
+	knockJoin(t, troll, roomB, mint(t, roomB, false, withUser("troll")), "troll")
+
+	ar, _ := auth.ParseRoom(roomA)
+	start := time.Now()
+	removed, err := g.mod.Ban(context.Background(), BanRequest{Tenant: ar.Tenant, Kind: store.KindUser, Value: "troll", Reason: "spam", By: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if removed != 2 {
+		t.Errorf("removed %d occupants, want 2 (one per room)", removed)
+	}
+	for _, room := range []string{roomA, roomB} {
+		p, err := host.WaitPresence(ctxT(t, 2*time.Second), func(p xclient.Presence) bool {
+			return strings.EqualFold(p.From, room+"/troll") && p.Type == "unavailable"
+		})
+		if err != nil {
+			t.Fatalf("troll still in %s: %v", room, err)
+		}
+		if p.Affiliation != "outcast" {
+			t.Errorf("troll left %s as %s, want outcast", room, p.Affiliation)
+		}
+	}
+	elapsed := time.Since(start)
+	t.Logf("banned user removed from 2 rooms in %v", elapsed)
+	if elapsed > 100*time.Millisecond {
+		t.Logf("note: removal took over 100 ms on this machine")
+	}
+	// A new JID with a fresh token for the same user id is refused.
+	again := login(t, shared)
+	_, err = again.Knock(ctxT(t, 5*time.Second), prosodytest.Component, roomA, mint(t, roomA, false, withUser("troll")))
+	wantRefusal(t, err, "auth", "forbidden", "banned")
+	// The old JID cannot skip the knock: it is an outcast of a members-only
+	// room (Prosody checks membership first, so the condition says so).
+	_, err = troll.Join(ctxT(t, 5*time.Second), roomA, "troll2")
+	var xe *xclient.Error
+	if !errors.As(err, &xe) || (xe.Condition != "forbidden" && xe.Condition != "registration-required") {
+		t.Errorf("banned JID rejoining directly: %v, want a refusal", err)
+	}
+	// Unban lets the user back in with a new JID.
+	if found, err := g.mod.Unban(context.Background(), ar.Tenant, store.KindUser, "troll", "test"); err != nil || !found {
+		t.Fatalf("unban: %v %v", found, err)
+	}
+	knockJoin(t, again, roomA, mint(t, roomA, false, withUser("troll")), "troll3")
+}
+
+func TestBanToken(t *testing.T) {
+	g := startModerated(t, shared, map[string]Tenant{"": tenant(policy.Token, policy.GuestsDeny)}, nil)
+	room := newRoom("")
+	host := login(t, shared)
+	knockJoin(t, host, room, mint(t, room, true, nil), "host")
+	leaked := mint(t, room, false, nil)
+	user := login(t, shared)
+	knockJoin(t, user, room, leaked, "leaker")
+	ar, _ := auth.ParseRoom(room)
+	n, err := g.mod.Ban(context.Background(), BanRequest{Tenant: ar.Tenant, Kind: store.KindToken, Value: leaked, By: "test"})
+	if err != nil || n != 1 {
+		t.Fatalf("ban token: removed %d, %v", n, err)
+	}
+	other := login(t, shared)
+	_, err = other.Knock(ctxT(t, 5*time.Second), prosodytest.Component, room, leaked)
+	wantRefusal(t, err, "auth", "forbidden", "banned")
+	for _, b := range mustBans(t, g) {
+		if strings.Contains(b.Value, leaked[:20]) {
+			t.Error("the raw token was stored")
+		}
+	}
+}
+
+func mustBans(t *testing.T, g *moderated) []store.Ban {
+	bans, err := g.mod.Bans(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bans
+}
+
+func TestKickAndDestroy(t *testing.T) {
+	g := startModerated(t, shared, map[string]Tenant{"": tenant(policy.Token, policy.GuestsDeny)}, nil)
+	room := newRoom("")
+	host, user := login(t, shared), login(t, shared)
+	knockJoin(t, host, room, mint(t, room, true, nil), "host")
+	knockJoin(t, user, room, mint(t, room, false, nil), "user")
+	ctx := ctxT(t, 10*time.Second)
+	if err := g.mod.Kick(ctx, room, "user", "be nice", "test"); err != nil {
+		t.Fatal(err)
+	}
+	p, err := user.WaitPresence(ctx, func(p xclient.Presence) bool {
+		return strings.EqualFold(p.From, room+"/user") && p.Type == "unavailable"
+	})
+	if err != nil || !p.Self() {
+		t.Fatalf("kick not seen: %v %+v", err, p)
+	}
+	if err := g.mod.Kick(ctx, room, "nobody", "", "test"); !errors.Is(err, ErrParticipantNotFound) {
+		t.Errorf("kick unknown nick: %v", err)
+	}
+	if err := g.mod.Kick(ctx, "ghost@"+prosodytest.MUC, "x", "", "test"); !errors.Is(err, ErrRoomNotFound) {
+		t.Errorf("kick in unknown room: %v", err)
+	}
+	if err := g.mod.Kick(ctx, "r@conference.elsewhere.test", "x", "", "test"); !errors.Is(err, ErrNotGoverned) {
+		t.Errorf("kick in ungoverned room: %v", err)
+	}
+
+	if err := g.mod.Destroy(ctx, room, "meeting over", "test"); err != nil {
+		t.Fatal(err)
+	}
+	p, err = host.WaitPresence(ctx, func(p xclient.Presence) bool {
+		return strings.EqualFold(p.From, room+"/host") && p.Type == "unavailable"
+	})
+	if err != nil || !p.Destroyed {
+		t.Fatalf("destroy not seen by the host: %v %+v", err, p)
+	}
+	if err := g.mod.Destroy(ctx, "ghost@"+prosodytest.MUC, "", "test"); !errors.Is(err, ErrRoomNotFound) {
+		t.Errorf("destroy unknown room: %v", err)
+	}
+	// gavel forgets the destroyed room.
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) && len(g.mod.Rooms()) > 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if rooms := g.mod.Rooms(); len(rooms) != 0 {
+		t.Errorf("rooms after destroy: %v", rooms)
+	}
+}
+
+func TestAdHocCommands(t *testing.T) {
+	startModerated(t, shared, map[string]Tenant{"": tenant(policy.Token, policy.GuestsDeny)}, nil)
+	if err := shared.Register("admin", prosodytest.Host, "pw"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t, 10*time.Second)
+	admin, err := xclient.Login(ctx, shared.C2SAddr, "admin", prosodytest.Host, "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+
+	var items struct {
+		Query struct {
+			Items []struct {
+				Node string `xml:"node,attr"`
+			} `xml:"item"`
+		} `xml:"http://jabber.org/protocol/disco#items query"`
+	}
+	if err := admin.IQ(ctx, prosodytest.Component, "get", `<query xmlns='http://jabber.org/protocol/disco#items' node='http://jabber.org/protocol/commands'/>`, &items); err != nil {
+		t.Fatal(err)
+	}
+	var nodes []string
+	for _, it := range items.Query.Items {
+		nodes = append(nodes, it.Node)
+	}
+	if strings.Join(nodes, ",") != "ban-user,ban-token,unban,list-bans,kick,destroy" {
+		t.Errorf("command nodes = %v", nodes)
+	}
+
+	type cmdResp struct {
+		Command struct {
+			Status    string `xml:"status,attr"`
+			SessionID string `xml:"sessionid,attr"`
+			Note      string `xml:"note"`
+			Fields    []struct {
+				Var string `xml:"var,attr"`
+			} `xml:"jabber:x:data x>field"`
+		} `xml:"http://jabber.org/protocol/commands command"`
+	}
+	var form cmdResp
+	if err := admin.IQ(ctx, prosodytest.Component, "set", `<command xmlns='http://jabber.org/protocol/commands' node='ban-user' action='execute'/>`, &form); err != nil {
+		t.Fatal(err)
+	}
+	if form.Command.Status != "executing" || len(form.Command.Fields) != 4 {
+		t.Fatalf("ban-user form: %+v", form.Command)
+	}
+	var done cmdResp
+	submit := `<command xmlns='http://jabber.org/protocol/commands' node='ban-user' sessionid='` + form.Command.SessionID + `'><x xmlns='jabber:x:data' type='submit'>` +
+		`<field var='tenant'><value>example.test</value></field><field var='user'><value>adhoc-troll</value></field>` +
+		`<field var='duration'><value>1h</value></field></x></command>`
+	if err := admin.IQ(ctx, prosodytest.Component, "set", submit, &done); err != nil {
+		t.Fatal(err)
+	}
+	if done.Command.Status != "completed" || !strings.Contains(done.Command.Note, "banned") {
+		t.Errorf("ban-user result: %+v", done.Command)
+	}
+	var list cmdResp
+	if err := admin.IQ(ctx, prosodytest.Component, "set", `<command xmlns='http://jabber.org/protocol/commands' node='list-bans'><x xmlns='jabber:x:data' type='submit'><field var='tenant'><value>example.test</value></field></x></command>`, &list); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(list.Command.Note, "adhoc-troll") {
+		t.Errorf("list-bans: %q", list.Command.Note)
+	}
+	// Bad input is a bad-request with the reason.
+	err = admin.IQ(ctx, prosodytest.Component, "set", `<command xmlns='http://jabber.org/protocol/commands' node='ban-user'><x xmlns='jabber:x:data' type='submit'><field var='tenant'><value>example.test</value></field><field var='user'><value>x</value></field><field var='duration'><value>soon</value></field></x></command>`, nil)
+	var xe *xclient.Error
+	if !errors.As(err, &xe) || xe.Condition != "bad-request" || !strings.Contains(xe.Text, "duration") {
+		t.Errorf("bad duration: %v", err)
+	}
+	// Others are forbidden.
+	other := login(t, shared)
+	err = other.IQ(ctx, prosodytest.Component, "set", `<command xmlns='http://jabber.org/protocol/commands' node='ban-user' action='execute'/>`, nil)
+	if !errors.As(err, &xe) || xe.Condition != "forbidden" {
+		t.Errorf("non-admin: %v, want forbidden", err)
+	}
+}
+
+func TestBansSurviveGavelRestart(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenants := map[string]Tenant{"": tenant(policy.Token, policy.GuestsDeny)}
+	g := startModerated(t, shared, tenants, st)
+	room := newRoom("")
+	ar, _ := auth.ParseRoom(room)
+	if _, err := g.mod.Ban(context.Background(), BanRequest{Tenant: ar.Tenant, Kind: store.KindUser, Value: "persistent-troll", By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	g.stop()
+	st.Close()
+
+	st2, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	startModerated(t, shared, tenants, st2)
+	cl := login(t, shared)
+	_, err = cl.Knock(ctxT(t, 5*time.Second), prosodytest.Component, room, mint(t, room, false, withUser("persistent-troll")))
+	wantRefusal(t, err, "auth", "forbidden", "banned")
+}
