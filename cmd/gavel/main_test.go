@@ -1,0 +1,237 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gavelxmpp/gavel/auth"
+	"github.com/gavelxmpp/gavel/internal/prosodytest"
+	"github.com/gavelxmpp/gavel/internal/xclient"
+)
+
+const secret = "cmd-test-secret-0123456789"
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "gavel.yml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const baseConfig = `
+component:
+  jid: mod.example.test
+  secret: s3cret
+muc:
+  - domain: conference.example.test
+tenants:
+  default:
+    token:
+      app_id: myapp
+      secrets: ["` + secret + `"]
+`
+
+func TestCheck(t *testing.T) {
+	good := writeConfig(t, baseConfig)
+	bad := writeConfig(t, baseConfig+"  acme:\n    polcy: token\n")
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{"valid", []string{"-config", good, "-check"}, 0, good + ": ok", ""},
+		{"unknown key", []string{"-config", bad, "-check"}, 1, "", `unknown key "tenants.acme.polcy"`},
+		{"missing file", []string{"-config", "/nonexistent.yml", "-check"}, 1, "", "no such file"},
+		{"no config", []string{"-check"}, 2, "", "usage: gavel -config FILE"},
+		{"stray argument", []string{"-config", good, "extra"}, 2, "", "usage"},
+		{"version", []string{"-version"}, 0, "gavel ", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := run(tt.args, &out, &errb)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d (stderr %s)", code, tt.code, errb.String())
+			}
+			if !strings.Contains(out.String(), tt.stdout) || !strings.Contains(errb.String(), tt.stderr) {
+				t.Errorf("stdout %q stderr %q", out.String(), errb.String())
+			}
+		})
+	}
+}
+
+func TestTokenVerify(t *testing.T) {
+	cfg := writeConfig(t, baseConfig)
+	room := "standup@conference.example.test"
+	mk := func(mut func(*auth.MintRequest)) string {
+		r := auth.MintRequest{Secret: []byte(secret), Issuer: "myapp", Audience: []string{"jitsi"}, Subject: "example.test", Room: "standup", UserID: "alice", Moderator: true, TTL: time.Hour}
+		if mut != nil {
+			mut(&r)
+		}
+		tok, err := auth.Mint(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	tests := []struct {
+		name  string
+		args  []string
+		stdin string
+		code  int
+		want  string
+	}{
+		{"valid", []string{"-config", cfg, "-room", room, mk(nil)}, "", 0, "valid: accepted for room standup@conference.example.test"},
+		{"from stdin", []string{"-config", cfg, "-room", room, "-"}, mk(nil) + "\n", 0, "moderator: true"},
+		{"expired", []string{"-config", cfg, "-room", room, mk(func(r *auth.MintRequest) {
+			r.TTL = 0
+			r.Expires = time.Now().Add(-time.Hour)
+			r.IssuedAt = time.Now().Add(-2 * time.Hour)
+		})}, "", 1, "refused: expired"},
+		{"wrong room", []string{"-config", cfg, "-room", "retro@conference.example.test", mk(nil)}, "", 1, "refused: wrong-room"},
+		{"json", []string{"-config", cfg, "-room", room, "-json", "garbage"}, "", 1, `"reason": "malformed"`},
+		{"bad room flag", []string{"-config", cfg, "-room", "no-at", mk(nil)}, "", 2, ""},
+		{"no config", []string{"-room", room, mk(nil)}, "", 2, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := tokenVerify(tt.args, strings.NewReader(tt.stdin), &out, &errb)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d; stdout %s stderr %s", code, tt.code, out.String(), errb.String())
+			}
+			if !strings.Contains(out.String(), tt.want) {
+				t.Errorf("stdout %q lacks %q", out.String(), tt.want)
+			}
+		})
+	}
+}
+
+func TestTokenMintRoundTrip(t *testing.T) {
+	var out, errb bytes.Buffer
+	t.Setenv("MINT_SECRET", secret)
+	if code := run([]string{"token", "mint", "-secret-env", "MINT_SECRET", "-iss", "myapp", "-sub", "example.test", "-room", "standup", "-user-id", "u1", "-moderator"}, &out, &errb); code != 0 {
+		t.Fatalf("mint exit %d: %s", code, errb.String())
+	}
+	cfg := writeConfig(t, baseConfig)
+	var vout bytes.Buffer
+	if code := tokenVerify([]string{"-config", cfg, "-room", "standup@conference.example.test", strings.TrimSpace(out.String())}, nil, &vout, &errb); code != 0 {
+		t.Fatalf("minted token refused: %s", vout.String())
+	}
+	if code := run([]string{"token", "mint"}, &out, &errb); code != 2 {
+		t.Errorf("mint without a key: exit %d", code)
+	}
+}
+
+// TestAcknowledgedBanSurvivesKill9 runs the real binary: a ban acknowledged
+// over an ad-hoc command must survive gavel being killed right after.
+func TestAcknowledgedBanSurvivesKill9(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "gavel")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	srv, err := prosodytest.Start(t.TempDir(), prosodytest.Options{RestrictRoomCreation: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	data := t.TempDir()
+	cfg := writeConfig(t, fmt.Sprintf(`
+component:
+  jid: mod.example.test
+  address: %s
+  secret: %q
+muc:
+  - domain: conference.example.test
+data_dir: %s
+admins: [admin@example.test]
+log:
+  level: debug
+tenants:
+  default:
+    token:
+      app_id: myapp
+      secrets: [%q]
+`, srv.ComponentAddr, srv.Secret, data, secret))
+	for _, u := range []string{"admin", "user"} {
+		if err := srv.Register(u, prosodytest.Host, "pw"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := func() *exec.Cmd {
+		cmd := exec.Command(bin, "-config", cfg)
+		var logs bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &logs, &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	admin, err := xclient.Login(ctx, srv.C2SAddr, "admin", prosodytest.Host, "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	waitUp := func() {
+		for i := 0; i < 100; i++ {
+			qctx, c := context.WithTimeout(ctx, time.Second)
+			err := admin.IQ(qctx, prosodytest.Component, "get", `<ping xmlns='urn:xmpp:ping'/>`, nil)
+			c()
+			if err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatal("gavel did not connect")
+	}
+
+	g := start()
+	waitUp()
+	for round := 0; round < 3; round++ {
+		user := fmt.Sprintf("victim-%d", round)
+		var res struct {
+			Command struct {
+				Status string `xml:"status,attr"`
+			} `xml:"http://jabber.org/protocol/commands command"`
+		}
+		err := admin.IQ(ctx, prosodytest.Component, "set", `<command xmlns='http://jabber.org/protocol/commands' node='ban-user'><x xmlns='jabber:x:data' type='submit'><field var='tenant'><value>example.test</value></field><field var='user'><value>`+user+`</value></field></x></command>`, &res)
+		if err != nil || res.Command.Status != "completed" {
+			t.Fatalf("ban not acknowledged: %v %+v", err, res)
+		}
+		// Acknowledged: kill -9 at once.
+		_ = g.Process.Signal(syscall.SIGKILL)
+		_ = g.Wait()
+		// Prosody must notice the dead component before a new one may connect.
+		time.Sleep(200 * time.Millisecond)
+
+		g = start()
+		waitUp()
+		cl, err := xclient.Login(ctx, srv.C2SAddr, "user", prosodytest.Host, "pw")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, _ := auth.Mint(auth.MintRequest{Secret: []byte(secret), Issuer: "myapp", Audience: []string{"jitsi"}, Subject: "example.test", Room: "*", UserID: user, TTL: time.Hour})
+		_, err = cl.Knock(ctx, prosodytest.Component, "room@conference.example.test", tok)
+		cl.Close()
+		var xe *xclient.Error
+		if !errors.As(err, &xe) || xe.App != "banned" {
+			t.Fatalf("round %d: ban lost after kill -9: knock gave %v", round, err)
+		}
+	}
+}
