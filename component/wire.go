@@ -64,16 +64,19 @@ type mucItem struct {
 	Nick        string `xml:"nick,attr"`
 }
 
+// mucStatus is a status code. It is kept as text: a typed field would let
+// any sender make decoding fail.
 type mucStatus struct {
-	Code int `xml:"code,attr"`
+	Code string `xml:"code,attr"`
 }
 
 func (u *mucUser) has(code int) bool {
 	if u == nil {
 		return false
 	}
+	want := strconv.Itoa(code)
 	for _, s := range u.Status {
-		if s.Code == code {
+		if s.Code == want {
 			return true
 		}
 	}
