@@ -111,16 +111,6 @@ func (c *Component) WaitConnected(ctx context.Context) error {
 	}
 }
 
-// current returns the live session, or nil.
-func (c *Component) current() *session {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.sess == nil || c.sess.closed.Load() {
-		return nil
-	}
-	return c.sess
-}
-
 // Run connects and serves until ctx ends, reconnecting with capped
 // exponential backoff and jitter. It returns nil after a clean shutdown.
 func (c *Component) Run(ctx context.Context) error {

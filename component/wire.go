@@ -263,4 +263,3 @@ func field(b *xb, name, typ string, values ...string) {
 	b.close("field")
 }
 
-func itoa(n int) string { return strconv.Itoa(n) }

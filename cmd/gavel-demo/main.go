@@ -192,7 +192,7 @@ func (m *meeting) mint(args ...string) string {
 		m.fail(fmt.Errorf("gavel token mint: %v: %s", err, errb.String()))
 		return ""
 	}
-	fmt.Printf("    $ gavel %s\n", strings.Join(full[:len(full)], " "))
+	fmt.Printf("    $ gavel %s\n", strings.Join(full, " "))
 	return strings.TrimSpace(out.String())
 }
 

@@ -1,0 +1,359 @@
+package api
+
+import (
+	"context"
+	"encoding/hex"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gavelxmpp/gavel/auth"
+	"github.com/gavelxmpp/gavel/component"
+	"github.com/gavelxmpp/gavel/store"
+)
+
+// banResponse answers a ban.
+type banResponse struct {
+	Tenant  string `json:"tenant"`
+	Kind    string `json:"kind"`
+	Value   string `json:"value"`
+	Expires string `json:"expires,omitempty"`
+	Removed int    `json:"removed"`
+}
+
+// unbanResponse answers an unban that found its ban.
+type unbanResponse struct {
+	Tenant   string `json:"tenant"`
+	Kind     string `json:"kind"`
+	Value    string `json:"value"`
+	Unbanned bool   `json:"unbanned"`
+}
+
+// banJSON is one ban in a list.
+type banJSON struct {
+	Tenant  string `json:"tenant"`
+	Kind    string `json:"kind"`
+	Value   string `json:"value"`
+	Reason  string `json:"reason"`
+	By      string `json:"by"`
+	Created string `json:"created"`
+	Expires string `json:"expires,omitempty"`
+}
+
+// bansResponse answers a list of bans.
+type bansResponse struct {
+	Bans []banJSON `json:"bans"`
+}
+
+// meetingResponse answers a conference command.
+type meetingResponse struct {
+	Action             string `json:"action"`
+	ConferenceFullName string `json:"conferenceFullName"`
+	ParticipantID      string `json:"participantId,omitempty"`
+}
+
+// commandContext bounds one command by the request and commandTimeout.
+func commandContext(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), commandTimeout)
+}
+
+// tenantRequest authenticates r and checks that its token may act on the
+// {appId} of the path. It returns the tenant (the app id in lowercase, as
+// room JIDs give it) or writes the error response.
+func (s *Server) tenantRequest(w http.ResponseWriter, r *http.Request) (string, principal, bool) {
+	appID := r.PathValue("appId")
+	tenant := strings.ToLower(appID)
+	infoOf(r).tenant = tenant
+	p, e := s.verifier.authenticate(r)
+	if e == nil {
+		e = authorize(p, appID)
+	}
+	if e != nil {
+		writeError(w, r, e)
+		return "", principal{}, false
+	}
+	return tenant, p, true
+}
+
+// fail writes the response for an error of the command layer.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	e := commandError(err)
+	if e.code == "internal" {
+		infoOf(r).err = err
+	}
+	writeError(w, r, e)
+}
+
+// tokenDisplay is how a token ban's value is shown: never the token itself.
+func tokenDisplay(hexHash string) string {
+	return "sha256:" + hexHash[:16]
+}
+
+// banUser handles POST .../{appId}/ban/user/{userId}.
+func (s *Server) banUser(w http.ResponseWriter, r *http.Request) {
+	tenant, p, ok := s.tenantRequest(w, r)
+	if !ok {
+		return
+	}
+	user := r.PathValue("userId")
+	data, e := readBody(w, r, s.maxBody, true)
+	var body banBody
+	if e == nil && data != nil {
+		e = decodeStrict(data, &body)
+	}
+	var expires time.Time
+	if e == nil {
+		expires, e = body.check(s.now())
+	}
+	if e != nil {
+		writeError(w, r, e)
+		return
+	}
+	kind := store.KindUser
+	if strings.Contains(user, "@") {
+		kind = store.KindJID
+	}
+	ctx, cancel := commandContext(r)
+	defer cancel()
+	removed, err := s.cmds.Ban(ctx, component.BanRequest{
+		Tenant: tenant, Kind: kind, Value: user, Reason: body.Reason, By: p.by(), Expires: expires,
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, r, http.StatusOK, banResponse{
+		Tenant: tenant, Kind: string(kind), Value: user, Expires: formatTime(expires), Removed: removed,
+	})
+}
+
+// unbanUser handles DELETE .../{appId}/ban/user/{userId}.
+func (s *Server) unbanUser(w http.ResponseWriter, r *http.Request) {
+	tenant, p, ok := s.tenantRequest(w, r)
+	if !ok {
+		return
+	}
+	user := r.PathValue("userId")
+	kind := store.KindUser
+	if strings.Contains(user, "@") {
+		kind = store.KindJID
+	}
+	s.unban(w, r, tenant, kind, user, user, p)
+}
+
+// banJWT handles POST .../{appId}/ban/jwt.
+func (s *Server) banJWT(w http.ResponseWriter, r *http.Request) {
+	tenant, p, ok := s.tenantRequest(w, r)
+	if !ok {
+		return
+	}
+	data, e := readBody(w, r, s.maxBody, false)
+	var body banJWTBody
+	if e == nil {
+		e = decodeStrict(data, &body)
+	}
+	var tok string
+	if e == nil {
+		tok, e = checkJWT(body.JWT)
+	}
+	var expires time.Time
+	if e == nil {
+		expires, e = body.check(s.now())
+	}
+	if e != nil {
+		writeError(w, r, e)
+		return
+	}
+	ctx, cancel := commandContext(r)
+	defer cancel()
+	removed, err := s.cmds.Ban(ctx, component.BanRequest{
+		Tenant: tenant, Kind: store.KindToken, Value: tok, Reason: body.Reason, By: p.by(), Expires: expires,
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, r, http.StatusOK, banResponse{
+		Tenant: tenant, Kind: string(store.KindToken), Value: tokenDisplay(tokenHash(tok)),
+		Expires: formatTime(expires), Removed: removed,
+	})
+}
+
+// unbanJWT handles DELETE .../{appId}/ban/jwt.
+func (s *Server) unbanJWT(w http.ResponseWriter, r *http.Request) {
+	tenant, p, ok := s.tenantRequest(w, r)
+	if !ok {
+		return
+	}
+	data, e := readBody(w, r, s.maxBody, false)
+	var body unbanJWTBody
+	if e == nil {
+		e = decodeStrict(data, &body)
+	}
+	var hash string
+	if e == nil {
+		switch {
+		case body.JWT != "" && body.Hash != "":
+			e = errBadRequest("give jwt or hash, not both")
+		case body.JWT != "":
+			var tok string
+			if tok, e = checkJWT(body.JWT); e == nil {
+				hash = tokenHash(tok)
+			}
+		case body.Hash != "":
+			hash = strings.ToLower(body.Hash)
+			if len(hash) != 64 || !isHex(hash) {
+				e = errBadRequest("hash must be the 64 hex digits of a token ban, as GET .../bans lists it")
+			}
+		default:
+			e = errBadRequest("jwt or hash is required")
+		}
+	}
+	if e != nil {
+		writeError(w, r, e)
+		return
+	}
+	s.unban(w, r, tenant, store.KindToken, hash, tokenDisplay(hash), p)
+}
+
+// unban removes a ban and answers; shown is the value in the response.
+func (s *Server) unban(w http.ResponseWriter, r *http.Request, tenant string, kind store.Kind, value, shown string, p principal) {
+	ctx, cancel := commandContext(r)
+	defer cancel()
+	found, err := s.cmds.Unban(ctx, tenant, kind, value, p.by())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if !found {
+		writeError(w, r, &apiError{http.StatusNotFound, "not-found", "no such ban"})
+		return
+	}
+	writeJSON(w, r, http.StatusOK, unbanResponse{Tenant: tenant, Kind: string(kind), Value: shown, Unbanned: true})
+}
+
+// listBans handles GET .../{appId}/bans.
+func (s *Server) listBans(w http.ResponseWriter, r *http.Request) {
+	tenant, _, ok := s.tenantRequest(w, r)
+	if !ok {
+		return
+	}
+	ctx, cancel := commandContext(r)
+	defer cancel()
+	bans, err := s.cmds.Bans(ctx, tenant)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := bansResponse{Bans: make([]banJSON, 0, len(bans))}
+	for _, b := range bans {
+		out.Bans = append(out.Bans, banJSON{
+			Tenant: b.Tenant, Kind: string(b.Kind), Value: b.Value, Reason: b.Reason, By: b.By,
+			Created: formatTime(b.Created), Expires: formatTime(b.Expires),
+		})
+	}
+	writeJSON(w, r, http.StatusOK, out)
+}
+
+// meeting handles POST /conference-commands/v1/meeting.
+func (s *Server) meeting(w http.ResponseWriter, r *http.Request) {
+	p, e := s.verifier.authenticate(r)
+	if e != nil {
+		writeError(w, r, e)
+		return
+	}
+	infoOf(r).tenant = strings.ToLower(p.sub)
+	data, e := readBody(w, r, s.maxBody, false)
+	var cmd meetingCommand
+	if e == nil {
+		cmd, e = decodeMeeting(data)
+	}
+	if e != nil {
+		writeError(w, r, e)
+		return
+	}
+	tenant, err := s.cmds.TenantOf(cmd.Room)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	infoOf(r).tenant = tenant
+	if e := authorize(p, tenant); e != nil {
+		writeError(w, r, e)
+		return
+	}
+	ctx, cancel := commandContext(r)
+	defer cancel()
+	switch cmd.Action {
+	case actionDestroy:
+		err = s.cmds.Destroy(ctx, cmd.Room, cmd.Reason, p.by())
+	case actionKick:
+		err = s.cmds.Kick(ctx, cmd.Room, cmd.Participant, cmd.Reason, p.by())
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, r, http.StatusOK, meetingResponse{Action: cmd.Action, ConferenceFullName: cmd.Room, ParticipantID: cmd.Participant})
+}
+
+// healthz handles GET /healthz: the process is alive.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeText(w, r, "ok\n")
+}
+
+// readyz handles GET /readyz: the component is connected and the store open.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if err := s.ready(); err != nil {
+		writeError(w, r, &apiError{http.StatusServiceUnavailable, "not-ready", err.Error()})
+		return
+	}
+	writeText(w, r, "ok\n")
+}
+
+// writeText writes a 200 plain-text response.
+func writeText(w http.ResponseWriter, r *http.Request, text string) {
+	infoOf(r).result = "ok"
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write([]byte(text))
+}
+
+// checkJWT trims a token to ban and checks that it has the shape of a
+// compact JWS, header.payload.signature.
+func checkJWT(tok string) (string, *apiError) {
+	tok = strings.TrimSpace(tok)
+	if tok == "" {
+		return "", errBadRequest("jwt is required")
+	}
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
+		return "", errBadRequest("jwt must be a compact JWT: header.payload.signature")
+	}
+	return tok, nil
+}
+
+// tokenHash is the hex hash the command layer stores for a token ban.
+func tokenHash(tok string) string {
+	h := auth.TokenHash(tok)
+	return hex.EncodeToString(h[:])
+}
+
+// isHex reports whether s is made of hex digits only.
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// formatTime renders t in RFC 3339 UTC, or "" for the zero time.
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}

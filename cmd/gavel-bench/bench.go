@@ -1,0 +1,287 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// variant is one side of a comparison: a mode and how to run a round of it.
+type variant struct {
+	mode string
+	run  func(ctx context.Context) (sample, error)
+}
+
+// runBench runs the selected phases and reports.
+func runBench(ctx context.Context, o options) error {
+	e, err := start(ctx, o)
+	if err != nil {
+		return err
+	}
+	ok := false
+	defer func() {
+		e.close()
+		if ok && !o.keep && o.dir == "" {
+			os.RemoveAll(e.dir)
+		} else {
+			logf("work directory kept: %s", e.dir)
+		}
+	}()
+	res := &results{
+		Settings: map[string]any{
+			"n": o.n, "m": o.m, "concurrency": o.concurrency, "rounds": o.rounds, "stay": o.stay.String(),
+			"duration": o.duration.String(), "rate": o.rate, "arrivals": o.arrivals, "burst": o.burst,
+			"burst_rooms": o.burstRooms, "recovery_rooms": o.recRooms, "recovery_clients": o.recClients,
+			"moderators": o.moderators, "policy_rooms": o.policyRooms, "policy_occupants": o.policyPer,
+		},
+		Gavel: map[string]int64{},
+	}
+	res.Machine = describeMachine(ctx, e.srv.ConfigPath, e.gavelBin)
+	res.Machine.Pinned = "no"
+	if e.pinned {
+		res.Machine.Pinned = fmt.Sprintf("Prosody on CPU %d; load generator and gavel on CPU %d (taskset)", prosodyCPU, loadCPU)
+	}
+	res.Machine.GCBetween = e.gcOK
+	res.Machine.CommandRun = strings.TrimSpace("gavel-bench " + strings.Join(os.Args[1:], " "))
+	b := &bench{e: e, o: o, res: res, rooms: map[string]roomSet{}}
+	fmt.Printf("gavel-bench: %s; %s; %s; %s\n", res.Machine.Prosody, res.Machine.Gavel, res.Machine.Go, res.Machine.Pinned)
+
+	if err := b.phases(ctx); err != nil {
+		return err
+	}
+	res.evaluate()
+	writeTargets(os.Stdout, res.Targets, false)
+	if o.jsonPath != "" {
+		if err := writeJSON(o.jsonPath, res); err != nil {
+			return err
+		}
+		logf("results written to %s", o.jsonPath)
+	}
+	if o.mdPath != "" {
+		var buf bytes.Buffer
+		markdown(&buf, res)
+		if err := os.WriteFile(o.mdPath, buf.Bytes(), 0o644); err != nil {
+			return err
+		}
+		logf("Markdown tables written to %s", o.mdPath)
+	}
+	ok = true
+	return nil
+}
+
+// phases runs the phases in order: those sharing the main rooms first, the
+// restart of Prosody and the in-process policy engine last.
+func (b *bench) phases(ctx context.Context) error {
+	o, e, res := b.o, b.e, b.res
+	ph := o.phases
+	if ph["joins"] || ph["paced"] || ph["burst"] || ph["arrivals"] {
+		if err := b.setupClients(ctx); err != nil {
+			return err
+		}
+	}
+	record := func(p *phase) {
+		res.Phases = append(res.Phases, p)
+		printPhase(os.Stdout, p)
+		res.Gavel[p.Name], _ = memKiB(e.gavelPID())
+	}
+	if ph["joins"] {
+		logf("joins: %d rounds per mode", o.rounds)
+		profiled := map[string]bool{}
+		round := func(rs roomSet, mode string) func(ctx context.Context) (sample, error) {
+			return func(ctx context.Context) (sample, error) {
+				if o.perfDir != "" && !profiled[mode] {
+					profiled[mode] = true
+					defer b.profile(mode)()
+				}
+				return b.joinsRound(ctx, rs, b.joiners, o.concurrency, o.stay)
+			}
+		}
+		p, err := b.compare(ctx, "joins",
+			fmt.Sprintf("Joins: %d clients knock and join %d rooms (%d in flight), stay %v, leave", o.n, o.m, o.concurrency, o.stay),
+			[]variant{{modeBare, round(b.rooms[modeBare], modeBare)}, {modeGavel, round(b.rooms[modeGavel], modeGavel)}})
+		if err != nil {
+			return err
+		}
+		record(p)
+	}
+	if ph["paced"] {
+		logf("paced: %g joins/s for %v, %d rounds per mode", o.rate, o.duration, o.rounds)
+		round := func(rs roomSet) func(ctx context.Context) (sample, error) {
+			return func(ctx context.Context) (sample, error) {
+				return b.pacedRound(ctx, rs, b.joiners, o.rate, o.duration, o.stay)
+			}
+		}
+		p, err := b.compare(ctx, "paced",
+			fmt.Sprintf("Paced: %g joins/s for %v into %d rooms, each joiner stays %v", o.rate, o.duration, o.m, o.stay),
+			[]variant{{modeBare, round(b.rooms[modeBare])}, {modeGavel, round(b.rooms[modeGavel])}})
+		if err != nil {
+			return err
+		}
+		record(p)
+	}
+	if ph["burst"] {
+		logf("burst: %d joiners into %d rooms", o.burst, o.burstRooms)
+		sets := map[string]roomSet{}
+		for _, mode := range []string{modeBare, modeGavel} {
+			rs, d, err := b.prime(ctx, mode == modeGavel, mode+"-burst", o.burstRooms)
+			if err != nil {
+				return err
+			}
+			sets[mode] = rs
+			res.Created = append(res.Created, created{Set: "burst", Mode: mode, Rooms: o.burstRooms, PerS: float64(o.burstRooms) / d.Seconds()})
+		}
+		round := func(rs roomSet) func(ctx context.Context) (sample, error) {
+			return func(ctx context.Context) (sample, error) {
+				return b.joinsRound(ctx, rs, b.joiners[:o.burst], o.burst, o.stay)
+			}
+		}
+		p, err := b.compare(ctx, "burst",
+			fmt.Sprintf("Burst: %d joiners into %d rooms at once, stay %v, leave", o.burst, o.burstRooms, o.stay),
+			[]variant{{modeBare, round(sets[modeBare])}, {modeGavel, round(sets[modeGavel])}})
+		if err != nil {
+			return err
+		}
+		record(p)
+	}
+	if ph["arrivals"] {
+		logf("arrivals: %d per round, %d rounds per variant", o.arrivals, o.rounds)
+		users, err := e.register("a", o.arrivals)
+		if err != nil {
+			return err
+		}
+		round := func(rs roomSet, alg string) func(ctx context.Context) (sample, error) {
+			return func(ctx context.Context) (sample, error) {
+				return b.arrivalsRound(ctx, rs, users, o.concurrency, alg)
+			}
+		}
+		p, err := b.compare(ctx, "arrivals",
+			fmt.Sprintf("Arrivals: %d clients each log in, knock and join at once (%d in flight) into %d rooms", o.arrivals, o.concurrency, o.m),
+			[]variant{
+				{modeBare, round(b.rooms[modeBare], "")},
+				{algHS256, round(b.rooms[modeGavel], algHS256)},
+				{algRS256, round(b.rooms[modeGavel], algRS256)},
+			})
+		if err != nil {
+			return err
+		}
+		record(p)
+	}
+	if ph["recovery"] {
+		// Only the recovery rooms stay governed: the others empty and
+		// gavel leaves them.
+		closeAll(b.clients())
+		b.residents, b.joiners = nil, nil
+		time.Sleep(time.Second)
+		rec, err := b.recovery(ctx)
+		if err != nil {
+			return err
+		}
+		res.Recovery = rec
+		writeRecovery(os.Stdout, rec, false)
+		res.Gavel["recovery"], _ = memKiB(e.gavelPID())
+	}
+	if len(res.Created) > 0 {
+		writeCreated(os.Stdout, res.Created, false)
+	}
+	if peak, _ := memKiB(e.gavelPID()); peak > 0 {
+		fmt.Printf("\ngavel peak RSS (VmHWM) over the run: %.1f MiB\n", float64(peak)/1024)
+	}
+	if ph["policy"] {
+		logf("policy engine: %d rooms x %d occupants", o.policyRooms, o.policyPer)
+		res.Policy = runPolicy(o.policyRooms, o.policyPer, o.policyTime)
+		writePolicy(os.Stdout, res.Policy, false)
+	}
+	return nil
+}
+
+// setupClients logs in the residents and joiners and primes the main rooms
+// of both modes.
+func (b *bench) setupClients(ctx context.Context) error {
+	o, e := b.o, b.e
+	nRes := o.m
+	if o.phases["burst"] {
+		nRes = max(nRes, o.burstRooms)
+	}
+	resUsers, err := e.register("r", nRes)
+	if err != nil {
+		return err
+	}
+	joinUsers, err := e.register("j", o.n)
+	if err != nil {
+		return err
+	}
+	logf("logging in %d residents and %d joiners", nRes, o.n)
+	if b.residents, err = e.loginAll(ctx, resUsers, o.concurrency); err != nil {
+		return err
+	}
+	cs, err := e.loginAll(ctx, joinUsers, o.concurrency)
+	if err != nil {
+		return err
+	}
+	for i, c := range cs {
+		b.joiners = append(b.joiners, &joiner{id: i, c: c})
+	}
+	for _, mode := range []string{modeBare, modeGavel} {
+		rs, d, err := b.prime(ctx, mode == modeGavel, mode+"-", o.m)
+		if err != nil {
+			return err
+		}
+		b.rooms[mode] = rs
+		b.res.Created = append(b.res.Created, created{Set: "main", Mode: mode, Rooms: o.m, PerS: float64(o.m) / d.Seconds()})
+	}
+	return nil
+}
+
+// compare runs o.rounds rounds of every variant, rotating their order each
+// round so that drift hits every side alike, and summarizes each mode.
+func (b *bench) compare(ctx context.Context, name, title string, vs []variant) (*phase, error) {
+	p := &phase{Name: name, Title: fmt.Sprintf("%s; %d rounds per mode, medians", title, b.o.rounds)}
+	for r := 0; r < b.o.rounds; r++ {
+		for k := range vs {
+			v := vs[(k+r)%len(vs)]
+			s, err := v.run(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("%s, %s round %d: %w", name, v.mode, r+1, err)
+			}
+			if b.o.verbose {
+				logf("%s %s round %d: %d joins in %v (%.0f/s), %d errors", name, v.mode, r+1, s.Joins, s.JoinWall.Round(time.Millisecond),
+					float64(s.Joins)/s.JoinWall.Seconds(), s.Errors)
+			}
+			p.Rounds = append(p.Rounds, s)
+		}
+	}
+	for _, v := range vs {
+		p.Modes = append(p.Modes, summarize(v.mode, p.Rounds))
+	}
+	return p, nil
+}
+
+// profile records gavel and Prosody with perf during one round of mode;
+// the returned function stops the recording.
+func (b *bench) profile(mode string) func() {
+	if err := os.MkdirAll(b.o.perfDir, 0o750); err != nil {
+		logf("-perf: %v", err)
+		return func() {}
+	}
+	var stops []func()
+	pf := filepath.Join(b.o.perfDir, "prosody-joins-"+mode+".perf.data")
+	stops = append(stops, b.e.perfRecord(b.e.srv.PID(), pf))
+	files := []string{pf}
+	if mode == modeGavel {
+		gf := filepath.Join(b.o.perfDir, "gavel-joins.perf.data")
+		stops = append(stops, b.e.perfRecord(b.e.gavelPID(), gf))
+		files = append(files, gf)
+	}
+	return func() {
+		for _, s := range stops {
+			s()
+		}
+		for _, f := range files {
+			logf("profile: perf report -i %s --no-children --sort dso,symbol", f)
+		}
+	}
+}

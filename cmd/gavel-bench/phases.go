@@ -1,0 +1,426 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gavelxmpp/gavel/internal/prosodytest"
+	"github.com/gavelxmpp/gavel/internal/xclient"
+)
+
+// Modes of a round. Bare clients join directly; gavel clients knock first.
+// Arrivals use the algorithm names for their moderated variants.
+const (
+	modeBare  = "bare"
+	modeGavel = "gavel"
+	algHS256  = "HS256"
+	algRS256  = "RS256"
+)
+
+// opTimeout bounds each client operation (a knock, a join, a leave).
+const opTimeout = 20 * time.Second
+
+// roomSet is a set of rooms that exist and hold a resident each, so that a
+// round measures joins, not room creation.
+type roomSet struct {
+	gavel bool
+	jids  []string
+}
+
+// joiner is a logged-in client that joins rooms under a fresh nick each
+// time (xclient matches presences by nick across its whole history).
+type joiner struct {
+	id  int
+	c   *xclient.Client
+	seq atomic.Int64
+}
+
+func (j *joiner) nick() string { return fmt.Sprintf("j%d-%d", j.id, j.seq.Add(1)) }
+
+// sample is one round of one mode.
+type sample struct {
+	Mode     string          `json:"mode"`
+	Joins    int             `json:"joins"`
+	Errors   int             `json:"errors"`
+	FirstErr string          `json:"first_error,omitempty"`
+	Late     int             `json:"late,omitempty"` // paced: visits that waited for a free client
+	JoinWall time.Duration   `json:"join_wall_ns"`   // first join's start to last join's end
+	Lat      []time.Duration `json:"-"`
+	Stanzas  int             `json:"stanzas"` // presences and messages delivered to the clients
+	JoinCPU  cpuJSON         `json:"join_cpu"`
+	RoundCPU cpuJSON         `json:"round_cpu"`
+}
+
+// cpuJSON is CPU time used by each process during a window.
+type cpuJSON struct {
+	Wall    time.Duration `json:"wall_ns"`
+	Prosody time.Duration `json:"prosody_ns"`
+	Gavel   time.Duration `json:"gavel_ns"`
+	Self    time.Duration `json:"load_generator_ns"`
+}
+
+func cpuOf(u, u0 usage) cpuJSON {
+	d := u.sub(u0)
+	return cpuJSON{Wall: u.at.Sub(u0.at), Prosody: d.prosody, Gavel: d.gavel, Self: d.self}
+}
+
+// errs collects the errors of a round without stopping it.
+type errs struct {
+	mu    sync.Mutex
+	n     int
+	first string
+}
+
+func (e *errs) add(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.n++
+	if e.first == "" {
+		e.first = err.Error()
+	}
+}
+
+// bench drives the phases against a running env.
+type bench struct {
+	e         *env
+	o         options
+	residents []*xclient.Client
+	joiners   []*joiner
+	rooms     map[string]roomSet // by mode: the main rooms
+	res       *results
+	// visits counts gavel visits, for the share of moderator tokens.
+	visits atomic.Int64
+}
+
+// moderator reports whether the k-th gavel visit carries a moderator token:
+// a share o.moderators of them, spread evenly.
+func (b *bench) moderator() bool {
+	k := float64(b.visits.Add(1) - 1)
+	f := b.o.moderators
+	return int((k+1)*f) > int(k*f)
+}
+
+// clients returns every long-lived client, whose deliveries are counted.
+func (b *bench) clients() []*xclient.Client {
+	out := append([]*xclient.Client(nil), b.residents...)
+	for _, j := range b.joiners {
+		out = append(out, j.c)
+	}
+	return out
+}
+
+func delivered(cs []*xclient.Client) int {
+	total := 0
+	for _, c := range cs {
+		if c == nil {
+			continue
+		}
+		p, m := c.Count()
+		total += p + m
+	}
+	return total
+}
+
+// settle waits until no more stanzas arrive at cs (nothing new for 150 ms,
+// at most 5 s) and returns the count.
+func settle(ctx context.Context, cs []*xclient.Client) int {
+	last, stable := delivered(cs), 0
+	deadline := time.Now().Add(5 * time.Second)
+	for stable < 3 && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(50 * time.Millisecond)
+		n := delivered(cs)
+		if n == last {
+			stable++
+		} else {
+			last, stable = n, 0
+		}
+	}
+	return last
+}
+
+// prime creates n rooms named prefix0..: a resident creates each (bare:
+// joins and submits the instant-room form; gavel: knocks with a moderator
+// token, gavel creates the room, and the resident joins as owner) and stays.
+func (b *bench) prime(ctx context.Context, gavel bool, prefix string, n int) (roomSet, time.Duration, error) {
+	rs := roomSet{gavel: gavel, jids: make([]string, n)}
+	toks := make([]string, n)
+	for i := range rs.jids {
+		rs.jids[i] = fmt.Sprintf("%s%d@%s", prefix, i, prosodytest.MUC)
+		if gavel {
+			t, err := b.e.token(algHS256, rs.jids[i], fmt.Sprintf("host-%s%d", prefix, i), true)
+			if err != nil {
+				return rs, 0, err
+			}
+			toks[i] = t
+		}
+	}
+	start := time.Now()
+	err := parallel(ctx, n, b.o.concurrency, func(i int) error {
+		c := b.residents[i%len(b.residents)]
+		cctx, cancel := context.WithTimeout(ctx, opTimeout)
+		defer cancel()
+		room := rs.jids[i]
+		if gavel {
+			if _, err := c.Knock(cctx, prosodytest.Component, room, toks[i]); err != nil {
+				return fmt.Errorf("knock %s: %w", room, err)
+			}
+			if _, err := c.Join(cctx, room, "host"); err != nil {
+				return fmt.Errorf("join %s: %w", room, err)
+			}
+			return nil
+		}
+		if _, err := c.Join(cctx, room, "host"); err != nil {
+			return fmt.Errorf("join %s: %w", room, err)
+		}
+		if err := c.IQ(cctx, room, "set", `<query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query>`, nil); err != nil {
+			return fmt.Errorf("unlock %s: %w", room, err)
+		}
+		return nil
+	})
+	return rs, time.Since(start), err
+}
+
+// enter knocks (in gavel rooms) and joins room as nick.
+func enter(ctx context.Context, c *xclient.Client, room, nick, token string, knock bool) error {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	if knock {
+		if _, err := c.Knock(ctx, prosodytest.Component, room, token); err != nil {
+			return fmt.Errorf("knock %s: %w", room, err)
+		}
+	}
+	if _, err := c.Join(ctx, room, nick); err != nil {
+		return fmt.Errorf("join %s as %s: %w", room, nick, err)
+	}
+	return nil
+}
+
+// leave leaves room and waits for the room to confirm.
+func leave(ctx context.Context, c *xclient.Client, room, nick string) error {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	if err := c.Leave(ctx, room, nick); err != nil {
+		return err
+	}
+	occupant := room + "/" + nick
+	_, err := c.WaitPresence(ctx, func(p xclient.Presence) bool {
+		return p.Type == "unavailable" && strings.EqualFold(p.From, occupant)
+	})
+	return err
+}
+
+// tokens mints one HS256 token per visit of a gavel round; visit i goes to
+// room rooms[i % len(rooms)].
+func (b *bench) tokens(rs roomSet, visits int, alg string) ([]string, error) {
+	if !rs.gavel {
+		return make([]string, visits), nil
+	}
+	out := make([]string, visits)
+	for i := range out {
+		t, err := b.e.token(alg, rs.jids[i%len(rs.jids)], fmt.Sprintf("user-%d", b.visits.Load()), b.moderator())
+		if err != nil {
+			return nil, err
+		}
+		out[i] = t
+	}
+	return out, nil
+}
+
+// joinsRound has each joiner enter a room (joiner i into room i mod M, at
+// most conc at once), waits until all are in, lets them stay, and has them
+// leave.
+func (b *bench) joinsRound(ctx context.Context, rs roomSet, js []*joiner, conc int, stay time.Duration) (sample, error) {
+	mode := modeBare
+	if rs.gavel {
+		mode = modeGavel
+	}
+	n := len(js)
+	toks, err := b.tokens(rs, n, algHS256)
+	if err != nil {
+		return sample{}, err
+	}
+	all := b.clients()
+	b.e.quiesce(ctx)
+	c0, u0 := delivered(all), b.e.usage()
+	s := sample{Mode: mode, Lat: make([]time.Duration, 0, n)}
+	var (
+		mu    sync.Mutex
+		nicks = make([]string, n)
+		bad   errs
+	)
+	start := time.Now()
+	_ = parallel(ctx, n, conc, func(i int) error {
+		j, room := js[i], rs.jids[i%len(rs.jids)]
+		nick := j.nick()
+		t := time.Now()
+		err := enter(ctx, j.c, room, nick, toks[i], rs.gavel)
+		d := time.Since(t)
+		if err != nil {
+			bad.add(err)
+			return nil
+		}
+		mu.Lock()
+		s.Lat = append(s.Lat, d)
+		nicks[i] = nick
+		mu.Unlock()
+		return nil
+	})
+	s.JoinWall = time.Since(start)
+	s.JoinCPU = cpuOf(b.e.usage(), u0)
+	sleepCtx(ctx, stay)
+	_ = parallel(ctx, n, conc, func(i int) error {
+		if nicks[i] == "" {
+			return nil
+		}
+		if err := leave(ctx, js[i].c, rs.jids[i%len(rs.jids)], nicks[i]); err != nil {
+			bad.add(err)
+		}
+		return nil
+	})
+	s.Stanzas = settle(ctx, all) - c0
+	s.RoundCPU = cpuOf(b.e.usage(), u0)
+	s.Joins, s.Errors, s.FirstErr = len(s.Lat), bad.n, bad.first
+	return s, ctx.Err()
+}
+
+// pacedRound starts a visit every 1/rate seconds for d: a free joiner
+// enters the next room, stays, leaves, and becomes free again. Latency
+// counts from the visit's scheduled start, so a late start is not hidden.
+func (b *bench) pacedRound(ctx context.Context, rs roomSet, js []*joiner, rate float64, d, stay time.Duration) (sample, error) {
+	mode := modeBare
+	if rs.gavel {
+		mode = modeGavel
+	}
+	total := int(rate * d.Seconds())
+	toks, err := b.tokens(rs, total, algHS256)
+	if err != nil {
+		return sample{}, err
+	}
+	pool := make(chan *joiner, len(js))
+	for _, j := range js {
+		pool <- j
+	}
+	all := b.clients()
+	b.e.quiesce(ctx)
+	c0, u0 := delivered(all), b.e.usage()
+	s := sample{Mode: mode, Lat: make([]time.Duration, 0, total)}
+	var (
+		mu      sync.Mutex
+		lastEnd time.Time
+		bad     errs
+		wg      sync.WaitGroup
+	)
+	start := time.Now()
+	for k := 0; k < total && ctx.Err() == nil; k++ {
+		at := start.Add(time.Duration(float64(k) / rate * float64(time.Second)))
+		sleepCtx(ctx, time.Until(at))
+		var j *joiner
+		select {
+		case j = <-pool:
+		default:
+			s.Late++
+			select {
+			case j = <-pool:
+			case <-ctx.Done():
+				continue
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { pool <- j }()
+			room := rs.jids[k%len(rs.jids)]
+			nick := j.nick()
+			err := enter(ctx, j.c, room, nick, toks[k], rs.gavel)
+			end := time.Now()
+			if err != nil {
+				bad.add(err)
+				return
+			}
+			mu.Lock()
+			s.Lat = append(s.Lat, end.Sub(at))
+			if end.After(lastEnd) {
+				lastEnd = end
+			}
+			mu.Unlock()
+			sleepCtx(ctx, stay)
+			if err := leave(ctx, j.c, room, nick); err != nil {
+				bad.add(err)
+			}
+		}()
+	}
+	wg.Wait()
+	s.JoinWall = lastEnd.Sub(start)
+	s.JoinCPU = cpuOf(b.e.usage(), u0)
+	s.Stanzas = settle(ctx, all) - c0
+	s.RoundCPU = cpuOf(b.e.usage(), u0)
+	s.Joins, s.Errors, s.FirstErr = len(s.Lat), bad.n, bad.first
+	return s, ctx.Err()
+}
+
+// arrivalsRound has each account log in, knock (unless bare) and join at
+// once, at most conc at a time, into the rooms of rs; then they all
+// disconnect. alg is the tokens' algorithm ("" for bare).
+func (b *bench) arrivalsRound(ctx context.Context, rs roomSet, users []string, conc int, alg string) (sample, error) {
+	mode := modeBare
+	toks := make([]string, len(users))
+	if rs.gavel {
+		mode = alg
+		var err error
+		if toks, err = b.tokens(rs, len(users), alg); err != nil {
+			return sample{}, err
+		}
+	}
+	b.e.quiesce(ctx)
+	u0 := b.e.usage()
+	s := sample{Mode: mode, Lat: make([]time.Duration, 0, len(users))}
+	clients := make([]*xclient.Client, len(users))
+	var (
+		mu  sync.Mutex
+		bad errs
+	)
+	start := time.Now()
+	_ = parallel(ctx, len(users), conc, func(i int) error {
+		t := time.Now()
+		cctx, cancel := context.WithTimeout(ctx, opTimeout)
+		defer cancel()
+		c, err := xclient.Login(cctx, b.e.srv.C2SAddr, users[i], prosodytest.Host, "pw")
+		if err != nil {
+			bad.add(err)
+			return nil
+		}
+		clients[i] = c
+		if err := enter(ctx, c, rs.jids[i%len(rs.jids)], fmt.Sprintf("a%d", i), toks[i], rs.gavel); err != nil {
+			bad.add(err)
+			return nil
+		}
+		d := time.Since(t)
+		mu.Lock()
+		s.Lat = append(s.Lat, d)
+		mu.Unlock()
+		return nil
+	})
+	s.JoinWall = time.Since(start)
+	s.JoinCPU = cpuOf(b.e.usage(), u0)
+	closeAll(clients)
+	settle(ctx, b.residents)
+	s.RoundCPU = cpuOf(b.e.usage(), u0)
+	s.Joins, s.Errors, s.FirstErr = len(s.Lat), bad.n, bad.first
+	return s, ctx.Err()
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,386 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// results is everything a run measured.
+type results struct {
+	Machine  machine          `json:"machine"`
+	Settings map[string]any   `json:"settings"`
+	Created  []created        `json:"rooms_created,omitempty"`
+	Phases   []*phase         `json:"phases"`
+	Recovery *recoveryResult  `json:"recovery,omitempty"`
+	Policy   []policyResult   `json:"policy,omitempty"`
+	Gavel    map[string]int64 `json:"gavel_peak_rss_kib_after_phase"`
+	Targets  []target         `json:"targets"`
+}
+
+// phase is one comparison: per-mode summaries and the rounds behind them.
+type phase struct {
+	Name   string     `json:"name"`
+	Title  string     `json:"title"`
+	Modes  []*summary `json:"modes"`
+	Rounds []sample   `json:"rounds"`
+}
+
+// created is the priming of a room set: a resident creates each room
+// (bare: join and instant-room form; gavel: knock, gavel creates and
+// unlocks the room, join as owner), concurrency in flight.
+type created struct {
+	Set   string  `json:"set"`
+	Mode  string  `json:"mode"`
+	Rooms int     `json:"rooms"`
+	PerS  float64 `json:"per_second"`
+}
+
+// summary folds the rounds of one mode: rates and CPU are medians of the
+// rounds; latency percentiles are over every visit of every round.
+type summary struct {
+	Mode          string  `json:"mode"`
+	Rounds        int     `json:"rounds"`
+	Joins         int     `json:"joins"`
+	Errors        int     `json:"errors"`
+	FirstErr      string  `json:"first_error,omitempty"`
+	Late          int     `json:"late,omitempty"`
+	Rate          float64 `json:"per_second"`
+	RateMin       float64 `json:"per_second_min"`
+	RateMax       float64 `json:"per_second_max"`
+	P50           float64 `json:"p50_ms"`
+	P95           float64 `json:"p95_ms"`
+	P99           float64 `json:"p99_ms"`
+	Max           float64 `json:"max_ms"`
+	Fanout        float64 `json:"stanzas_per_join"`
+	ProsodyPerOp  float64 `json:"prosody_cpu_ms_per_join"`
+	ProsodyBusy   float64 `json:"prosody_busy_while_joining"`
+	GavelPerOp    float64 `json:"gavel_cpu_ms_per_join"`
+	LoadBusy      float64 `json:"load_cpu_busy_while_joining"`
+	GavelCPUTotal float64 `json:"gavel_cpu_ms_total"`
+}
+
+func summarize(mode string, rounds []sample) *summary {
+	s := &summary{Mode: mode}
+	var lat []time.Duration
+	var rates, fan, pcpu, busy, gcpu, lbusy []float64
+	for _, r := range rounds {
+		if r.Mode != mode {
+			continue
+		}
+		s.Rounds++
+		s.Joins += r.Joins
+		s.Errors += r.Errors
+		s.Late += r.Late
+		if s.FirstErr == "" {
+			s.FirstErr = r.FirstErr
+		}
+		lat = append(lat, r.Lat...)
+		if r.Joins == 0 {
+			continue
+		}
+		n := float64(r.Joins)
+		rates = append(rates, n/r.JoinWall.Seconds())
+		fan = append(fan, float64(r.Stanzas)/n)
+		pcpu = append(pcpu, ms(r.RoundCPU.Prosody)/n)
+		gcpu = append(gcpu, ms(r.RoundCPU.Gavel)/n)
+		s.GavelCPUTotal += ms(r.RoundCPU.Gavel)
+		if r.JoinCPU.Wall > 0 {
+			busy = append(busy, float64(r.JoinCPU.Prosody)/float64(r.JoinCPU.Wall))
+			lbusy = append(lbusy, float64(r.JoinCPU.Gavel+r.JoinCPU.Self)/float64(r.JoinCPU.Wall))
+		}
+	}
+	s.Rate, s.Fanout, s.ProsodyPerOp, s.ProsodyBusy = median(rates), median(fan), median(pcpu), median(busy)
+	s.GavelPerOp, s.LoadBusy = median(gcpu), median(lbusy)
+	if len(rates) > 0 {
+		s.RateMin, s.RateMax = slices.Min(rates), slices.Max(rates)
+	}
+	slices.Sort(lat)
+	s.P50, s.P95, s.P99 = ms(pct(lat, 50)), ms(pct(lat, 95)), ms(pct(lat, 99))
+	if len(lat) > 0 {
+		s.Max = ms(lat[len(lat)-1])
+	}
+	return s
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// pct is the nearest-rank percentile of sorted.
+func pct(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+// median returns the median of v, or 0 when v is empty.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// table is a phase's rows: one column per mode, then each moderated
+// mode's ratio to the first (bare) column.
+func (p *phase) table() (header []string, rows [][]string) {
+	header = []string{"metric"}
+	for _, m := range p.Modes {
+		header = append(header, m.Mode)
+	}
+	for _, m := range p.Modes[1:] {
+		header = append(header, m.Mode+"/"+p.Modes[0].Mode)
+	}
+	type metric struct {
+		name string
+		get  func(*summary) float64
+		f    string
+	}
+	rate := "joins/s"
+	if p.Name == "arrivals" {
+		rate = "arrivals/s"
+	}
+	metrics := []metric{
+		{rate + " (median of rounds)", func(s *summary) float64 { return s.Rate }, "%.0f"},
+		{rate + " (slowest round)", func(s *summary) float64 { return s.RateMin }, "%.0f"},
+		{"latency p50 ms", func(s *summary) float64 { return s.P50 }, "%.2f"},
+		{"latency p95 ms", func(s *summary) float64 { return s.P95 }, "%.2f"},
+		{"latency p99 ms", func(s *summary) float64 { return s.P99 }, "%.2f"},
+		{"latency max ms", func(s *summary) float64 { return s.Max }, "%.2f"},
+	}
+	if p.Name != "arrivals" {
+		metrics = append(metrics, metric{"stanzas to clients per join", func(s *summary) float64 { return s.Fanout }, "%.2f"})
+	}
+	metrics = append(metrics,
+		metric{"Prosody CPU ms per join", func(s *summary) float64 { return s.ProsodyPerOp }, "%.3f"},
+		metric{"Prosody CPU busy while joining", func(s *summary) float64 { return s.ProsodyBusy * 100 }, "%.0f%%"},
+		metric{"gavel CPU ms per join", func(s *summary) float64 { return s.GavelPerOp }, "%.3f"},
+		metric{"load CPU busy (gavel + generator)", func(s *summary) float64 { return s.LoadBusy * 100 }, "%.0f%%"},
+	)
+	for _, mt := range metrics {
+		row := []string{mt.name}
+		for _, m := range p.Modes {
+			v := mt.get(m)
+			if m.Mode == modeBare && strings.HasPrefix(mt.name, "gavel") {
+				row = append(row, "-")
+				continue
+			}
+			row = append(row, num(mt.f, v))
+		}
+		for _, m := range p.Modes[1:] {
+			base := mt.get(p.Modes[0])
+			if strings.HasPrefix(mt.name, "gavel") || strings.HasPrefix(mt.name, "load") || base == 0 {
+				row = append(row, "")
+				continue
+			}
+			row = append(row, num("%.2fx", mt.get(m)/base))
+		}
+		rows = append(rows, row)
+	}
+	row := []string{"joins measured (errors)"}
+	if p.Name == "arrivals" {
+		row[0] = "arrivals measured (errors)"
+	}
+	for _, m := range p.Modes {
+		row = append(row, fmt.Sprintf("%d (%d)", m.Joins, m.Errors))
+	}
+	rows = append(rows, row)
+	return header, rows
+}
+
+func num(f string, v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "-"
+	}
+	return fmt.Sprintf(f, v)
+}
+
+// printPhase writes a phase's table as text.
+func printPhase(w io.Writer, p *phase) {
+	fmt.Fprintf(w, "\n== %s\n", p.Title)
+	header, rows := p.table()
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, strings.Join(header, "\t")+"\t")
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t")+"\t")
+	}
+	tw.Flush()
+	for _, m := range p.Modes {
+		if m.FirstErr != "" {
+			fmt.Fprintf(w, "first error (%s): %s\n", m.Mode, m.FirstErr)
+		}
+		if m.Late > 0 {
+			fmt.Fprintf(w, "%s: %d visits started late (no free client)\n", m.Mode, m.Late)
+		}
+	}
+}
+
+// markdown writes the phases and targets as Markdown tables.
+func markdown(w io.Writer, r *results) {
+	fmt.Fprintf(w, "Machine: %d CPUs (%s), %d GiB, kernel %s, %s, %s, %s. Date: %s. Pinned: %s. Full Lua GC before each round: %v.\n",
+		r.Machine.CPUs, r.Machine.CPUModel, r.Machine.MemoryGiB, r.Machine.Kernel, r.Machine.Prosody, r.Machine.Go, r.Machine.Gavel,
+		r.Machine.Date, r.Machine.Pinned, r.Machine.GCBetween)
+	fmt.Fprintf(w, "\nCommand: `%s`\n", r.Machine.CommandRun)
+	for _, p := range r.Phases {
+		fmt.Fprintf(w, "\n#### %s\n\n", p.Title)
+		header, rows := p.table()
+		mdRow(w, header)
+		sep := make([]string, len(header))
+		for i := range sep {
+			sep[i] = "---:"
+		}
+		sep[0] = "---"
+		mdRow(w, sep)
+		for _, row := range rows {
+			mdRow(w, row)
+		}
+	}
+	if len(r.Created) > 0 {
+		fmt.Fprintf(w, "\n#### Room creation (priming, not timed in the phases)\n\n")
+		writeCreated(w, r.Created, true)
+	}
+	if rec := r.Recovery; rec != nil {
+		fmt.Fprintf(w, "\n#### Recovery\n\n")
+		writeRecovery(w, rec, true)
+	}
+	if len(r.Policy) > 0 {
+		fmt.Fprintf(w, "\n#### Policy engine\n\n")
+		writePolicy(w, r.Policy, true)
+	}
+	fmt.Fprintf(w, "\n#### Targets\n\n")
+	writeTargets(w, r.Targets, true)
+}
+
+func writeCreated(w io.Writer, cs []created, md bool) {
+	if md {
+		mdRow(w, []string{"room set", "mode", "rooms", "created/s"})
+		mdRow(w, []string{"---", "---", "---:", "---:"})
+	} else {
+		fmt.Fprintln(w, "\n== Room creation (priming, before the timed rounds)")
+	}
+	for _, c := range cs {
+		if md {
+			mdRow(w, []string{c.Set, c.Mode, fmt.Sprint(c.Rooms), fmt.Sprintf("%.0f", c.PerS)})
+		} else {
+			fmt.Fprintf(w, "%-8s %-6s %5d rooms  %6.0f/s\n", c.Set, c.Mode, c.Rooms, c.PerS)
+		}
+	}
+}
+
+func mdRow(w io.Writer, cells []string) {
+	fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
+}
+
+// target is one of the issue's goals and what the run measured.
+type target struct {
+	Name     string `json:"name"`
+	Goal     string `json:"goal"`
+	Measured string `json:"measured"`
+	Met      bool   `json:"met"`
+	Gap      string `json:"gap,omitempty"`
+}
+
+func writeTargets(w io.Writer, ts []target, md bool) {
+	if md {
+		mdRow(w, []string{"target", "goal", "measured", "met", "gap"})
+		mdRow(w, []string{"---", "---", "---", "---", "---"})
+	} else {
+		fmt.Fprintln(w, "\n== Targets")
+	}
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	for _, t := range ts {
+		met := "met"
+		if !t.Met {
+			met = "MISSED"
+		}
+		if md {
+			mdRow(w, []string{t.Name, t.Goal, t.Measured, met, t.Gap})
+		} else {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Name, t.Goal, t.Measured, met, t.Gap)
+		}
+	}
+	tw.Flush()
+}
+
+// evaluate checks the issue's targets against the results.
+func (r *results) evaluate() {
+	find := func(name string) *phase {
+		for _, p := range r.Phases {
+			if p.Name == name {
+				return p
+			}
+		}
+		return nil
+	}
+	mode := func(p *phase, m string) *summary {
+		for _, s := range p.Modes {
+			if s.Mode == m {
+				return s
+			}
+		}
+		return nil
+	}
+	atLeast := func(name, goal string, v, want float64, unit string) {
+		t := target{Name: name, Goal: goal, Measured: fmt.Sprintf("%.2f%s", v, unit), Met: v >= want}
+		if !t.Met && !math.IsNaN(v) {
+			t.Gap = fmt.Sprintf("%.1f%% short", (want-v)/want*100)
+		}
+		r.Targets = append(r.Targets, t)
+	}
+	atMost := func(name, goal string, v, want float64, unit string) {
+		t := target{Name: name, Goal: goal, Measured: fmt.Sprintf("%.2f%s", v, unit), Met: v <= want}
+		if !t.Met && !math.IsNaN(v) {
+			t.Gap = fmt.Sprintf("%.2f%s over", v-want, unit)
+		}
+		r.Targets = append(r.Targets, t)
+	}
+	if p := find("joins"); p != nil {
+		b, g := mode(p, modeBare), mode(p, modeGavel)
+		atLeast("join throughput", ">= 0.9x bare", g.Rate/b.Rate, 0.9, "x")
+		atMost("fan-out (joins)", "<= 1.1x bare", g.Fanout/b.Fanout, 1.1, "x")
+	}
+	if p := find("paced"); p != nil {
+		b, g := mode(p, modeBare), mode(p, modeGavel)
+		atMost(fmt.Sprintf("p99 added latency at %.0f joins/s", r.Settings["rate"]), "<= 5 ms", g.P99-b.P99, 5, " ms")
+		atMost("fan-out (paced)", "<= 1.1x bare", g.Fanout/b.Fanout, 1.1, "x")
+	}
+	if p := find("burst"); p != nil {
+		b, g := mode(p, modeBare), mode(p, modeGavel)
+		atLeast("burst throughput", ">= 0.9x bare", g.Rate/b.Rate, 0.9, "x")
+	}
+	if p := find("arrivals"); p != nil {
+		b := mode(p, modeBare)
+		for _, alg := range []string{algHS256, algRS256} {
+			if g := mode(p, alg); g != nil {
+				atLeast("arrivals "+alg, ">= 0.9x bare", g.Rate/b.Rate, 0.9, "x")
+			}
+		}
+	}
+	if rec := r.Recovery; rec != nil {
+		atMost(fmt.Sprintf("recovery of %d rooms", rec.Rooms), "<= 2 s after Prosody listens", rec.AllAnswered.Seconds(), 2, " s")
+	}
+	for _, pr := range r.Policy {
+		atMost("memory per occupant ("+pr.Config+")", "<= 1024 B", pr.BytesPerOccupant, 1024, " B")
+		atLeast("decisions/s on one core ("+pr.Config+")", ">= 1,000,000", pr.DecisionsPerS/1e6, 1, " M")
+	}
+}
+
+func writeJSON(path string, r *results) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
