@@ -10,7 +10,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -24,7 +26,10 @@ import (
 	"github.com/gavelxmpp/gavel/internal/xclient"
 )
 
-const secret = "demo-secret-0123456789abcdef"
+const (
+	secret      = "demo-secret-0123456789abcdef"
+	adminSecret = "demo-admin-secret-0123456789"
+)
 
 func main() { os.Exit(run()) }
 
@@ -61,7 +66,7 @@ func demo(ctx context.Context, gavelBin, dir string, exitAfter bool) error {
 		return err
 	}
 	cfgPath := filepath.Join(dir, "gavel.yml")
-	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(configTemplate, srv.ComponentAddr, srv.Secret, httpAddr, filepath.Join(dir, "data"), secret)), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(configTemplate, srv.ComponentAddr, srv.Secret, httpAddr, adminSecret, filepath.Join(dir, "data"), secret)), 0o600); err != nil {
 		return err
 	}
 	step("checking the config: %s -config %s -check", gavelBin, cfgPath)
@@ -137,6 +142,9 @@ func demo(ctx context.Context, gavelBin, dir string, exitAfter bool) error {
 	m.join("erin", lounge, m.mint("-sub", "party", "-room", "lounge", "-user-id", "erin"))
 	m.join("frank", lounge, "")
 
+	step("commands: ban bob through the JaaS-shaped HTTP API")
+	m.banOverHTTP(httpAddr, standup, "bob")
+
 	m.print()
 	if exitAfter {
 		return m.err
@@ -148,6 +156,46 @@ func demo(ctx context.Context, gavelBin, dir string, exitAfter bool) error {
 		return fmt.Errorf("gavel exited: %v (see %s)", err, filepath.Join(dir, "gavel.log"))
 	}
 	return nil
+}
+
+// banOverHTTP bans user by user id with an admin token minted by gavel,
+// and shows the user leaving the room.
+func (m *meeting) banOverHTTP(httpAddr, room, user string) {
+	full := []string{"token", "mint", "-secret-env", "GAVEL_DEMO_ADMIN_SECRET", "-sub", "example.test", "-admin", "-name", "demo-admin"}
+	cmd := exec.Command(m.gavel, full...)
+	cmd.Env = append(os.Environ(), "GAVEL_DEMO_ADMIN_SECRET="+adminSecret)
+	out, err := cmd.Output()
+	if err != nil {
+		m.fail(fmt.Errorf("mint admin token: %v", err))
+		return
+	}
+	admin := strings.TrimSpace(string(out))
+	url := "http://" + httpAddr + "/jaccess/v1/access-management/example.test/ban/user/" + user
+	fmt.Printf("    $ curl -X POST -H 'Authorization: Bearer $ADMIN' -d '{\"reason\":\"demo\"}' %s\n", url)
+	req, _ := http.NewRequestWithContext(m.ctx, "POST", url, strings.NewReader(`{"reason":"demo"}`))
+	req.Header.Set("Authorization", "Bearer "+admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		m.fail(err)
+		return
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Printf("    %s %s", resp.Status, body)
+	watcher := m.clients["alice"]
+	if watcher == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
+	defer cancel()
+	if _, err := watcher.WaitPresence(ctx, func(p xclient.Presence) bool {
+		return strings.EqualFold(p.From, room+"/"+user) && p.Type == "unavailable"
+	}); err != nil {
+		m.fail(fmt.Errorf("%s was not removed: %v", user, err))
+		return
+	}
+	m.rows = append(m.rows, []string{user, room, "", "banned", "user-ban", "removed from every room; a new JID or token for the same user id is refused"})
+	m.join(user, room, m.mint("-sub", "example.test", "-room", "standup", "-user-id", user))
 }
 
 // meeting drives demo users and records what each got.
@@ -318,6 +366,8 @@ log:
   format: console
 http:
   listen: %s
+  admin_token:
+    secrets: [%q]
 data_dir: %s
 admins: [admin@example.test]
 tenants:
