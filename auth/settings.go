@@ -304,8 +304,10 @@ func compileSettings(name string, s Settings, log *zap.Logger) (*tenantConfig, e
 		}
 		served |= rsaAlgs | 1<<algES256 | 1<<algES384 | 1<<algES512 | 1<<algEdDSA
 	}
-	if served == 0 {
-		return nil, errors.New("no key source: set Secrets, PublicKeys, KeyServer or JWKSURL")
+	// A tenant without keys is allowed (guests-only deployments): its
+	// tokens are refused as unknown-key.
+	if served == 0 && len(s.Algorithms) > 0 {
+		return nil, errors.New("algorithms are listed but there is no key source: set Secrets, PublicKeys, KeyServer or JWKSURL")
 	}
 	c.algs = served
 	if len(s.Algorithms) > 0 {
@@ -321,10 +323,12 @@ func compileSettings(name string, s Settings, log *zap.Logger) (*tenantConfig, e
 
 	issuers := s.Issuers
 	if len(issuers) == 0 {
-		if s.AppID == "" {
-			return nil, errors.New("app id is empty and no issuers are listed: set AppID or Issuers")
+		if s.AppID == "" && served != 0 {
+			return nil, errors.New("app id is empty and no issuers are listed: set AppID (app_id) or Issuers (issuers)")
 		}
-		issuers = []string{s.AppID}
+		if s.AppID != "" {
+			issuers = []string{s.AppID}
+		}
 	}
 	for _, iss := range issuers {
 		switch iss {

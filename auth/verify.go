@@ -167,6 +167,9 @@ func (v *Verifier) verify(ctx context.Context, token string, room Room) (*Claims
 	if cfg == nil {
 		return nil, newError(ReasonWrongTenant, fmt.Sprintf("no token settings for tenant %q and no default", clip(room.Tenant)))
 	}
+	if cfg.algs == 0 {
+		return nil, newError(ReasonUnknownKey, fmt.Sprintf("no token keys are configured for tenant %q", clip(room.Tenant)))
+	}
 	if token == "" {
 		return nil, newError(ReasonMissingToken, "no token given")
 	}

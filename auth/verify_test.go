@@ -430,7 +430,8 @@ func TestNewValidation(t *testing.T) {
 	}{
 		{"valid", base(func(*Settings) {}), ""},
 		{"no tenants", map[string]Settings{}, "no tenant settings"},
-		{"no key source", base(func(s *Settings) { s.Secrets = nil }), "no key source"},
+		{"no key source is allowed", base(func(s *Settings) { s.Secrets = nil }), ""},
+		{"algorithms without a key source", base(func(s *Settings) { s.Secrets = nil; s.Algorithms = []string{"RS256"} }), "no key source"},
 		{"empty secret", base(func(s *Settings) { s.Secrets = [][]byte{{}} }), "secret #1 is empty"},
 		{"leeway too large", base(func(s *Settings) { s.Leeway = 6 * time.Minute }), "leeway must be between 0s and 5m0s"},
 		{"leeway negative", base(func(s *Settings) { s.Leeway = -time.Second }), "leeway"},
@@ -449,7 +450,7 @@ func TestNewValidation(t *testing.T) {
 		{"key algorithm misfit", base(func(s *Settings) {
 			s.PublicKeys = []PublicKey{{Key: &k.ec256.PublicKey, Algorithms: []string{"RS256"}}}
 		}), "cannot verify RS256"},
-		{"no app id no issuers", base(func(s *Settings) { s.AppID = "" }), "set AppID or Issuers"},
+		{"no app id no issuers", base(func(s *Settings) { s.AppID = "" }), "set AppID (app_id) or Issuers (issuers)"},
 		{"issuers without app id", base(func(s *Settings) { s.AppID = ""; s.Issuers = []string{"chat"} }), ""},
 		{"empty issuer", base(func(s *Settings) { s.Issuers = []string{""} }), "empty string"},
 		{"max token bytes too small", base(func(s *Settings) { s.MaxTokenBytes = 100 }), "max token bytes"},
@@ -598,5 +599,22 @@ func TestParsePublicKeyPEM(t *testing.T) {
 	}
 	if _, err := LoadPublicKeyFile(dir + "/missing.pem"); err == nil {
 		t.Fatal("missing file accepted")
+	}
+}
+
+func TestTenantWithoutKeysRefusesTokens(t *testing.T) {
+	v, err := New(map[string]Settings{"": DefaultSettings("app")}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	tok, err := Mint(MintRequest{Secret: []byte("0123456789abcdef0123"), Issuer: "app", Audience: []string{"jitsi"}, Subject: "example.test", Room: "r", TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	room, _ := ParseRoom("r@conference.example.test")
+	_, err = v.Verify(context.Background(), tok, room)
+	if ReasonOf(err) != ReasonUnknownKey || !strings.Contains(err.Error(), "no token keys are configured") {
+		t.Errorf("err = %v", err)
 	}
 }

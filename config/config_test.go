@@ -154,6 +154,8 @@ func TestSecretNeverPrints(t *testing.T) {
 	}
 }
 
+// The example config is also checked by cmd/gavel (with -check, which
+// builds the token verifier too).
 func TestExampleConfigIsValid(t *testing.T) {
 	t.Setenv("GAVEL_COMPONENT_SECRET", "example")
 	if _, err := Load("../gavel.example.yml"); err != nil {

@@ -10,6 +10,8 @@ import (
 	"time"
 )
 
+var expHook func(context.Context, *bench) error
+
 // variant is one side of a comparison: a mode and how to run a round of it.
 type variant struct {
 	mode string
@@ -82,6 +84,9 @@ func (b *bench) phases(ctx context.Context) error {
 		if err := b.setupClients(ctx); err != nil {
 			return err
 		}
+	}
+	if expHook != nil {
+		return expHook(ctx, b)
 	}
 	record := func(p *phase) {
 		res.Phases = append(res.Phases, p)
@@ -248,8 +253,9 @@ func (b *bench) compare(ctx context.Context, name, title string, vs []variant) (
 				return nil, fmt.Errorf("%s, %s round %d: %w", name, v.mode, r+1, err)
 			}
 			if b.o.verbose {
-				logf("%s %s round %d: %d joins in %v (%.0f/s), %d errors", name, v.mode, r+1, s.Joins, s.JoinWall.Round(time.Millisecond),
-					float64(s.Joins)/s.JoinWall.Seconds(), s.Errors)
+				one := summarize(v.mode, []sample{s})
+				logf("%s %s round %d: %d joins in %v (%.0f/s), p50 %.1f p99 %.1f max %.1f ms, Prosody %.3f ms/join, %d errors", name, v.mode, r+1, s.Joins, s.JoinWall.Round(time.Millisecond),
+					one.Rate, one.P50, one.P99, one.Max, one.ProsodyPerOp, s.Errors)
 			}
 			p.Rounds = append(p.Rounds, s)
 		}

@@ -157,9 +157,9 @@ func (o *options) check() error {
 		return errors.New("-stay must be between 0 and 1m")
 	case o.arrivals < 1 || o.arrivals > 2000:
 		return errors.New("-arrivals must be between 1 and 2000")
-	case o.burst < 1 || o.burst > o.n:
+	case o.phases["burst"] && (o.burst < 1 || o.burst > o.n):
 		return errors.New("-burst must be between 1 and -n")
-	case o.burstRooms < 1 || o.burstRooms > o.burst:
+	case o.phases["burst"] && (o.burstRooms < 1 || o.burstRooms > o.burst):
 		return errors.New("-burst-rooms must be between 1 and -burst")
 	case o.recRooms < 1 || o.recRooms > 10000:
 		return errors.New("-recovery-rooms must be between 1 and 10000")

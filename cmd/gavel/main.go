@@ -91,6 +91,7 @@ func newLogger(c config.Log) (*zap.Logger, error) {
 		zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	}
 	zc.Level = zap.NewAtomicLevelAt(level)
+	zc.DisableStacktrace = true
 	zc.DisableCaller = true
 	return zc.Build()
 }

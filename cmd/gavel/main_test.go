@@ -43,6 +43,7 @@ tenants:
 `
 
 func TestCheck(t *testing.T) {
+	t.Setenv("GAVEL_COMPONENT_SECRET", "example")
 	good := writeConfig(t, baseConfig)
 	bad := writeConfig(t, baseConfig+"  acme:\n    polcy: token\n")
 	tests := []struct {
@@ -58,6 +59,7 @@ func TestCheck(t *testing.T) {
 		{"no config", []string{"-check"}, 2, "", "usage: gavel -config FILE"},
 		{"stray argument", []string{"-config", good, "extra"}, 2, "", "usage"},
 		{"version", []string{"-version"}, 0, "gavel ", ""},
+		{"example config", []string{"-config", "../../gavel.example.yml", "-check"}, 0, "gavel.example.yml: ok", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -233,5 +235,48 @@ tenants:
 		if !errors.As(err, &xe) || xe.App != "banned" {
 			t.Fatalf("round %d: ban lost after kill -9: knock gave %v", round, err)
 		}
+	}
+}
+
+// TestStoreErrorsAtStart: a second gavel on the same data_dir, or an
+// unusable one, stops at once with a message saying why.
+func TestStoreErrorsAtStart(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "gavel")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	data := t.TempDir()
+	notDir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notDir, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgFor := func(dir string) string {
+		return writeConfig(t, fmt.Sprintf("component:\n  jid: mod.example.test\n  address: 127.0.0.1:1\n  secret: x\nmuc:\n  - domain: conference.example.test\ndata_dir: %s\n", dir))
+	}
+	first := exec.Command(bin, "-config", cfgFor(data))
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = first.Process.Kill(); _ = first.Wait() }()
+	time.Sleep(300 * time.Millisecond)
+	tests := []struct {
+		name, dir, want string
+	}{
+		{"locked", data, "locked by another process"},
+		{"not a directory", notDir, "store:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, bin, "-config", cfgFor(tt.dir)).CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+				t.Fatalf("exit: %v, want 1\n%s", err, out)
+			}
+			if !strings.Contains(string(out), tt.want) {
+				t.Errorf("output lacks %q:\n%s", tt.want, out)
+			}
+		})
 	}
 }

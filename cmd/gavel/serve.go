@@ -141,7 +141,14 @@ func buildVerifier(cfg *config.Config, log *zap.Logger) (*auth.Verifier, error) 
 	}
 	v, err := auth.New(tenants, auth.Options{Logger: log})
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		// Name the config key: auth says `tenant "acme": ...`.
+		msg := strings.TrimPrefix(err.Error(), "auth: ")
+		if rest, ok := strings.CutPrefix(msg, "tenant \""); ok {
+			if name, detail, ok := strings.Cut(rest, "\": "); ok {
+				msg = "tenants." + name + ".token: " + detail
+			}
+		}
+		return nil, fmt.Errorf("config: %s: %s", cfg.Path, msg)
 	}
 	return v, nil
 }
