@@ -36,10 +36,14 @@ lint:
 
 ## fuzz: run each fuzz target for FUZZTIME (default 20s).
 FUZZTIME ?= 20s
+FUZZ := auth:FuzzVerify auth:FuzzParseRoom auth:FuzzRoomMatch auth:FuzzDecodeClaims \
+        api:FuzzMeetingBody component:FuzzStanza
 fuzz:
-	$(GO) test ./auth/ -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./auth/ -run '^$$' -fuzz '^FuzzParseRoom$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./component/ -run '^$$' -fuzz '^FuzzStanza$$' -fuzztime $(FUZZTIME)
+	@for t in $(FUZZ); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "fuzz $$pkg $$name"; \
+		$(GO) test ./$$pkg/ -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s || exit 1; \
+	done
 
 clean:
 	rm -rf $(BIN) .demo
