@@ -8,13 +8,18 @@ BIN     := bin
 
 all: build
 
-## deps: install Prosody if it is missing (Debian/Ubuntu, apt-get).
+## deps: install Prosody and ejabberd if they are missing (Debian/Ubuntu, apt-get).
 deps:
 	@command -v prosody >/dev/null 2>&1 || { \
 		echo "installing prosody (apt-get)"; \
 		$(APT) update -qq && $(APT) install -y -qq prosody >/dev/null; }
-	@# Debian starts a system Prosody on install; gavel's tests run their own.
+	@command -v ejabberdctl >/dev/null 2>&1 || test -x /usr/sbin/ejabberdctl || { \
+		echo "installing ejabberd (apt-get)"; \
+		$(APT) update -qq && $(APT) install -y -qq ejabberd >/dev/null; }
+	@# Debian starts system servers on install; gavel's tests run their own.
 	@$(SUDO) service prosody stop >/dev/null 2>&1 || true
+	@# (Only when it runs: ejabberdctl would start an epmd just to ask.)
+	@if pgrep -f 'name [e]jabberd@localhost' >/dev/null 2>&1; then $(SUDO) service ejabberd stop >/dev/null 2>&1 || true; fi
 
 ## build: build bin/gavel.
 build:
@@ -44,6 +49,18 @@ fuzz:
 		echo "fuzz $$pkg $$name"; \
 		$(GO) test ./$$pkg/ -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s || exit 1; \
 	done
+
+## bench: gavel against bare Prosody in the same run (joins, 100 joins/s,
+## burst, arrivals with HS256 and RS256, recovery of 1,000 rooms), the
+## policy engine and token validation. Prosody is pinned to one CPU, the
+## load generator and gavel to the other. Results: $(BIN)/bench/ and
+## docs/BENCHMARKS.md. BENCHFLAGS adds gavel-bench flags (-h lists them).
+BENCHFLAGS ?=
+bench: deps build
+	@mkdir -p $(BIN)/bench
+	$(GO) run ./cmd/gavel-bench -gavel $(BIN)/gavel -json $(BIN)/bench/results.json -markdown $(BIN)/bench/results.md $(BENCHFLAGS)
+	$(GO) test ./policy/ -run '^$$' -bench . -benchmem -cpu 1
+	$(GO) test ./auth/ -run '^$$' -bench 'BenchmarkVerify$$' -benchtime 1s
 
 clean:
 	rm -rf $(BIN) .demo

@@ -10,8 +10,6 @@ import (
 	"time"
 )
 
-var expHook func(context.Context, *bench) error
-
 // variant is one side of a comparison: a mode and how to run a round of it.
 type variant struct {
 	mode string
@@ -84,9 +82,17 @@ func (b *bench) phases(ctx context.Context) error {
 		if err := b.setupClients(ctx); err != nil {
 			return err
 		}
-	}
-	if expHook != nil {
-		return expHook(ctx, b)
+		if o.perfDir != "" {
+			if err := os.MkdirAll(o.perfDir, 0o750); err != nil {
+				return err
+			}
+			f := filepath.Join(o.perfDir, "gavel.perf.data")
+			stop := e.perfRecord(e.gavelPID(), f)
+			defer func() {
+				stop()
+				logf("profile: perf report -i %s --no-children --sort symbol", f)
+			}()
+		}
 	}
 	record := func(p *phase) {
 		res.Phases = append(res.Phases, p)
@@ -100,18 +106,29 @@ func (b *bench) phases(ctx context.Context) error {
 			return func(ctx context.Context) (sample, error) {
 				if o.perfDir != "" && !profiled[mode] {
 					profiled[mode] = true
-					defer b.profile(mode)()
+					defer b.profileProsody(mode)()
 				}
 				return b.joinsRound(ctx, rs, b.joiners, o.concurrency, o.stay)
 			}
 		}
+		direct := b.rooms[modeGavel]
+		direct.direct = true
 		p, err := b.compare(ctx, "joins",
 			fmt.Sprintf("Joins: %d clients knock and join %d rooms (%d in flight), stay %v, leave", o.n, o.m, o.concurrency, o.stay),
-			[]variant{{modeBare, round(b.rooms[modeBare], modeBare)}, {modeGavel, round(b.rooms[modeGavel], modeGavel)}})
+			[]variant{
+				{modeBare, round(b.rooms[modeBare], modeBare)},
+				{modeGavel, round(b.rooms[modeGavel], modeGavel)},
+				{modeDirect, round(direct, modeDirect)},
+			})
 		if err != nil {
 			return err
 		}
 		record(p)
+		if o.perfDir != "" && e.gcOK {
+			if err := b.gcSplit(ctx); err != nil {
+				return err
+			}
+		}
 	}
 	if ph["paced"] {
 		logf("paced: %g joins/s for %v, %d rounds per mode", o.rate, o.duration, o.rounds)
@@ -175,25 +192,28 @@ func (b *bench) phases(ctx context.Context) error {
 		}
 		record(p)
 	}
-	if ph["recovery"] {
-		// Only the recovery rooms stay governed: the others empty and
-		// gavel leaves them.
-		closeAll(b.clients())
-		b.residents, b.joiners = nil, nil
-		time.Sleep(time.Second)
-		rec, err := b.recovery(ctx)
-		if err != nil {
-			return err
-		}
-		res.Recovery = rec
-		writeRecovery(os.Stdout, rec, false)
-		res.Gavel["recovery"], _ = memKiB(e.gavelPID())
+	if peak, _ := memKiB(e.gavelPID()); peak > 0 {
+		fmt.Printf("\ngavel peak RSS (VmHWM) over the phases above: %.1f MiB\n", float64(peak)/1024)
+		res.Gavel["all"] = peak
 	}
 	if len(res.Created) > 0 {
 		writeCreated(os.Stdout, res.Created, false)
 	}
-	if peak, _ := memKiB(e.gavelPID()); peak > 0 {
-		fmt.Printf("\ngavel peak RSS (VmHWM) over the run: %.1f MiB\n", float64(peak)/1024)
+	if ph["recovery"] {
+		// The recoveries run on a Prosody and gavel of their own: stop the
+		// shared ones, which have nothing left to do.
+		closeAll(b.clients())
+		b.residents, b.joiners = nil, nil
+		e.close()
+		for _, stop := range o.recStops {
+			rec, err := b.recovery(ctx, stop)
+			if err != nil {
+				return err
+			}
+			res.Recovery = append(res.Recovery, rec)
+			writeRecovery(os.Stdout, rec, false)
+			res.Gavel["recovery-"+stop] = rec.GavelPeakKiB
+		}
 	}
 	if ph["policy"] {
 		logf("policy engine: %d rooms x %d occupants", o.policyRooms, o.policyPer)
@@ -252,10 +272,11 @@ func (b *bench) compare(ctx context.Context, name, title string, vs []variant) (
 			if err != nil {
 				return nil, fmt.Errorf("%s, %s round %d: %w", name, v.mode, r+1, err)
 			}
+			s.Round = r + 1
 			if b.o.verbose {
 				one := summarize(v.mode, []sample{s})
-				logf("%s %s round %d: %d joins in %v (%.0f/s), p50 %.1f p99 %.1f max %.1f ms, Prosody %.3f ms/join, %d errors", name, v.mode, r+1, s.Joins, s.JoinWall.Round(time.Millisecond),
-					one.Rate, one.P50, one.P99, one.Max, one.ProsodyPerOp, s.Errors)
+				logf("%s %s round %d: %d joins in %v (%.0f/s), p50 %.1f p99 %.1f max %.1f ms, Prosody %.3f ms/join, Lua heap %.0f KiB, %d errors", name, v.mode, r+1, s.Joins, s.JoinWall.Round(time.Millisecond),
+					one.Rate, one.P50, one.P99, one.Max, one.ProsodyPerOp, s.LuaKiB, s.Errors)
 			}
 			p.Rounds = append(p.Rounds, s)
 		}
@@ -263,31 +284,63 @@ func (b *bench) compare(ctx context.Context, name, title string, vs []variant) (
 	for _, v := range vs {
 		p.Modes = append(p.Modes, summarize(v.mode, p.Rounds))
 	}
+	p.pair()
 	return p, nil
 }
 
-// profile records gavel and Prosody with perf during one round of mode;
-// the returned function stops the recording.
-func (b *bench) profile(mode string) func() {
-	if err := os.MkdirAll(b.o.perfDir, 0o750); err != nil {
-		logf("-perf: %v", err)
-		return func() {}
-	}
-	var stops []func()
-	pf := filepath.Join(b.o.perfDir, "prosody-joins-"+mode+".perf.data")
-	stops = append(stops, b.e.perfRecord(b.e.srv.PID(), pf))
-	files := []string{pf}
-	if mode == modeGavel {
-		gf := filepath.Join(b.o.perfDir, "gavel-joins.perf.data")
-		stops = append(stops, b.e.perfRecord(b.e.gavelPID(), gf))
-		files = append(files, gf)
-	}
+// profileProsody records Prosody with perf during one round of mode; the
+// returned function stops the recording.
+func (b *bench) profileProsody(mode string) func() {
+	f := filepath.Join(b.o.perfDir, "prosody-joins-"+mode+".perf.data")
+	stop := b.e.perfRecord(b.e.srv.PID(), f)
 	return func() {
-		for _, s := range stops {
-			s()
-		}
-		for _, f := range files {
-			logf("profile: perf report -i %s --no-children --sort dso,symbol", f)
+		stop()
+		logf("profile: perf report -i %s --no-children --sort dso,symbol", f)
+	}
+}
+
+// gcSplit runs joins rounds with Prosody's Lua garbage collector running
+// and stopped, back to back for each mode, to split Prosody's CPU per join
+// into collection and the rest (Prosody's interpreter has no symbols for
+// perf to tell them apart).
+func (b *bench) gcSplit(ctx context.Context) error {
+	on := map[string][]float64{}
+	off := map[string][]float64{}
+	modes := []string{modeBare, modeGavel}
+	for r := 0; r < b.o.rounds; r++ {
+		for k := range modes {
+			mode := modes[(k+r)%len(modes)]
+			for _, stopped := range []bool{false, true} {
+				if stopped {
+					if err := b.e.luaGC(ctx, "stop"); err != nil {
+						return err
+					}
+				}
+				s, err := b.joinsRound(ctx, b.rooms[mode], b.joiners, b.o.concurrency, b.o.stay)
+				if stopped {
+					if err2 := b.e.luaGC(ctx, "restart"); err == nil {
+						err = err2
+					}
+				}
+				if err != nil {
+					return err
+				}
+				v := summarize(mode, []sample{s}).ProsodyPerOp
+				if stopped {
+					off[mode] = append(off[mode], v)
+				} else {
+					on[mode] = append(on[mode], v)
+				}
+			}
 		}
 	}
+	for _, mode := range modes {
+		g := gcSplit{Mode: mode, WithGC: median(on[mode]), WithoutGC: median(off[mode])}
+		if g.WithGC > 0 {
+			g.GCShare = 1 - g.WithoutGC/g.WithGC
+		}
+		b.res.GCSplit = append(b.res.GCSplit, g)
+	}
+	writeGCSplit(os.Stdout, b.res.GCSplit, false)
+	return nil
 }

@@ -103,7 +103,7 @@ func start(ctx context.Context, o options) (*env, error) {
 	}
 	e.gcOK = o.gc
 	if o.gc {
-		if err := e.prosodyGC(ctx); err != nil {
+		if _, err := e.prosodyGC(ctx); err != nil {
 			logf("full Lua GC in Prosody is not available, relying on alternating rounds and medians: %v", err)
 			e.gcOK = false
 		}
@@ -115,11 +115,15 @@ func start(ctx context.Context, o options) (*env, error) {
 // bare side needs that), with the admin shell for garbage collections and
 // a room cache large enough for every room of the run.
 func (e *env) startProsody() error {
+	// Prosody keeps 100 live rooms by default and swaps the others to disk
+	// and back; the benchmark holds up to -recovery-rooms.
+	extra := fmt.Sprintf("muc_room_cache_size = %d\n", max(e.o.recRooms, e.o.m, e.o.burstRooms)*2+100)
+	if e.o.prosodyGC != "" {
+		extra += fmt.Sprintf("gc = { mode = %q }\n", e.o.prosodyGC)
+	}
 	srv, err := prosodytest.Start(filepath.Join(e.dir, "prosody"), prosodytest.Options{
 		ExtraModules: []string{"admin_shell"},
-		// Prosody keeps 100 live rooms by default and swaps the others to
-		// disk and back; the benchmark holds up to -recovery-rooms.
-		ExtraConfig: fmt.Sprintf("muc_room_cache_size = %d\n", max(e.o.recRooms, e.o.m, e.o.burstRooms)*2+100),
+		ExtraConfig:  extra,
 	})
 	if err != nil {
 		return err
@@ -330,30 +334,47 @@ func (e *env) token(alg, room, user string, moderator bool) (string, error) {
 }
 
 // prosodyGC runs a full Lua garbage collection in Prosody, so that each
-// round starts from the same heap.
-func (e *env) prosodyGC(ctx context.Context) error {
+// round starts from the same heap, and returns Prosody's Lua heap after it
+// in KiB.
+func (e *env) prosodyGC(ctx context.Context) (float64, error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	out, err := e.srv.ProsodyCtl(cctx, "shell", `>collectgarbage("collect")`)
+	out, err := e.srv.ProsodyCtl(cctx, "shell", `>(function() collectgarbage("collect"); return collectgarbage("count") end)()`)
+	if err != nil {
+		return 0, fmt.Errorf("prosodyctl shell: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	var kib float64
+	if _, err := fmt.Sscanf(strings.TrimSpace(string(out)), "Result: %g", &kib); err != nil {
+		return 0, fmt.Errorf("prosodyctl shell: unexpected answer %q", strings.TrimSpace(string(out)))
+	}
+	return kib, nil
+}
+
+// luaGC runs collectgarbage(cmd) in Prosody ("stop", "restart").
+func (e *env) luaGC(ctx context.Context, cmd string) error {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := e.srv.ProsodyCtl(cctx, "shell", fmt.Sprintf(`>collectgarbage(%q)`, cmd))
 	if err != nil {
 		return fmt.Errorf("prosodyctl shell: %v: %s", err, strings.TrimSpace(string(out)))
-	}
-	if !strings.Contains(string(out), "Result") {
-		return fmt.Errorf("prosodyctl shell: unexpected answer %q", strings.TrimSpace(string(out)))
 	}
 	return nil
 }
 
 // quiesce prepares a round: garbage collections in Prosody and here, and a
-// short pause so that earlier traffic has drained.
-func (e *env) quiesce(ctx context.Context) {
+// short pause so that earlier traffic has drained. It returns Prosody's Lua
+// heap after the collection in KiB (0 without -gc).
+func (e *env) quiesce(ctx context.Context) float64 {
+	var kib float64
 	if e.gcOK {
-		if err := e.prosodyGC(ctx); err != nil {
+		var err error
+		if kib, err = e.prosodyGC(ctx); err != nil {
 			logf("Lua GC failed: %v", err)
 		}
 	}
 	runtime.GC()
 	time.Sleep(50 * time.Millisecond)
+	return kib
 }
 
 // usage is a CPU reading of the processes under test.

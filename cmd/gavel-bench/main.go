@@ -6,7 +6,8 @@
 // Phases (-phases, all by default):
 //
 //	joins     N clients knock and join M rooms (C in flight), stay, leave:
-//	          joins/s, knock+join latency, CPU, fan-out
+//	          joins/s, knock+join latency, CPU, fan-out; a third side
+//	          joins gavel's rooms without knocking (gavel's presence alone)
 //	paced     joins at a fixed -rate for -duration: latency added by gavel
 //	arrivals  each client logs in, knocks and joins at once (C in flight),
 //	          with HS256 and with RS256 tokens
@@ -16,17 +17,20 @@
 //	policy    the policy engine alone, in process: memory per tracked
 //	          occupant and decisions per second on one core
 //
-// Bare and moderated rounds alternate (-rounds each), with a full Lua
-// garbage collection in Prosody before every round, and medians are
-// reported, so the ratios hold on a noisy machine. Prosody is pinned to one
-// CPU and the load generator and gavel to another (taskset). Every address
-// is on 127.0.0.1; every phase is bounded in count and time, and the whole
-// run by -timeout.
+// Bare and moderated rounds alternate (-rounds each, order rotating), with
+// a full Lua garbage collection in Prosody before every round; medians are
+// reported, and ratios are paired (each moderated round against the bare
+// round next to it), so that they hold on a noisy machine. Prosody is
+// pinned to one CPU and the load generator and gavel to another
+// (taskset). CPU time and peak RSS come from /proc. Every address is on
+// 127.0.0.1; every phase is bounded in count and time, and the whole run
+// by -timeout. It prints tables and the issue's targets, met or missed,
+// and writes JSON (-json) and Markdown (-markdown).
 //
 // Usage:
 //
-//	go build -o bin/gavel ./cmd/gavel
-//	go run ./cmd/gavel-bench -gavel bin/gavel -json bench.json
+//	make bench
+//	go run ./cmd/gavel-bench -gavel bin/gavel -phases joins -perf bin/bench/perf
 package main
 
 import (
@@ -59,6 +63,7 @@ type options struct {
 	burstRooms  int
 	recRooms    int
 	recClients  int
+	recStops    []string
 	moderators  float64
 	policyRooms int
 	policyPer   int
@@ -66,6 +71,7 @@ type options struct {
 	pin         bool
 	gc          bool
 	perfDir     string
+	prosodyGC   string
 	jsonPath    string
 	mdPath      string
 	timeout     time.Duration
@@ -78,7 +84,7 @@ func main() { os.Exit(run()) }
 
 func run() int {
 	var o options
-	var phases string
+	var phases, recStops string
 	flag.StringVar(&o.gavel, "gavel", "", "gavel binary to benchmark (default: build ./cmd/gavel into the work directory)")
 	flag.StringVar(&o.dir, "dir", "", "work directory for Prosody, gavel and profiles (default: a fresh temporary directory)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (it is always kept when the run fails)")
@@ -86,22 +92,24 @@ func run() int {
 	flag.IntVar(&o.n, "n", 200, "N: client sessions that join (joins, paced, burst pool)")
 	flag.IntVar(&o.m, "m", 20, "M: rooms they join")
 	flag.IntVar(&o.concurrency, "concurrency", 32, "joins (and arrivals) in flight at once")
-	flag.IntVar(&o.rounds, "rounds", 3, "rounds per mode in each comparison (bare and gavel alternate)")
+	flag.IntVar(&o.rounds, "rounds", 5, "rounds per mode in each comparison (bare and gavel alternate)")
 	flag.DurationVar(&o.stay, "stay", time.Second, "how long a joiner stays (joins: after the last join; paced: after its own)")
-	flag.DurationVar(&o.duration, "duration", 5*time.Second, "length of each paced round")
+	flag.DurationVar(&o.duration, "duration", 3*time.Second, "length of each paced round")
 	flag.Float64Var(&o.rate, "rate", 100, "joins per second in the paced rounds")
 	flag.IntVar(&o.arrivals, "arrivals", 200, "arrivals (login, knock, join) per arrivals round")
 	flag.IntVar(&o.burst, "burst", 200, "joiners in the burst (at most -n)")
 	flag.IntVar(&o.burstRooms, "burst-rooms", 20, "rooms of the burst")
 	flag.IntVar(&o.recRooms, "recovery-rooms", 1000, "governed rooms when Prosody restarts")
 	flag.IntVar(&o.recClients, "recovery-clients", 50, "clients holding the recovery rooms (rooms are spread over them)")
-	flag.Float64Var(&o.moderators, "moderators", 0.1, "share of gavel joiners whose token makes them moderator (owner)")
+	flag.StringVar(&recStops, "recovery-stop", "term,kill", "how Prosody is stopped in the recovery phase, one recovery each: term (SIGTERM, clean) and/or kill (SIGKILL, crash)")
+	flag.Float64Var(&o.moderators, "moderators", 0.1, "share of gavel joiners whose token makes them moderator (owner), spread so that every room gets its share")
 	flag.IntVar(&o.policyRooms, "policy-rooms", 10000, "rooms of the policy engine phase")
 	flag.IntVar(&o.policyPer, "policy-occupants", 10, "occupants per room in the policy engine phase")
 	flag.DurationVar(&o.policyTime, "policy-time", 2*time.Second, "how long each policy decision rate is measured")
 	flag.BoolVar(&o.pin, "pin", true, "pin Prosody to the first CPU and this command and gavel to the second (needs 2 CPUs and taskset)")
 	flag.BoolVar(&o.gc, "gc", true, "run a full Lua garbage collection in Prosody before every round (prosodyctl shell)")
-	flag.StringVar(&o.perfDir, "perf", "", "record CPU profiles of gavel and Prosody (perf record) during the moderated joins rounds into this directory")
+	flag.StringVar(&o.prosodyGC, "prosody-gc", "", `Prosody's Lua collector: "" (Prosody's default, incremental) or "generational"`)
+	flag.StringVar(&o.perfDir, "perf", "", "record CPU profiles into this directory (perf record: gavel over the client phases, Prosody over one joins round per mode) and split Prosody's CPU per join with its Lua collector stopped")
 	flag.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	flag.StringVar(&o.mdPath, "markdown", "", "also write the results as Markdown tables to this file")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "upper bound for the whole run")
@@ -122,6 +130,15 @@ func run() int {
 			return 2
 		}
 		o.phases[p] = true
+	}
+	for _, s := range strings.Split(recStops, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			if s != "term" && s != "kill" {
+				fmt.Fprintf(os.Stderr, "gavel-bench: -recovery-stop: unknown %q (want term, kill)\n", s)
+				return 2
+			}
+			o.recStops = append(o.recStops, s)
+		}
 	}
 	if err := o.check(); err != nil {
 		fmt.Fprintln(os.Stderr, "gavel-bench:", err)
@@ -171,6 +188,8 @@ func (o *options) check() error {
 		return errors.New("-policy-rooms must be between 1 and 100000, -policy-occupants between 1 and 100")
 	case o.policyTime <= 0 || o.policyTime > time.Minute:
 		return errors.New("-policy-time must be above 0 and at most 1m")
+	case o.prosodyGC != "" && o.prosodyGC != "generational" && o.prosodyGC != "incremental":
+		return errors.New(`-prosody-gc must be "", "incremental" or "generational"`)
 	case o.timeout <= 0:
 		return errors.New("-timeout must be positive")
 	}

@@ -17,8 +17,11 @@ import (
 const (
 	modeBare  = "bare"
 	modeGavel = "gavel"
-	algHS256  = "HS256"
-	algRS256  = "RS256"
+	// modeDirect joins gavel's rooms without knocking (a guest, a member
+	// in these open rooms): what gavel's presence in the room costs alone.
+	modeDirect = "no-knock"
+	algHS256   = "HS256"
+	algRS256   = "RS256"
 )
 
 // opTimeout bounds each client operation (a knock, a join, a leave).
@@ -28,8 +31,24 @@ const opTimeout = 20 * time.Second
 // round measures joins, not room creation.
 type roomSet struct {
 	gavel bool
-	jids  []string
+	// direct: clients join without knocking (only with gavel rooms).
+	direct bool
+	jids   []string
 }
+
+// mode names the side of a comparison a round of rs is on.
+func (rs roomSet) mode() string {
+	switch {
+	case rs.gavel && rs.direct:
+		return modeDirect
+	case rs.gavel:
+		return modeGavel
+	}
+	return modeBare
+}
+
+// knocks reports whether joiners of rs knock first.
+func (rs roomSet) knocks() bool { return rs.gavel && !rs.direct }
 
 // joiner is a logged-in client that joins rooms under a fresh nick each
 // time (xclient matches presences by nick across its whole history).
@@ -44,13 +63,15 @@ func (j *joiner) nick() string { return fmt.Sprintf("j%d-%d", j.id, j.seq.Add(1)
 // sample is one round of one mode.
 type sample struct {
 	Mode     string          `json:"mode"`
+	Round    int             `json:"round"`
 	Joins    int             `json:"joins"`
 	Errors   int             `json:"errors"`
 	FirstErr string          `json:"first_error,omitempty"`
 	Late     int             `json:"late,omitempty"` // paced: visits that waited for a free client
 	JoinWall time.Duration   `json:"join_wall_ns"`   // first join's start to last join's end
 	Lat      []time.Duration `json:"-"`
-	Stanzas  int             `json:"stanzas"` // presences and messages delivered to the clients
+	Stanzas  int             `json:"stanzas"`              // presences and messages delivered to the clients
+	LuaKiB   float64         `json:"prosody_lua_heap_kib"` // after the full collection before the round
 	JoinCPU  cpuJSON         `json:"join_cpu"`
 	RoundCPU cpuJSON         `json:"round_cpu"`
 }
@@ -92,16 +113,18 @@ type bench struct {
 	joiners   []*joiner
 	rooms     map[string]roomSet // by mode: the main rooms
 	res       *results
-	// visits counts gavel visits, for the share of moderator tokens.
-	visits atomic.Int64
+	// tokenSeq numbers the tokens' user ids across the run.
+	tokenSeq atomic.Int64
 }
 
-// moderator reports whether the k-th gavel visit carries a moderator token:
-// a share o.moderators of them, spread evenly.
-func (b *bench) moderator() bool {
-	k := float64(b.visits.Add(1) - 1)
+// moderator reports whether visit i of a round into rooms rooms carries a
+// moderator token. Visits go round the rooms in waves (visit i into room
+// i mod rooms); a share o.moderators of the waves are moderators, so every
+// room gets its share, as meetings have one host among many guests.
+func (b *bench) moderator(i, rooms int) bool {
+	w := float64(i / rooms)
 	f := b.o.moderators
-	return int((k+1)*f) > int(k*f)
+	return int((w+1)*f) > int(w*f)
 }
 
 // clients returns every long-lived client, whose deliveries are counted.
@@ -213,15 +236,17 @@ func leave(ctx context.Context, c *xclient.Client, room, nick string) error {
 	return err
 }
 
-// tokens mints one HS256 token per visit of a gavel round; visit i goes to
-// room rooms[i % len(rooms)].
+// tokens mints one token (alg HS256 or RS256) per visit of a gavel round;
+// visit i goes to room rooms[i % len(rooms)]. Every token is new, so that
+// gavel's cache of verified tokens never hits.
 func (b *bench) tokens(rs roomSet, visits int, alg string) ([]string, error) {
-	if !rs.gavel {
+	if !rs.knocks() {
 		return make([]string, visits), nil
 	}
 	out := make([]string, visits)
 	for i := range out {
-		t, err := b.e.token(alg, rs.jids[i%len(rs.jids)], fmt.Sprintf("user-%d", b.visits.Load()), b.moderator())
+		user := fmt.Sprintf("user-%d", b.tokenSeq.Add(1))
+		t, err := b.e.token(alg, rs.jids[i%len(rs.jids)], user, b.moderator(i, len(rs.jids)))
 		if err != nil {
 			return nil, err
 		}
@@ -234,19 +259,16 @@ func (b *bench) tokens(rs roomSet, visits int, alg string) ([]string, error) {
 // most conc at once), waits until all are in, lets them stay, and has them
 // leave.
 func (b *bench) joinsRound(ctx context.Context, rs roomSet, js []*joiner, conc int, stay time.Duration) (sample, error) {
-	mode := modeBare
-	if rs.gavel {
-		mode = modeGavel
-	}
+	mode := rs.mode()
 	n := len(js)
 	toks, err := b.tokens(rs, n, algHS256)
 	if err != nil {
 		return sample{}, err
 	}
 	all := b.clients()
-	b.e.quiesce(ctx)
+	lua := b.e.quiesce(ctx)
 	c0, u0 := delivered(all), b.e.usage()
-	s := sample{Mode: mode, Lat: make([]time.Duration, 0, n)}
+	s := sample{Mode: mode, Lat: make([]time.Duration, 0, n), LuaKiB: lua}
 	var (
 		mu    sync.Mutex
 		nicks = make([]string, n)
@@ -257,7 +279,7 @@ func (b *bench) joinsRound(ctx context.Context, rs roomSet, js []*joiner, conc i
 		j, room := js[i], rs.jids[i%len(rs.jids)]
 		nick := j.nick()
 		t := time.Now()
-		err := enter(ctx, j.c, room, nick, toks[i], rs.gavel)
+		err := enter(ctx, j.c, room, nick, toks[i], rs.knocks())
 		d := time.Since(t)
 		if err != nil {
 			bad.add(err)
@@ -291,10 +313,7 @@ func (b *bench) joinsRound(ctx context.Context, rs roomSet, js []*joiner, conc i
 // enters the next room, stays, leaves, and becomes free again. Latency
 // counts from the visit's scheduled start, so a late start is not hidden.
 func (b *bench) pacedRound(ctx context.Context, rs roomSet, js []*joiner, rate float64, d, stay time.Duration) (sample, error) {
-	mode := modeBare
-	if rs.gavel {
-		mode = modeGavel
-	}
+	mode := rs.mode()
 	total := int(rate * d.Seconds())
 	toks, err := b.tokens(rs, total, algHS256)
 	if err != nil {
@@ -305,9 +324,9 @@ func (b *bench) pacedRound(ctx context.Context, rs roomSet, js []*joiner, rate f
 		pool <- j
 	}
 	all := b.clients()
-	b.e.quiesce(ctx)
+	lua := b.e.quiesce(ctx)
 	c0, u0 := delivered(all), b.e.usage()
-	s := sample{Mode: mode, Lat: make([]time.Duration, 0, total)}
+	s := sample{Mode: mode, Lat: make([]time.Duration, 0, total), LuaKiB: lua}
 	var (
 		mu      sync.Mutex
 		lastEnd time.Time
@@ -335,7 +354,7 @@ func (b *bench) pacedRound(ctx context.Context, rs roomSet, js []*joiner, rate f
 			defer func() { pool <- j }()
 			room := rs.jids[k%len(rs.jids)]
 			nick := j.nick()
-			err := enter(ctx, j.c, room, nick, toks[k], rs.gavel)
+			err := enter(ctx, j.c, room, nick, toks[k], rs.knocks())
 			end := time.Now()
 			if err != nil {
 				bad.add(err)
@@ -375,9 +394,9 @@ func (b *bench) arrivalsRound(ctx context.Context, rs roomSet, users []string, c
 			return sample{}, err
 		}
 	}
-	b.e.quiesce(ctx)
+	lua := b.e.quiesce(ctx)
 	u0 := b.e.usage()
-	s := sample{Mode: mode, Lat: make([]time.Duration, 0, len(users))}
+	s := sample{Mode: mode, Lat: make([]time.Duration, 0, len(users)), LuaKiB: lua}
 	clients := make([]*xclient.Client, len(users))
 	var (
 		mu  sync.Mutex

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -19,8 +20,12 @@ import (
 // recoveryResult is the restart of Prosody under governed rooms. Times
 // after the restart count from the moment Prosody listens again.
 type recoveryResult struct {
-	Rooms   int `json:"rooms"`
-	Clients int `json:"clients"`
+	// Stop is how Prosody was stopped: "term" (SIGTERM: clients are
+	// disconnected, rooms saved with their affiliations) or "kill"
+	// (SIGKILL: a crash; rooms are lost, gavel saw nobody leave).
+	Stop    string `json:"stop"`
+	Rooms   int    `json:"rooms"`
+	Clients int    `json:"clients"`
 	// Setup: every room created by a knock (gavel creates and unlocks it and
 	// makes the knocker owner) and joined.
 	SetupWall time.Duration `json:"setup_ns"`
@@ -35,23 +40,38 @@ type recoveryResult struct {
 	GavelAnswered time.Duration `json:"gavel_answered_ns"`
 	// A probe knock into every room is answered only once gavel is back in
 	// that room and has reconciled it (affiliations re-applied).
-	P50Answered time.Duration `json:"p50_room_answered_ns"`
-	AllAnswered time.Duration `json:"all_rooms_answered_ns"`
-	Retries     int           `json:"knock_retries"`
-	Errors      int           `json:"errors"`
-	FirstErr    string        `json:"first_error,omitempty"`
+	P50Answered  time.Duration  `json:"p50_room_answered_ns"`
+	AllAnswered  time.Duration  `json:"all_rooms_answered_ns"`
+	Retries      int            `json:"knock_retries"`
+	RetryReasons map[string]int `json:"knock_retry_reasons,omitempty"`
+	Errors       int            `json:"errors"`
+	FirstErr     string         `json:"first_error,omitempty"`
 	// ProsodyCPU counts from the restart, GavelCPU from the stop, both
 	// until every room answered.
 	ProsodyCPU time.Duration `json:"prosody_cpu_ns"`
 	GavelCPU   time.Duration `json:"gavel_cpu_ns"`
+	// GavelPeakKiB is gavel's peak RSS over the whole recovery run.
+	GavelPeakKiB int64 `json:"gavel_peak_rss_kib"`
 }
 
 // recovery has recClients clients create and hold recRooms rooms through
-// gavel, stops Prosody cleanly, starts it again and measures how long
-// until every room answers a knock.
-func (b *bench) recovery(ctx context.Context) (*recoveryResult, error) {
-	e, o := b.e, b.o
-	res := &recoveryResult{Rooms: o.recRooms, Clients: o.recClients, GavelLogged: -1}
+// gavel, stops Prosody (stop "term" or "kill"), starts it again and
+// measures how long until every room answers a knock.
+//
+// Each recovery runs on a Prosody and gavel of its own: a clean stop saves
+// every live room, and Prosody's internal storage then rewrites its list
+// of saved rooms on every room created or destroyed, which would slow any
+// later phase on the same Prosody several times over.
+func (b *bench) recovery(ctx context.Context, stop string) (*recoveryResult, error) {
+	o := b.o
+	o.dir = filepath.Join(b.e.dir, "recovery-"+stop)
+	o.gavel = b.e.gavelBin
+	e, err := start(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer e.close()
+	res := &recoveryResult{Stop: stop, Rooms: o.recRooms, Clients: o.recClients, GavelLogged: -1}
 	users, err := e.register("k", o.recClients)
 	if err != nil {
 		return nil, err
@@ -70,7 +90,7 @@ func (b *bench) recovery(ctx context.Context) (*recoveryResult, error) {
 	hostToks := make([]string, o.recRooms)
 	probeToks := make([]string, o.recRooms)
 	for i := range rooms {
-		rooms[i] = fmt.Sprintf("rec%d@%s", i, prosodytest.MUC)
+		rooms[i] = fmt.Sprintf("rec-%s-%d@%s", stop, i, prosodytest.MUC)
 		if hostToks[i], err = e.token(algHS256, rooms[i], fmt.Sprintf("rec-host-%d", i), true); err != nil {
 			return nil, err
 		}
@@ -90,11 +110,22 @@ func (b *bench) recovery(ctx context.Context) (*recoveryResult, error) {
 	res.SetupPerS = float64(o.recRooms) / res.SetupWall.Seconds()
 	time.Sleep(500 * time.Millisecond) // gavel's last changes settle
 
-	logf("recovery: stopping Prosody (SIGTERM) with %d governed rooms", o.recRooms)
 	e.quiesce(ctx)
 	u0 := e.usage()
 	t := time.Now()
-	if err := e.srv.Stop(); err != nil {
+	if stop == "kill" {
+		logf("recovery: killing Prosody (SIGKILL) under %d governed rooms", o.recRooms)
+		err = e.srv.Kill()
+	} else {
+		logf("recovery: stopping Prosody (SIGTERM) under %d governed rooms", o.recRooms)
+		// As real clients do, each holder closes its socket once the
+		// server ends its stream, so Prosody need not wait for it.
+		for _, c := range holders {
+			go func() { <-c.Done(); c.Close() }()
+		}
+		err = e.srv.Stop()
+	}
+	if err != nil {
 		return nil, err
 	}
 	res.StopWall = time.Since(t)
@@ -143,6 +174,10 @@ func (b *bench) recovery(ctx context.Context) (*recoveryResult, error) {
 			}
 			mu.Lock()
 			res.Retries++
+			if res.RetryReasons == nil {
+				res.RetryReasons = map[string]int{}
+			}
+			res.RetryReasons[xe.Error()]++
 			mu.Unlock()
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -168,6 +203,7 @@ func (b *bench) recovery(ctx context.Context) (*recoveryResult, error) {
 	if at, found := loggedConnected(e.gavelLog, listening); found {
 		res.GavelLogged = at.Sub(listening)
 	}
+	res.GavelPeakKiB, _ = memKiB(e.gavelPID())
 	return res, nil
 }
 
@@ -204,10 +240,15 @@ func writeRecovery(w io.Writer, r *recoveryResult, md bool) {
 		}
 		return fmt.Sprintf("%.3f s", d.Seconds())
 	}
+	how := "SIGTERM: clean stop"
+	if r.Stop == "kill" {
+		how = "SIGKILL: crash"
+	}
 	rows := [][2]string{
+		{"Prosody stopped by", how},
 		{"governed rooms (one owner each, held by clients)", fmt.Sprintf("%d (%d clients)", r.Rooms, r.Clients)},
 		{"setup: knock and join creating each room", fmt.Sprintf("%s (%.0f rooms/s)", sec(r.SetupWall), r.SetupPerS)},
-		{"Prosody stop (SIGTERM, rooms saved)", sec(r.StopWall)},
+		{"Prosody stop until exited", sec(r.StopWall)},
 		{"Prosody start until listening", sec(r.StartWall)},
 		{"listening -> gavel logs \"component connected\"", sec(r.GavelLogged)},
 		{"listening -> gavel answers a probe", sec(r.GavelAnswered)},
@@ -217,12 +258,13 @@ func writeRecovery(w io.Writer, r *recoveryResult, md bool) {
 		{"errors", fmt.Sprint(r.Errors)},
 		{"Prosody CPU, restart to all answered", sec(r.ProsodyCPU)},
 		{"gavel CPU, stop to all answered", sec(r.GavelCPU)},
+		{"gavel peak RSS", fmt.Sprintf("%.1f MiB", float64(r.GavelPeakKiB)/1024)},
 	}
 	if md {
 		mdRow(w, []string{"recovery", "value"})
 		mdRow(w, []string{"---", "---:"})
 	} else {
-		fmt.Fprintln(w, "\n== Recovery: Prosody restarted under governed rooms")
+		fmt.Fprintf(w, "\n== Recovery: Prosody restarted under %d governed rooms (%s)\n", r.Rooms, how)
 	}
 	for _, row := range rows {
 		if md {
@@ -233,5 +275,8 @@ func writeRecovery(w io.Writer, r *recoveryResult, md bool) {
 	}
 	if r.FirstErr != "" {
 		fmt.Fprintf(w, "first error: %s\n", r.FirstErr)
+	}
+	for why, n := range r.RetryReasons {
+		fmt.Fprintf(w, "knocks refused before an answer, %dx: %s\n", n, why)
 	}
 }
