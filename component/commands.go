@@ -93,19 +93,35 @@ func (m *Moderation) enforce(ctx context.Context, b store.Ban) int {
 // room's worker.
 func (r *room) banPresent(b store.Ban) int {
 	var bares []string
-	for o := range r.pol.Occupants() {
-		match := false
+	add := func(bare string) {
+		if !containsFold(bares, bare) {
+			bares = append(bares, bare)
+		}
+	}
+	matches := func(bare, userID string, rec knockRecord, hasRec bool) bool {
 		switch b.Kind {
 		case store.KindUser:
-			match = o.UserID == b.Value
+			return userID != "" && userID == b.Value
 		case store.KindJID:
-			match = o.BareJID == b.Value
+			return bare == b.Value
 		case store.KindToken:
-			h, ok := r.tokens[o.FullJID]
-			match = ok && hex.EncodeToString(h[:]) == b.Value
+			return hasRec && rec.hasToken && hex.EncodeToString(rec.tokenHash[:]) == b.Value
 		}
-		if match && !containsFold(bares, o.BareJID) {
-			bares = append(bares, o.BareJID)
+		return false
+	}
+	for o := range r.pol.Occupants() {
+		rec, ok := r.knocks[o.FullJID]
+		if matches(o.BareJID, o.UserID, rec, ok) {
+			add(o.BareJID)
+		}
+	}
+	// Granted knockers whose join gavel has not seen yet: they may be in
+	// the room already, or about to enter.
+	now := r.m.now()
+	here := r.presentSet()
+	for full, rec := range r.knocks {
+		if now.Sub(rec.at) <= policy.KnockTTL && !here[full] && matches(rec.bare, rec.userID, rec, true) {
+			add(rec.bare)
 		}
 	}
 	actions := make([]policy.Action, 0, len(bares))
@@ -141,17 +157,12 @@ func (m *Moderation) Kick(ctx context.Context, roomJID, nick, reason, by string)
 	if _, err := m.governed(roomJID); err != nil {
 		return err
 	}
+	if nick == m.c.opts.Nick {
+		return ErrParticipantNotFound
+	}
 	return m.onRoom(ctx, roomJID, func(r *room) error {
-		found := false
-		for o := range r.pol.Occupants() {
-			if o.Nick == nick {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return ErrParticipantNotFound
-		}
+		// The server decides whether nick is there: gavel may not have
+		// seen a join that just happened.
 		_, err := r.sess.iq(ctx, r.m.occupantJID(), r.jid, "set", func(b *xb) {
 			b.open("query", "xmlns", nsMUCAdmin).open("item", "nick", nick, "role", "none")
 			if reason != "" {
@@ -159,6 +170,11 @@ func (m *Moderation) Kick(ctx context.Context, roomJID, nick, reason, by string)
 			}
 			b.close("item").close("query")
 		})
+		// Prosody says item-not-found, ejabberd not-acceptable.
+		var se *stanzaError
+		if errors.As(err, &se) && (se.Condition == "item-not-found" || se.Condition == "not-acceptable") {
+			return ErrParticipantNotFound
+		}
 		return err
 	})
 }
@@ -189,6 +205,13 @@ func (m *Moderation) Destroy(ctx context.Context, roomJID, reason, by string) (e
 		sess := m.session()
 		if sess == nil {
 			return ErrNotConnected
+		}
+		// ejabberd creates a missing room for an owner IQ from a service
+		// admin (and would then destroy it): ask whether it exists first.
+		_, err := sess.iq(ctx, m.c.opts.Domain, roomJID, "get", func(b *xb) { b.empty("query", "xmlns", nsDiscoInfo) })
+		var se *stanzaError
+		if errors.As(err, &se) && se.Condition == "item-not-found" {
+			return ErrRoomNotFound
 		}
 		return destroy(sess)
 	}

@@ -19,56 +19,58 @@ func withUser(id string) func(*auth.MintRequest) {
 }
 
 func TestBanUserRemovesEverywhereAndHolds(t *testing.T) {
-	g := startModerated(t, shared, map[string]Tenant{"": tenant(policy.Token, policy.GuestsDeny)}, nil)
-	roomA, roomB := newRoom(""), newRoom("")
-	host := login(t, shared)
-	knockJoin(t, host, roomA, mint(t, roomA, true, nil), "host")
-	knockJoin(t, host, roomB, mint(t, roomB, true, nil), "host")
-	troll := login(t, shared)
-	knockJoin(t, troll, roomA, mint(t, roomA, false, withUser("troll")), "troll")
-	knockJoin(t, troll, roomB, mint(t, roomB, false, withUser("troll")), "troll")
+	onEachServer(t, func(t *testing.T, srv *server) {
+		g := startModerated(t, srv, map[string]Tenant{"": tenant(policy.Token, policy.GuestsDeny)}, nil)
+		roomA, roomB := newRoom(""), newRoom("")
+		host := login(t, srv)
+		knockJoin(t, host, roomA, mint(t, roomA, true, nil), "host")
+		knockJoin(t, host, roomB, mint(t, roomB, true, nil), "host")
+		troll := login(t, srv)
+		knockJoin(t, troll, roomA, mint(t, roomA, false, withUser("troll")), "troll")
+		knockJoin(t, troll, roomB, mint(t, roomB, false, withUser("troll")), "troll")
 
-	ar, _ := auth.ParseRoom(roomA)
-	start := time.Now()
-	removed, err := g.mod.Ban(context.Background(), BanRequest{Tenant: ar.Tenant, Kind: store.KindUser, Value: "troll", Reason: "spam", By: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if removed != 2 {
-		t.Errorf("removed %d occupants, want 2 (one per room)", removed)
-	}
-	for _, room := range []string{roomA, roomB} {
-		p, err := host.WaitPresence(ctxT(t, 2*time.Second), func(p xclient.Presence) bool {
-			return strings.EqualFold(p.From, room+"/troll") && p.Type == "unavailable"
-		})
+		ar, _ := auth.ParseRoom(roomA)
+		start := time.Now()
+		removed, err := g.mod.Ban(context.Background(), BanRequest{Tenant: ar.Tenant, Kind: store.KindUser, Value: "troll", Reason: "spam", By: "test"})
 		if err != nil {
-			t.Fatalf("troll still in %s: %v", room, err)
+			t.Fatal(err)
 		}
-		if p.Affiliation != "outcast" {
-			t.Errorf("troll left %s as %s, want outcast", room, p.Affiliation)
+		if removed != 2 {
+			t.Errorf("removed %d occupants, want 2 (one per room)", removed)
 		}
-	}
-	elapsed := time.Since(start)
-	t.Logf("banned user removed from 2 rooms in %v", elapsed)
-	if elapsed > 100*time.Millisecond {
-		t.Logf("note: removal took over 100 ms on this machine")
-	}
-	// A new JID with a fresh token for the same user id is refused.
-	again := login(t, shared)
-	_, err = again.Knock(ctxT(t, 5*time.Second), prosodytest.Component, roomA, mint(t, roomA, false, withUser("troll")))
-	wantRefusal(t, err, "auth", "forbidden", "banned")
-	// The old JID cannot skip the knock: it is an outcast of a members-only
-	// room (Prosody checks membership first, so the condition says so).
-	_, err = troll.Join(ctxT(t, 5*time.Second), roomA, "troll2")
-	var xe *xclient.Error
-	if !errors.As(err, &xe) || (xe.Condition != "forbidden" && xe.Condition != "registration-required") {
-		t.Errorf("banned JID rejoining directly: %v, want a refusal", err)
-	}
-	// Unban lets the user back in with a new JID.
-	if found, err := g.mod.Unban(context.Background(), ar.Tenant, store.KindUser, "troll", "test"); err != nil || !found {
-		t.Fatalf("unban: %v %v", found, err)
-	}
-	knockJoin(t, again, roomA, mint(t, roomA, false, withUser("troll")), "troll3")
+		for _, room := range []string{roomA, roomB} {
+			p, err := host.WaitPresence(ctxT(t, 2*time.Second), func(p xclient.Presence) bool {
+				return strings.EqualFold(p.From, room+"/troll") && p.Type == "unavailable"
+			})
+			if err != nil {
+				t.Fatalf("troll still in %s: %v", room, err)
+			}
+			if p.Affiliation != "outcast" {
+				t.Errorf("troll left %s as %s, want outcast", room, p.Affiliation)
+			}
+		}
+		elapsed := time.Since(start)
+		t.Logf("banned user removed from 2 rooms in %v", elapsed)
+		if elapsed > 100*time.Millisecond {
+			t.Logf("note: removal took over 100 ms on this machine")
+		}
+		// A new JID with a fresh token for the same user id is refused.
+		again := login(t, srv)
+		_, err = again.Knock(ctxT(t, 5*time.Second), prosodytest.Component, roomA, mint(t, roomA, false, withUser("troll")))
+		wantRefusal(t, err, "auth", "forbidden", "banned")
+		// The old JID cannot skip the knock: it is an outcast of a members-only
+		// room (Prosody checks membership first, so the condition says so).
+		_, err = troll.Join(ctxT(t, 5*time.Second), roomA, "troll2")
+		var xe *xclient.Error
+		if !errors.As(err, &xe) || (xe.Condition != "forbidden" && xe.Condition != "registration-required") {
+			t.Errorf("banned JID rejoining directly: %v, want a refusal", err)
+		}
+		// Unban lets the user back in with a new JID.
+		if found, err := g.mod.Unban(context.Background(), ar.Tenant, store.KindUser, "troll", "test"); err != nil || !found {
+			t.Fatalf("unban: %v %v", found, err)
+		}
+		knockJoin(t, again, roomA, mint(t, roomA, false, withUser("troll")), "troll3")
+	})
 }
 
 func TestBanToken(t *testing.T) {
@@ -103,51 +105,53 @@ func mustBans(t *testing.T, g *moderated) []store.Ban {
 }
 
 func TestKickAndDestroy(t *testing.T) {
-	g := startModerated(t, shared, map[string]Tenant{"": tenant(policy.Token, policy.GuestsDeny)}, nil)
-	room := newRoom("")
-	host, user := login(t, shared), login(t, shared)
-	knockJoin(t, host, room, mint(t, room, true, nil), "host")
-	knockJoin(t, user, room, mint(t, room, false, nil), "user")
-	ctx := ctxT(t, 10*time.Second)
-	if err := g.mod.Kick(ctx, room, "user", "be nice", "test"); err != nil {
-		t.Fatal(err)
-	}
-	p, err := user.WaitPresence(ctx, func(p xclient.Presence) bool {
-		return strings.EqualFold(p.From, room+"/user") && p.Type == "unavailable"
-	})
-	if err != nil || !p.Self() {
-		t.Fatalf("kick not seen: %v %+v", err, p)
-	}
-	if err := g.mod.Kick(ctx, room, "nobody", "", "test"); !errors.Is(err, ErrParticipantNotFound) {
-		t.Errorf("kick unknown nick: %v", err)
-	}
-	if err := g.mod.Kick(ctx, "ghost@"+prosodytest.MUC, "x", "", "test"); !errors.Is(err, ErrRoomNotFound) {
-		t.Errorf("kick in unknown room: %v", err)
-	}
-	if err := g.mod.Kick(ctx, "r@conference.elsewhere.test", "x", "", "test"); !errors.Is(err, ErrNotGoverned) {
-		t.Errorf("kick in ungoverned room: %v", err)
-	}
+	onEachServer(t, func(t *testing.T, srv *server) {
+		g := startModerated(t, srv, map[string]Tenant{"": tenant(policy.Token, policy.GuestsDeny)}, nil)
+		room := newRoom("")
+		host, user := login(t, srv), login(t, srv)
+		knockJoin(t, host, room, mint(t, room, true, nil), "host")
+		knockJoin(t, user, room, mint(t, room, false, nil), "user")
+		ctx := ctxT(t, 10*time.Second)
+		if err := g.mod.Kick(ctx, room, "user", "be nice", "test"); err != nil {
+			t.Fatal(err)
+		}
+		p, err := user.WaitPresence(ctx, func(p xclient.Presence) bool {
+			return strings.EqualFold(p.From, room+"/user") && p.Type == "unavailable"
+		})
+		if err != nil || !p.Self() {
+			t.Fatalf("kick not seen: %v %+v", err, p)
+		}
+		if err := g.mod.Kick(ctx, room, "nobody", "", "test"); !errors.Is(err, ErrParticipantNotFound) {
+			t.Errorf("kick unknown nick: %v", err)
+		}
+		if err := g.mod.Kick(ctx, "ghost@"+prosodytest.MUC, "x", "", "test"); !errors.Is(err, ErrRoomNotFound) {
+			t.Errorf("kick in unknown room: %v", err)
+		}
+		if err := g.mod.Kick(ctx, "r@conference.elsewhere.test", "x", "", "test"); !errors.Is(err, ErrNotGoverned) {
+			t.Errorf("kick in ungoverned room: %v", err)
+		}
 
-	if err := g.mod.Destroy(ctx, room, "meeting over", "test"); err != nil {
-		t.Fatal(err)
-	}
-	p, err = host.WaitPresence(ctx, func(p xclient.Presence) bool {
-		return strings.EqualFold(p.From, room+"/host") && p.Type == "unavailable"
+		if err := g.mod.Destroy(ctx, room, "meeting over", "test"); err != nil {
+			t.Fatal(err)
+		}
+		p, err = host.WaitPresence(ctx, func(p xclient.Presence) bool {
+			return strings.EqualFold(p.From, room+"/host") && p.Type == "unavailable"
+		})
+		if err != nil || !p.Destroyed {
+			t.Fatalf("destroy not seen by the host: %v %+v", err, p)
+		}
+		if err := g.mod.Destroy(ctx, "ghost@"+prosodytest.MUC, "", "test"); !errors.Is(err, ErrRoomNotFound) {
+			t.Errorf("destroy unknown room: %v", err)
+		}
+		// gavel forgets the destroyed room.
+		deadline := time.Now().Add(2 * time.Second)
+		for time.Now().Before(deadline) && len(g.mod.Rooms()) > 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if rooms := g.mod.Rooms(); len(rooms) != 0 {
+			t.Errorf("rooms after destroy: %v", rooms)
+		}
 	})
-	if err != nil || !p.Destroyed {
-		t.Fatalf("destroy not seen by the host: %v %+v", err, p)
-	}
-	if err := g.mod.Destroy(ctx, "ghost@"+prosodytest.MUC, "", "test"); !errors.Is(err, ErrRoomNotFound) {
-		t.Errorf("destroy unknown room: %v", err)
-	}
-	// gavel forgets the destroyed room.
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) && len(g.mod.Rooms()) > 0 {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if rooms := g.mod.Rooms(); len(rooms) != 0 {
-		t.Errorf("rooms after destroy: %v", rooms)
-	}
 }
 
 func TestAdHocCommands(t *testing.T) {

@@ -145,12 +145,10 @@ func (c *Component) Run(ctx context.Context) error {
 			var hs *HandshakeError
 			var wait time.Duration
 			if errors.As(err, &hs) {
-				hsDelay = backoff(hsDelay, time.Second, c.opts.HandshakeBackoffMax)
-				wait = hsDelay
+				hsDelay, wait = backoff(hsDelay, time.Second, c.opts.HandshakeBackoffMax)
 				logState("refused", err.Error(), zap.Duration("retry_in", wait))
 			} else {
-				delay = backoff(delay, c.opts.ReconnectMin, c.opts.ReconnectMax)
-				wait = delay
+				delay, wait = backoff(delay, c.opts.ReconnectMin, c.opts.ReconnectMax)
 				logState("unreachable", shortNetErr(err), zap.String("address", c.opts.Address), zap.Duration("retry_in", wait))
 			}
 			if !sleep(ctx, wait) {
@@ -171,8 +169,9 @@ func (c *Component) Run(ctx context.Context) error {
 		if time.Since(started) > 10*time.Second {
 			delay, hsDelay = 0, 0
 		}
-		delay = backoff(delay, c.opts.ReconnectMin, c.opts.ReconnectMax)
-		if !sleep(ctx, delay) {
+		var wait time.Duration
+		delay, wait = backoff(delay, c.opts.ReconnectMin, c.opts.ReconnectMax)
+		if !sleep(ctx, wait) {
 			break
 		}
 	}
@@ -254,18 +253,19 @@ func shortNetErr(err error) string {
 	return err.Error()
 }
 
-// backoff doubles prev within [min, max] and adds jitter (half fixed, half
-// random), so a refused connection never becomes a hot loop and many
-// instances do not retry in step.
-func backoff(prev, min, max time.Duration) time.Duration {
-	next := prev * 2
+// backoff doubles the nominal delay prev within [min, max] and returns it
+// with the time to wait: half of it fixed, half random, so a refused
+// connection never becomes a hot loop and many instances do not retry in
+// step. The nominal delay carries no jitter, so waits cannot shrink.
+func backoff(prev, min, max time.Duration) (next, wait time.Duration) {
+	next = prev * 2
 	if next < min {
 		next = min
 	}
 	if next > max {
 		next = max
 	}
-	return next/2 + rand.N(next/2+1)
+	return next, next/2 + rand.N(next/2+1)
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

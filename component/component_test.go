@@ -63,41 +63,43 @@ func TestConnectAnswersDiscoPingVersion(t *testing.T) {
 	}
 }
 
-func TestReconnectAfterProsodyRestart(t *testing.T) {
-	for _, how := range []string{"SIGTERM", "SIGKILL"} {
-		t.Run(how, func(t *testing.T) {
-			srv := startServer(t, prosodytest.Options{})
-			r := startComponent(t, srv, nil)
-			r.waitConnected(t, 5*time.Second)
-			stop := srv.Stop
-			if how == "SIGKILL" {
-				stop = srv.Kill
-			}
-			if err := stop(); err != nil {
-				t.Fatal(err)
-			}
-			deadline := time.Now().Add(5 * time.Second)
-			for r.c.Connected() && time.Now().Before(deadline) {
-				time.Sleep(5 * time.Millisecond)
-			}
-			if r.c.Connected() {
-				t.Fatal("still connected after the server stopped")
-			}
-			time.Sleep(time.Second) // stay down a while: backoff grows
-			if err := srv.Restart(); err != nil {
-				t.Fatal(err)
-			}
-			listening := time.Now()
-			r.waitConnected(t, 2*time.Second)
-			t.Logf("reconnected %v after Prosody listened again", time.Since(listening))
-			if got := r.logs.FilterMessage("component disconnected").Len(); got != 1 {
-				t.Errorf("disconnected logged %d times, want once", got)
-			}
-			if r.c.Reconnects() != 1 {
-				t.Errorf("reconnects = %d", r.c.Reconnects())
-			}
-		})
-	}
+func TestReconnectAfterServerRestart(t *testing.T) {
+	onEachServer(t, func(t *testing.T, srv *server) {
+		for _, how := range []string{"SIGTERM", "SIGKILL"} {
+			t.Run(how, func(t *testing.T) {
+				srv := restartable(t, srv, prosodytest.Options{})
+				r := startComponent(t, srv, nil)
+				r.waitConnected(t, 5*time.Second)
+				stop := srv.Stop
+				if how == "SIGKILL" {
+					stop = srv.Kill
+				}
+				if err := stop(); err != nil {
+					t.Fatal(err)
+				}
+				deadline := time.Now().Add(5 * time.Second)
+				for r.c.Connected() && time.Now().Before(deadline) {
+					time.Sleep(5 * time.Millisecond)
+				}
+				if r.c.Connected() {
+					t.Fatal("still connected after the server stopped")
+				}
+				time.Sleep(time.Second) // stay down a while: backoff grows
+				if err := srv.Restart(); err != nil {
+					t.Fatal(err)
+				}
+				listening := time.Now()
+				r.waitConnected(t, 2*time.Second)
+				t.Logf("reconnected %v after %s listened again", time.Since(listening), srv.Name)
+				if got := r.logs.FilterMessage("component disconnected").Len(); got != 1 {
+					t.Errorf("disconnected logged %d times, want once", got)
+				}
+				if r.c.Reconnects() != 1 {
+					t.Errorf("reconnects = %d", r.c.Reconnects())
+				}
+			})
+		}
+	})
 }
 
 func TestWrongSecretIsRefusedAndBacksOff(t *testing.T) {

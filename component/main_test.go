@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,12 +14,94 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/gavelxmpp/gavel/internal/ejabberdtest"
 	"github.com/gavelxmpp/gavel/internal/prosodytest"
 	"github.com/gavelxmpp/gavel/internal/xclient"
 )
 
+// server is an XMPP server the tests run against: Prosody or ejabberd.
+// Both harnesses use the same host, MUC and component names.
+type server struct {
+	Name                           string // "prosody" or "ejabberd"
+	C2SAddr, ComponentAddr, Secret string
+	Register                       func(user, host, password string) error
+	Stop, Kill, Restart, Close     func() error
+	Log                            func() string
+}
+
+func fromProsody(s *prosodytest.Server) *server {
+	return &server{Name: "prosody", C2SAddr: s.C2SAddr, ComponentAddr: s.ComponentAddr, Secret: s.Secret,
+		Register: s.Register, Stop: s.Stop, Kill: s.Kill, Restart: s.Restart, Close: s.Close, Log: s.Log}
+}
+
+func fromEjabberd(s *ejabberdtest.Server) *server {
+	return &server{Name: "ejabberd", C2SAddr: s.C2SAddr, ComponentAddr: s.ComponentAddr, Secret: s.Secret,
+		Register: s.Register, Stop: s.Stop, Kill: s.Kill, Restart: s.Restart, Close: s.Close, Log: s.Log}
+}
+
 // shared is one Prosody for the tests that do not restart it.
-var shared *prosodytest.Server
+var shared *server
+
+// The shared ejabberd boots in the background while the Prosody tests run
+// (it takes about a second); sharedEjabberd waits for it.
+var (
+	ejOnce  sync.Once
+	ejReady = make(chan struct{})
+	ejSrv   *server
+	ejErr   error
+	ejDir   string
+)
+
+func startSharedEjabberd() {
+	ejOnce.Do(func() {
+		go func() {
+			defer close(ejReady)
+			if ejErr = ejabberdtest.Installed(); ejErr != nil {
+				return
+			}
+			if ejDir, ejErr = os.MkdirTemp("", "gavel-ejabberd-"); ejErr != nil {
+				return
+			}
+			var s *ejabberdtest.Server
+			if s, ejErr = ejabberdtest.Start(ejDir, ejabberdtest.Options{RestrictRoomCreation: true}); ejErr == nil {
+				ejSrv = fromEjabberd(s)
+			}
+		}()
+	})
+}
+
+// sharedEjabberd returns the shared ejabberd. Without ejabberd installed
+// the test fails (make deps installs it), unless GAVEL_SKIP_EJABBERD=1.
+func sharedEjabberd(t *testing.T) *server {
+	t.Helper()
+	startSharedEjabberd()
+	<-ejReady
+	if ejErr != nil {
+		if os.Getenv("GAVEL_SKIP_EJABBERD") == "1" {
+			t.Skipf("ejabberd: %v (GAVEL_SKIP_EJABBERD=1)", ejErr)
+		}
+		t.Fatalf("%v (set GAVEL_SKIP_EJABBERD=1 to skip the ejabberd runs)", ejErr)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("ejabberd log:\n%s", ejSrv.Log())
+		}
+	})
+	return ejSrv
+}
+
+// onEachServer runs f against the shared Prosody and the shared ejabberd,
+// as subtests named after the server.
+func onEachServer(t *testing.T, f func(t *testing.T, srv *server)) {
+	t.Run("prosody", func(t *testing.T) { f(t, shared) })
+	t.Run("ejabberd", func(t *testing.T) { f(t, sharedEjabberd(t)) })
+}
+
+// exits are run when the tests end (ok: they all passed), for servers
+// shared by a group of tests.
+var exits []func(ok bool)
+
+func atExit(f func(ok bool)) { exits = append(exits, f) }
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "gavel-prosody-")
@@ -25,17 +109,32 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	shared, err = prosodytest.Start(dir, prosodytest.Options{RestrictRoomCreation: true})
+	p, err := prosodytest.Start(dir, prosodytest.Options{RestrictRoomCreation: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	shared = fromProsody(p)
+	startSharedEjabberd()
 	code := m.Run()
+	for _, f := range exits {
+		f(code == 0)
+	}
 	_ = shared.Close()
+	<-ejReady
+	if ejSrv != nil {
+		_ = ejSrv.Close()
+	}
 	if code == 0 {
 		os.RemoveAll(dir)
+		if ejDir != "" {
+			os.RemoveAll(ejDir)
+		}
 	} else {
 		fmt.Fprintf(os.Stderr, "prosody directory kept: %s\n", dir)
+		if ejDir != "" {
+			fmt.Fprintf(os.Stderr, "ejabberd directory kept: %s\n", ejDir)
+		}
 	}
 	if code == 0 {
 		if err := goleak.Find(goleak.IgnoreCurrent()); err != nil {
@@ -47,7 +146,7 @@ func TestMain(m *testing.M) {
 }
 
 // startServer starts a Prosody of the test's own (for tests that stop it).
-func startServer(t *testing.T, opts prosodytest.Options) *prosodytest.Server {
+func startServer(t *testing.T, opts prosodytest.Options) *server {
 	t.Helper()
 	s, err := prosodytest.Start(t.TempDir(), opts)
 	if err != nil {
@@ -59,7 +158,23 @@ func startServer(t *testing.T, opts prosodytest.Options) *prosodytest.Server {
 			t.Logf("prosody log:\n%s", s.Log())
 		}
 	})
-	return s
+	return fromProsody(s)
+}
+
+// restartable returns a server the test may stop and restart: a Prosody
+// of its own (opts), or the shared ejabberd, which boots too slowly to start
+// one per test; it is running again when the test ends.
+func restartable(t *testing.T, srv *server, opts prosodytest.Options) *server {
+	t.Helper()
+	if srv.Name == "prosody" {
+		return startServer(t, opts)
+	}
+	t.Cleanup(func() {
+		if err := srv.Restart(); err != nil && !strings.Contains(err.Error(), "already running") {
+			t.Errorf("restarting the shared ejabberd: %v", err)
+		}
+	})
+	return srv
 }
 
 // running is a component started by a test.
@@ -71,7 +186,7 @@ type running struct {
 	once   sync.Once
 }
 
-func startComponent(t *testing.T, srv *prosodytest.Server, mutate func(*Options)) *running {
+func startComponent(t *testing.T, srv *server, mutate func(*Options)) *running {
 	t.Helper()
 	core, logs := observer.New(zap.DebugLevel)
 	opts := Options{
@@ -116,24 +231,58 @@ func (r *running) waitConnected(t *testing.T, d time.Duration) {
 	}
 }
 
-var userSeq = 0
+var accountSeq atomic.Int64
 
 // login registers a fresh user on srv and logs in.
-func login(t *testing.T, srv *prosodytest.Server) *xclient.Client {
+func login(t *testing.T, srv *server) *xclient.Client {
 	t.Helper()
-	userSeq++
-	user := fmt.Sprintf("u%d-%d", userSeq, time.Now().UnixNano()%100000)
+	return loginAs(t, srv, "u")
+}
+
+// loginAs registers an account named prefix-<n> and logs in. On the Jitsi
+// test server the name says what token the session holds (identityModule).
+func loginAs(t *testing.T, srv *server, prefix string) *xclient.Client {
+	t.Helper()
+	user := fmt.Sprintf("%s-%d", prefix, accountSeq.Add(1))
 	if err := srv.Register(user, prosodytest.Host, "pw"); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := xclient.Login(ctx, srv.C2SAddr, user, prosodytest.Host, "pw")
+	c, err := xclient.Login(ctxT(t, 10*time.Second), srv.C2SAddr, user, prosodytest.Host, "pw")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
+	closeAtEnd(t, c)
 	return c
+}
+
+var (
+	closeMu sync.Mutex
+	toClose = map[*testing.T][]*xclient.Client{}
+)
+
+// closeAtEnd closes c when t ends, together with t's other clients: a
+// client's Close waits for the server to end the stream, which ejabberd
+// does 100 ms later.
+func closeAtEnd(t *testing.T, c *xclient.Client) {
+	closeMu.Lock()
+	first := len(toClose[t]) == 0
+	toClose[t] = append(toClose[t], c)
+	closeMu.Unlock()
+	if !first {
+		return
+	}
+	t.Cleanup(func() {
+		closeMu.Lock()
+		cs := toClose[t]
+		delete(toClose, t)
+		closeMu.Unlock()
+		var wg sync.WaitGroup
+		for _, c := range cs {
+			wg.Add(1)
+			go func() { defer wg.Done(); c.Close() }()
+		}
+		wg.Wait()
+	})
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {

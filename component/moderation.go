@@ -3,6 +3,7 @@ package component
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -34,11 +35,31 @@ type Tenant struct {
 // MUC is one governed conference service.
 type MUC struct {
 	Domain string
-	// TrustIdentity trusts the server-stamped <identity/> in presence.
+	// TrustIdentity trusts the <identity/> element Jitsi's
+	// mod_presence_identity stamps into presence (after removing any copy
+	// the client sent), for joiners that never knock: the user id and the
+	// moderator claim then come from it. It needs IdentityDomains.
 	TrustIdentity bool
+	// IdentityDomains are the client domains whose server stamps and
+	// strips <identity/>: the Prosody VirtualHosts that load
+	// mod_presence_identity. gavel honours an identity only from a joiner
+	// of one of them, and only after checking, on each connection, that
+	// the domain answers as a Prosody server (docs/jitsi.md).
+	IdentityDomains []string
 	// SecureDomains are JID domains whose users are moderators.
 	SecureDomains []string
+	// Discover makes gavel find rooms that Jicofo or clients created
+	// without a knock and take its place in them: it polls the service's
+	// list of rooms every DiscoverInterval (default 250 ms; longer when
+	// listing is slow). Rooms it governs are open to clients that never
+	// knock (never members-only). See discover.go.
+	Discover         bool
+	DiscoverInterval time.Duration
 }
+
+// DefaultDiscoverInterval is the room discovery poll interval when a MUC
+// enables discovery without one.
+const DefaultDiscoverInterval = 250 * time.Millisecond
 
 // ModerationOptions configure a Moderation.
 type ModerationOptions struct {
@@ -67,6 +88,9 @@ type Moderation struct {
 
 	mu       sync.Mutex
 	rooms    map[string]*room
+	trust    map[string]*identityTrust // by MUC domain, for the current session
+	dormant  map[string]time.Time      // rooms gavel left empty, when (discovery)
+	loops    sync.WaitGroup            // per-session identity checks and discovery
 	sess     *session
 	resource string // gavel's resource in rooms for the current session
 	previous string // the previous session's resource (ghost occupants)
@@ -104,8 +128,19 @@ func NewModeration(opts ModerationOptions) (*Moderation, error) {
 		jidLimits:  map[string]*rate.Limiter{},
 		tenantLims: map[string]*rate.Limiter{},
 	}
+	m.trust, m.dormant = map[string]*identityTrust{}, map[string]time.Time{}
 	for _, mu := range opts.MUCs {
-		m.mucs[strings.ToLower(mu.Domain)] = mu
+		mu.Domain = strings.ToLower(mu.Domain)
+		if mu.TrustIdentity && len(mu.IdentityDomains) == 0 {
+			return nil, fmt.Errorf("component: MUC %s trusts <identity/> but names no identity domains: list the VirtualHosts that load mod_presence_identity (guests' hosts usually do not)", mu.Domain)
+		}
+		if mu.Discover && mu.DiscoverInterval <= 0 {
+			mu.DiscoverInterval = DefaultDiscoverInterval
+		}
+		if mu.Discover && mu.DiscoverInterval < 20*time.Millisecond {
+			return nil, fmt.Errorf("component: MUC %s: a discovery interval under 20ms would flood the server", mu.Domain)
+		}
+		m.mucs[mu.Domain] = mu
 	}
 	for _, a := range opts.Admins {
 		m.admins[strings.ToLower(a)] = true
@@ -136,13 +171,29 @@ func (m *Moderation) connected(sess *session) {
 	for _, r := range m.rooms {
 		rooms = append(rooms, r)
 	}
+	for _, mu := range m.mucs {
+		if mu.TrustIdentity {
+			m.trust[mu.Domain] = &identityTrust{}
+		}
+	}
 	m.mu.Unlock()
 	for _, r := range rooms {
 		r.push(event{kind: evConnected, sess: sess})
 	}
+	for _, mu := range m.mucs {
+		if mu.TrustIdentity {
+			m.loops.Add(1)
+			go m.checkIdentity(sess, mu)
+		}
+		if mu.Discover {
+			m.loops.Add(1)
+			go m.discover(sess, mu)
+		}
+	}
 }
 
 func (m *Moderation) disconnected() {
+	m.loops.Wait() // they end with the session
 	m.mu.Lock()
 	m.sess = nil
 	rooms := make([]*room, 0, len(m.rooms))
@@ -206,6 +257,7 @@ func (m *Moderation) deliver(roomJID string, create bool, ev event) bool {
 			return false
 		}
 		m.rooms[roomJID] = r
+		delete(m.dormant, roomJID)
 		m.metrics.Rooms.Set(float64(len(m.rooms)))
 		m.workers.Add(1)
 		go r.run()

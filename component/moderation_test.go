@@ -41,7 +41,13 @@ type moderated struct {
 
 // startModerated runs gavel against srv with tenant settings per tenant
 // name ("" is the default).
-func startModerated(t *testing.T, srv *prosodytest.Server, tenants map[string]Tenant, st store.Store) *moderated {
+func startModerated(t *testing.T, srv *server, tenants map[string]Tenant, st store.Store) *moderated {
+	t.Helper()
+	return startModeratedMUC(t, srv, MUC{Domain: prosodytest.MUC}, tenants, st)
+}
+
+// startModeratedMUC is startModerated with the MUC's settings (Jitsi mode).
+func startModeratedMUC(t *testing.T, srv *server, muc MUC, tenants map[string]Tenant, st store.Store) *moderated {
 	t.Helper()
 	v, err := auth.New(map[string]auth.Settings{"": func() auth.Settings {
 		s := auth.DefaultSettings("gavel-test")
@@ -56,7 +62,7 @@ func startModerated(t *testing.T, srv *prosodytest.Server, tenants map[string]Te
 		st = store.NewMemory()
 	}
 	mod, err := NewModeration(ModerationOptions{
-		MUCs:     []MUC{{Domain: prosodytest.MUC}},
+		MUCs:     []MUC{muc},
 		Verifier: v,
 		Store:    st,
 		Tenant: func(name string) Tenant {
@@ -136,59 +142,61 @@ func wantRefusal(t *testing.T, err error, typ, cond, app string) {
 }
 
 func TestTokenPolicyRoles(t *testing.T) {
-	g := startModerated(t, shared, map[string]Tenant{"": tenant(policy.Token, policy.GuestsDeny)}, nil)
-	_ = g
-	room := newRoom("")
-	host := login(t, shared)
-	res, p := knockJoin(t, host, room, mint(t, room, true, nil), "host")
-	if res.Affiliation != "owner" || res.Role != "moderator" || res.Reason != "token-moderator" {
-		t.Errorf("host knock = %+v", res)
-	}
-	if p.Affiliation != "owner" || p.Role != "moderator" {
-		t.Errorf("host's first presence: %s/%s, want owner/moderator", p.Affiliation, p.Role)
-	}
-	guestTok := mint(t, room, false, nil)
-	part := login(t, shared)
-	res, p = knockJoin(t, part, room, guestTok, "part")
-	if res.Role != "participant" || p.Role != "participant" || p.Affiliation != "member" {
-		t.Errorf("participant: knock %+v, presence %s/%s", res, p.Affiliation, p.Role)
-	}
-	ctx := ctxT(t, 10*time.Second)
+	onEachServer(t, func(t *testing.T, srv *server) {
+		g := startModerated(t, srv, map[string]Tenant{"": tenant(policy.Token, policy.GuestsDeny)}, nil)
+		_ = g
+		room := newRoom("")
+		host := login(t, srv)
+		res, p := knockJoin(t, host, room, mint(t, room, true, nil), "host")
+		if res.Affiliation != "owner" || res.Role != "moderator" || res.Reason != "token-moderator" {
+			t.Errorf("host knock = %+v", res)
+		}
+		if p.Affiliation != "owner" || p.Role != "moderator" {
+			t.Errorf("host's first presence: %s/%s, want owner/moderator", p.Affiliation, p.Role)
+		}
+		guestTok := mint(t, room, false, nil)
+		part := login(t, srv)
+		res, p = knockJoin(t, part, room, guestTok, "part")
+		if res.Role != "participant" || p.Role != "participant" || p.Affiliation != "member" {
+			t.Errorf("participant: knock %+v, presence %s/%s", res, p.Affiliation, p.Role)
+		}
+		ctx := ctxT(t, 10*time.Second)
 
-	// No token under guests: deny.
-	guest := login(t, shared)
-	_, err := guest.Knock(ctx, prosodytest.Component, room, "")
-	wantRefusal(t, err, "auth", "not-authorized", "token-required")
-	// Skipping the knock does not help: the room is members-only.
-	_, err = guest.Join(ctx, room, "sneaky")
-	var xe *xclient.Error
-	if !errors.As(err, &xe) || xe.Condition != "registration-required" {
-		t.Errorf("join without knock: %v, want registration-required", err)
-	}
+		// No token under guests: deny.
+		guest := login(t, srv)
+		_, err := guest.Knock(ctx, prosodytest.Component, room, "")
+		wantRefusal(t, err, "auth", "not-authorized", "token-required")
+		// Skipping the knock does not help: the room is members-only.
+		_, err = guest.Join(ctx, room, "sneaky")
+		var xe *xclient.Error
+		if !errors.As(err, &xe) || xe.Condition != "registration-required" {
+			t.Errorf("join without knock: %v, want registration-required", err)
+		}
 
-	// Refusals, each with its reason.
-	other := newRoom("")
-	cases := []struct {
-		name, token, app, cond string
-	}{
-		{"expired", mint(t, room, true, func(r *auth.MintRequest) {
-			r.Expires = time.Now().Add(-time.Hour)
-			r.IssuedAt = time.Now().Add(-2 * time.Hour)
-		}), "token-expired", "not-authorized"},
-		{"wrong room", mint(t, other, true, nil), "token-wrong-room", "forbidden"},
-		{"bad signature", mint(t, room, true, func(r *auth.MintRequest) { r.Secret = []byte("another-secret-of-16-bytes") }), "token-bad-signature", "not-authorized"},
-		{"garbage", "not.a.token", "token-malformed", "not-authorized"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			_, err := guest.Knock(ctx, prosodytest.Component, room, c.token)
-			wantRefusal(t, err, "auth", c.cond, c.app)
-		})
-	}
-	_, err = guest.Knock(ctx, prosodytest.Component, "room@conference.elsewhere.test", "")
-	wantRefusal(t, err, "cancel", "item-not-found", "not-governed")
-	_, err = guest.Knock(ctx, prosodytest.Component, "no-at-sign", "")
-	wantRefusal(t, err, "modify", "bad-request", "bad-room")
+		// Refusals, each with its reason.
+		other := newRoom("")
+		cases := []struct {
+			name, token, app, cond string
+		}{
+			{"expired", mint(t, room, true, func(r *auth.MintRequest) {
+				r.Expires = time.Now().Add(-time.Hour)
+				r.IssuedAt = time.Now().Add(-2 * time.Hour)
+			}), "token-expired", "not-authorized"},
+			{"wrong room", mint(t, other, true, nil), "token-wrong-room", "forbidden"},
+			{"bad signature", mint(t, room, true, func(r *auth.MintRequest) { r.Secret = []byte("another-secret-of-16-bytes") }), "token-bad-signature", "not-authorized"},
+			{"garbage", "not.a.token", "token-malformed", "not-authorized"},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				_, err := guest.Knock(ctx, prosodytest.Component, room, c.token)
+				wantRefusal(t, err, "auth", c.cond, c.app)
+			})
+		}
+		_, err = guest.Knock(ctx, prosodytest.Component, "room@conference.elsewhere.test", "")
+		wantRefusal(t, err, "cancel", "item-not-found", "not-governed")
+		_, err = guest.Knock(ctx, prosodytest.Component, "no-at-sign", "")
+		wantRefusal(t, err, "modify", "bad-request", "bad-room")
+	})
 }
 
 func TestLogsNeverHoldTokens(t *testing.T) {

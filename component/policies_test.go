@@ -26,271 +26,287 @@ func waitAffiliation(t *testing.T, watcher *xclient.Client, room, nick, aff stri
 	return p
 }
 
-func anonymous(t *testing.T, srv *prosodytest.Server) *xclient.Client {
+func anonymous(t *testing.T, srv *server) *xclient.Client {
 	t.Helper()
 	c, err := xclient.Login(ctxT(t, 10*time.Second), srv.C2SAddr, "", prosodytest.GuestHost, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
+	closeAtEnd(t, c)
 	return c
 }
 
 func TestAutoOwner(t *testing.T) {
-	startModerated(t, shared, map[string]Tenant{"acme": tenant(policy.AutoOwner, policy.GuestsMember), "": tenant(policy.Token, policy.GuestsDeny)}, nil)
-	room := newRoom("acme")
-	carol, dave, erin := login(t, shared), login(t, shared), login(t, shared)
-	res, p := knockJoin(t, carol, room, mint(t, room, false, nil), "carol")
-	if res.Reason != "first-joiner" || p.Affiliation != "owner" || p.Role != "moderator" {
-		t.Fatalf("first joiner: %+v, presence %s/%s", res, p.Affiliation, p.Role)
-	}
-	_, p = knockJoin(t, dave, room, mint(t, room, false, nil), "dave")
-	if p.Role != "participant" {
-		t.Errorf("second joiner role %s", p.Role)
-	}
-	_, p = knockJoin(t, erin, room, "", "erin") // a guest: member setting
-	if p.Role != "participant" {
-		t.Errorf("guest role %s", p.Role)
-	}
-	// The owner leaves: the longest-present occupant (dave) is promoted at once.
-	start := time.Now()
-	if err := carol.Leave(ctxT(t, time.Second), room, "carol"); err != nil {
-		t.Fatal(err)
-	}
-	waitAffiliation(t, erin, room, "dave", "owner")
-	t.Logf("handover seen %v after the owner left", time.Since(start))
-	// dave is kicked by... dave leaves too: erin (the guest) is next.
-	_ = dave.Leave(ctxT(t, time.Second), room, "dave")
-	waitAffiliation(t, erin, room, "erin", "owner")
+	onEachServer(t, func(t *testing.T, srv *server) {
+		startModerated(t, srv, map[string]Tenant{"acme": tenant(policy.AutoOwner, policy.GuestsMember), "": tenant(policy.Token, policy.GuestsDeny)}, nil)
+		room := newRoom("acme")
+		carol, dave, erin := login(t, srv), login(t, srv), login(t, srv)
+		res, p := knockJoin(t, carol, room, mint(t, room, false, nil), "carol")
+		if res.Reason != "first-joiner" || p.Affiliation != "owner" || p.Role != "moderator" {
+			t.Fatalf("first joiner: %+v, presence %s/%s", res, p.Affiliation, p.Role)
+		}
+		_, p = knockJoin(t, dave, room, mint(t, room, false, nil), "dave")
+		if p.Role != "participant" {
+			t.Errorf("second joiner role %s", p.Role)
+		}
+		_, p = knockJoin(t, erin, room, "", "erin") // a guest: member setting
+		if p.Role != "participant" {
+			t.Errorf("guest role %s", p.Role)
+		}
+		// The owner leaves: the longest-present occupant (dave) is promoted at once.
+		start := time.Now()
+		if err := carol.Leave(ctxT(t, time.Second), room, "carol"); err != nil {
+			t.Fatal(err)
+		}
+		waitAffiliation(t, erin, room, "dave", "owner")
+		t.Logf("handover seen %v after the owner left", time.Since(start))
+		// dave is kicked by... dave leaves too: erin (the guest) is next.
+		_ = dave.Leave(ctxT(t, time.Second), room, "dave")
+		waitAffiliation(t, erin, room, "erin", "owner")
+	})
 }
 
 func TestAllOwners(t *testing.T) {
-	ten := tenant(policy.AllOwners, policy.GuestsMember)
-	ten.Policy.ModeratedRooms = []string{"board"}
-	startModerated(t, shared, map[string]Tenant{"party": ten, "": tenant(policy.Token, policy.GuestsDeny)}, nil)
-	room := newRoom("party")
-	for i := 0; i < 3; i++ {
-		cl := anonymous(t, shared)
-		res, p := knockJoin(t, cl, room, "", fmt.Sprintf("g%d", i))
-		if p.Affiliation != "owner" || res.Reason != "all-owners" {
-			t.Errorf("joiner %d: %+v presence %s/%s", i, res, p.Affiliation, p.Role)
+	onEachServer(t, func(t *testing.T, srv *server) {
+		ten := tenant(policy.AllOwners, policy.GuestsMember)
+		ten.Policy.ModeratedRooms = []string{"board"}
+		startModerated(t, srv, map[string]Tenant{"party": ten, "": tenant(policy.Token, policy.GuestsDeny)}, nil)
+		room := newRoom("party")
+		for i := 0; i < 3; i++ {
+			cl := anonymous(t, srv)
+			res, p := knockJoin(t, cl, room, "", fmt.Sprintf("g%d", i))
+			if p.Affiliation != "owner" || res.Reason != "all-owners" {
+				t.Errorf("joiner %d: %+v presence %s/%s", i, res, p.Affiliation, p.Role)
+			}
 		}
-	}
-	// A moderated room of the same tenant uses the token policy.
-	board := "[party]board@" + prosodytest.MUC
-	cl := anonymous(t, shared)
-	_, p := knockJoin(t, cl, board, mint(t, board, false, nil), "member")
-	if p.Affiliation == "owner" {
-		t.Errorf("moderated room gave owner to a participant token")
-	}
-	boss := login(t, shared)
-	_, p = knockJoin(t, boss, board, mint(t, board, true, nil), "boss")
-	if p.Affiliation != "owner" {
-		t.Errorf("moderated room: moderator token got %s", p.Affiliation)
-	}
+		// A moderated room of the same tenant uses the token policy.
+		board := "[party]board@" + prosodytest.MUC
+		cl := anonymous(t, srv)
+		_, p := knockJoin(t, cl, board, mint(t, board, false, nil), "member")
+		if p.Affiliation == "owner" {
+			t.Errorf("moderated room gave owner to a participant token")
+		}
+		boss := login(t, srv)
+		_, p = knockJoin(t, boss, board, mint(t, board, true, nil), "boss")
+		if p.Affiliation != "owner" {
+			t.Errorf("moderated room: moderator token got %s", p.Affiliation)
+		}
+	})
 }
 
 func TestTwentyJoinersAtOnce(t *testing.T) {
-	for _, kind := range []policy.Kind{policy.Token, policy.AutoOwner, policy.AllOwners} {
-		t.Run(kind.String(), func(t *testing.T) {
-			startModerated(t, shared, map[string]Tenant{"": tenant(kind, policy.GuestsMember)}, nil)
-			room := newRoom("")
-			const n = 20
-			clients := make([]*xclient.Client, n)
-			for i := range clients {
-				clients[i] = login(t, shared)
-			}
-			var wg sync.WaitGroup
-			got := make([]xclient.Presence, n)
-			errs := make([]error, n)
-			for i := range clients {
-				wg.Add(1)
-				go func(i int) {
-					defer wg.Done()
-					ctx := ctxT(t, 20*time.Second)
-					if _, err := clients[i].Knock(ctx, prosodytest.Component, room, mint(t, room, kind == policy.Token && i == 7, nil)); err != nil {
-						errs[i] = err
-						return
+	onEachServer(t, func(t *testing.T, srv *server) {
+		for _, kind := range []policy.Kind{policy.Token, policy.AutoOwner, policy.AllOwners} {
+			t.Run(kind.String(), func(t *testing.T) {
+				startModerated(t, srv, map[string]Tenant{"": tenant(kind, policy.GuestsMember)}, nil)
+				room := newRoom("")
+				const n = 20
+				clients := make([]*xclient.Client, n)
+				for i := range clients {
+					clients[i] = login(t, srv)
+				}
+				var wg sync.WaitGroup
+				got := make([]xclient.Presence, n)
+				errs := make([]error, n)
+				for i := range clients {
+					wg.Add(1)
+					go func(i int) {
+						defer wg.Done()
+						ctx := ctxT(t, 20*time.Second)
+						if _, err := clients[i].Knock(ctx, prosodytest.Component, room, mint(t, room, kind == policy.Token && i == 7, nil)); err != nil {
+							errs[i] = err
+							return
+						}
+						got[i], errs[i] = clients[i].Join(ctx, room, fmt.Sprintf("p%d", i))
+					}(i)
+				}
+				wg.Wait()
+				owners := 0
+				for i := range got {
+					if errs[i] != nil {
+						t.Fatalf("joiner %d: %v", i, errs[i])
 					}
-					got[i], errs[i] = clients[i].Join(ctx, room, fmt.Sprintf("p%d", i))
-				}(i)
-			}
-			wg.Wait()
-			owners := 0
-			for i := range got {
-				if errs[i] != nil {
-					t.Fatalf("joiner %d: %v", i, errs[i])
+					if got[i].Affiliation == "owner" {
+						owners++
+					}
 				}
-				if got[i].Affiliation == "owner" {
-					owners++
+				want := map[policy.Kind]int{policy.Token: 1, policy.AutoOwner: 1, policy.AllOwners: n}[kind]
+				if owners != want {
+					t.Errorf("%d owners in first presences, want %d", owners, want)
 				}
-			}
-			want := map[policy.Kind]int{policy.Token: 1, policy.AutoOwner: 1, policy.AllOwners: n}[kind]
-			if owners != want {
-				t.Errorf("%d owners in first presences, want %d", owners, want)
-			}
-			if kind == policy.Token && got[7].Affiliation != "owner" {
-				t.Errorf("the moderator token holder got %s", got[7].Affiliation)
-			}
-		})
-	}
+				if kind == policy.Token && got[7].Affiliation != "owner" {
+					t.Errorf("the moderator token holder got %s", got[7].Affiliation)
+				}
+			})
+		}
+	})
 }
 
 func TestOwnerLeavesDuringJoins(t *testing.T) {
-	startModerated(t, shared, map[string]Tenant{"": tenant(policy.AutoOwner, policy.GuestsMember)}, nil)
-	room := newRoom("")
-	first := login(t, shared)
-	knockJoin(t, first, room, mint(t, room, false, nil), "first")
-	clients := make([]*xclient.Client, 10)
-	for i := range clients {
-		clients[i] = login(t, shared)
-	}
-	var wg sync.WaitGroup
-	for i, c := range clients {
-		wg.Add(1)
-		go func(i int, c *xclient.Client) {
-			defer wg.Done()
-			knockJoin(t, c, room, mint(t, room, false, nil), fmt.Sprintf("j%d", i))
-		}(i, c)
-		if i == 4 {
-			_ = first.Leave(ctxT(t, time.Second), room, "first")
+	onEachServer(t, func(t *testing.T, srv *server) {
+		startModerated(t, srv, map[string]Tenant{"": tenant(policy.AutoOwner, policy.GuestsMember)}, nil)
+		room := newRoom("")
+		first := login(t, srv)
+		knockJoin(t, first, room, mint(t, room, false, nil), "first")
+		clients := make([]*xclient.Client, 10)
+		for i := range clients {
+			clients[i] = login(t, srv)
 		}
-	}
-	wg.Wait()
-	// Exactly one owner among those present, seen by the last joiner.
-	time.Sleep(300 * time.Millisecond)
-	owners := map[string]bool{}
-	for _, p := range clients[9].Presences() {
-		if !strings.HasPrefix(strings.ToLower(p.From), room+"/") || p.Type != "" {
-			continue
+		var wg sync.WaitGroup
+		for i, c := range clients {
+			wg.Add(1)
+			go func(i int, c *xclient.Client) {
+				defer wg.Done()
+				knockJoin(t, c, room, mint(t, room, false, nil), fmt.Sprintf("j%d", i))
+			}(i, c)
+			if i == 4 {
+				_ = first.Leave(ctxT(t, time.Second), room, "first")
+			}
 		}
-		nick := p.From[strings.IndexByte(p.From, '/')+1:]
-		if nick == "gavel" {
-			continue
+		wg.Wait()
+		// Exactly one owner among those present, seen by the last joiner.
+		time.Sleep(300 * time.Millisecond)
+		owners := map[string]bool{}
+		for _, p := range clients[9].Presences() {
+			if !strings.HasPrefix(strings.ToLower(p.From), room+"/") || p.Type != "" {
+				continue
+			}
+			nick := p.From[strings.IndexByte(p.From, '/')+1:]
+			if nick == "gavel" {
+				continue
+			}
+			owners[nick] = p.Affiliation == "owner"
 		}
-		owners[nick] = p.Affiliation == "owner"
-	}
-	n := 0
-	for _, o := range owners {
-		if o {
-			n++
+		n := 0
+		for _, o := range owners {
+			if o {
+				n++
+			}
 		}
-	}
-	if n != 1 {
-		t.Errorf("%d owners after the owner left during joins: %v", n, owners)
-	}
+		if n != 1 {
+			t.Errorf("%d owners after the owner left during joins: %v", n, owners)
+		}
+	})
 }
 
 func TestTokenExpiryRevokesOwner(t *testing.T) {
-	startModerated(t, shared, map[string]Tenant{"": tenant(policy.Token, policy.GuestsMember)}, nil)
-	room := newRoom("")
-	host, watcher := login(t, shared), login(t, shared)
-	tok := mint(t, room, true, func(r *auth.MintRequest) { r.TTL = 0; r.Expires = time.Now().Add(2 * time.Second) })
-	res, p := knockJoin(t, host, room, tok, "host")
-	if p.Affiliation != "owner" || res.Expires == "" {
-		t.Fatalf("host: %+v %s", res, p.Affiliation)
-	}
-	knockJoin(t, watcher, room, mint(t, room, false, nil), "watcher")
-	start := time.Now()
-	p, err := watcher.WaitPresence(ctxT(t, 6*time.Second), func(p xclient.Presence) bool {
-		return strings.EqualFold(p.From, room+"/host") && p.Affiliation != "owner" && p.Type == ""
+	onEachServer(t, func(t *testing.T, srv *server) {
+		startModerated(t, srv, map[string]Tenant{"": tenant(policy.Token, policy.GuestsMember)}, nil)
+		room := newRoom("")
+		host, watcher := login(t, srv), login(t, srv)
+		tok := mint(t, room, true, func(r *auth.MintRequest) { r.TTL = 0; r.Expires = time.Now().Add(2 * time.Second) })
+		res, p := knockJoin(t, host, room, tok, "host")
+		if p.Affiliation != "owner" || res.Expires == "" {
+			t.Fatalf("host: %+v %s", res, p.Affiliation)
+		}
+		knockJoin(t, watcher, room, mint(t, room, false, nil), "watcher")
+		start := time.Now()
+		p, err := watcher.WaitPresence(ctxT(t, 6*time.Second), func(p xclient.Presence) bool {
+			return strings.EqualFold(p.From, room+"/host") && p.Affiliation != "owner" && p.Type == ""
+		})
+		if err != nil {
+			t.Fatalf("owner rights did not end with the token: %v", err)
+		}
+		if p.Role == "moderator" {
+			t.Errorf("after expiry host is still moderator")
+		}
+		t.Logf("owner revoked %v after the watcher joined (token expired 2s after minting)", time.Since(start))
 	})
-	if err != nil {
-		t.Fatalf("owner rights did not end with the token: %v", err)
-	}
-	if p.Role == "moderator" {
-		t.Errorf("after expiry host is still moderator")
-	}
-	t.Logf("owner revoked %v after the watcher joined (token expired 2s after minting)", time.Since(start))
 }
 
 func TestGuestsOnAnonymousHost(t *testing.T) {
-	cases := []struct {
-		guests   policy.Guests
-		wantRole string
-		wantApp  string
-	}{
-		{policy.GuestsDeny, "", "token-required"},
-		{policy.GuestsMember, "participant", ""},
-		{policy.GuestsVisitor, "visitor", ""},
-	}
-	for _, c := range cases {
-		t.Run(c.guests.String(), func(t *testing.T) {
-			startModerated(t, shared, map[string]Tenant{"": tenant(policy.Token, c.guests)}, nil)
-			room := newRoom("")
-			host := login(t, shared)
-			knockJoin(t, host, room, mint(t, room, true, nil), "host")
-			guest := anonymous(t, shared)
-			ctx := ctxT(t, 10*time.Second)
-			_, err := guest.Knock(ctx, prosodytest.Component, room, "")
-			if c.wantApp != "" {
-				wantRefusal(t, err, "auth", "not-authorized", c.wantApp)
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := guest.Join(ctx, room, "guest")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if p.Role != c.wantRole {
-				t.Errorf("guest role %s, want %s", p.Role, c.wantRole)
-			}
-			if c.guests == policy.GuestsVisitor {
-				// A token participant still gets voice in the moderated room.
-				part := login(t, shared)
-				_, p := knockJoin(t, part, room, mint(t, room, false, nil), "part")
-				if p.Role != "participant" {
-					t.Errorf("token participant in a visitor room: %s", p.Role)
+	onEachServer(t, func(t *testing.T, srv *server) {
+		cases := []struct {
+			guests   policy.Guests
+			wantRole string
+			wantApp  string
+		}{
+			{policy.GuestsDeny, "", "token-required"},
+			{policy.GuestsMember, "participant", ""},
+			{policy.GuestsVisitor, "visitor", ""},
+		}
+		for _, c := range cases {
+			t.Run(c.guests.String(), func(t *testing.T) {
+				startModerated(t, srv, map[string]Tenant{"": tenant(policy.Token, c.guests)}, nil)
+				room := newRoom("")
+				host := login(t, srv)
+				knockJoin(t, host, room, mint(t, room, true, nil), "host")
+				guest := anonymous(t, srv)
+				ctx := ctxT(t, 10*time.Second)
+				_, err := guest.Knock(ctx, prosodytest.Component, room, "")
+				if c.wantApp != "" {
+					wantRefusal(t, err, "auth", "not-authorized", c.wantApp)
+					return
 				}
-			}
-		})
-	}
+				if err != nil {
+					t.Fatal(err)
+				}
+				p, err := guest.Join(ctx, room, "guest")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p.Role != c.wantRole {
+					t.Errorf("guest role %s, want %s", p.Role, c.wantRole)
+				}
+				if c.guests == policy.GuestsVisitor {
+					// A token participant still gets voice in the moderated room.
+					part := login(t, srv)
+					_, p := knockJoin(t, part, room, mint(t, room, false, nil), "part")
+					if p.Role != "participant" {
+						t.Errorf("token participant in a visitor room: %s", p.Role)
+					}
+				}
+			})
+		}
+	})
 }
 
 func TestViewerClaim(t *testing.T) {
-	startModerated(t, shared, map[string]Tenant{"": tenant(policy.Token, policy.GuestsMember)}, nil)
-	room := newRoom("")
-	host := login(t, shared)
-	knockJoin(t, host, room, mint(t, room, true, nil), "host")
-	viewer := login(t, shared)
-	res, p := knockJoin(t, viewer, room, mint(t, room, false, func(r *auth.MintRequest) { r.Role = "viewer" }), "viewer")
-	if res.Role != "visitor" {
-		t.Errorf("viewer knock: %+v", res)
-	}
-	// The role may arrive with the first presence (moderated room) or right after it.
-	if p.Role != "visitor" {
-		if _, err := viewer.WaitPresence(ctxT(t, 3*time.Second), func(p xclient.Presence) bool {
-			return strings.EqualFold(p.From, room+"/viewer") && p.Role == "visitor"
-		}); err != nil {
-			t.Errorf("viewer never became visitor (first presence %s)", p.Role)
+	onEachServer(t, func(t *testing.T, srv *server) {
+		startModerated(t, srv, map[string]Tenant{"": tenant(policy.Token, policy.GuestsMember)}, nil)
+		room := newRoom("")
+		host := login(t, srv)
+		knockJoin(t, host, room, mint(t, room, true, nil), "host")
+		viewer := login(t, srv)
+		res, p := knockJoin(t, viewer, room, mint(t, room, false, func(r *auth.MintRequest) { r.Role = "viewer" }), "viewer")
+		if res.Role != "visitor" {
+			t.Errorf("viewer knock: %+v", res)
 		}
-	}
+		// The role may arrive with the first presence (moderated room) or right after it.
+		if p.Role != "visitor" {
+			if _, err := viewer.WaitPresence(ctxT(t, 3*time.Second), func(p xclient.Presence) bool {
+				return strings.EqualFold(p.From, room+"/viewer") && p.Role == "visitor"
+			}); err != nil {
+				t.Errorf("viewer never became visitor (first presence %s)", p.Role)
+			}
+		}
+	})
 }
 
-func TestProsodyRestartMidMeeting(t *testing.T) {
-	srv := startServer(t, prosodytest.Options{RestrictRoomCreation: true})
-	g := startModerated(t, srv, map[string]Tenant{"": tenant(policy.Token, policy.GuestsMember)}, nil)
-	room := newRoom("")
-	hostTok, partTok := mint(t, room, true, nil), mint(t, room, false, nil)
-	host, part := login(t, srv), login(t, srv)
-	knockJoin(t, host, room, hostTok, "host")
-	knockJoin(t, part, room, partTok, "part")
-	if err := srv.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Restart(); err != nil {
-		t.Fatal(err)
-	}
-	g.waitConnected(t, 3*time.Second)
-	// Clients come back, knock again and get their roles back.
-	host, part = login(t, srv), login(t, srv)
-	_, hp := knockJoin(t, host, room, hostTok, "host")
-	_, pp := knockJoin(t, part, room, partTok, "part")
-	if hp.Affiliation != "owner" || hp.Role != "moderator" || pp.Role != "participant" {
-		t.Errorf("after restart: host %s/%s, part %s/%s", hp.Affiliation, hp.Role, pp.Affiliation, pp.Role)
-	}
+func TestServerRestartMidMeeting(t *testing.T) {
+	onEachServer(t, func(t *testing.T, srv *server) {
+		srv = restartable(t, srv, prosodytest.Options{RestrictRoomCreation: true})
+		g := startModerated(t, srv, map[string]Tenant{"": tenant(policy.Token, policy.GuestsMember)}, nil)
+		room := newRoom("")
+		hostTok, partTok := mint(t, room, true, nil), mint(t, room, false, nil)
+		host, part := login(t, srv), login(t, srv)
+		knockJoin(t, host, room, hostTok, "host")
+		knockJoin(t, part, room, partTok, "part")
+		if err := srv.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		g.waitConnected(t, 3*time.Second)
+		// Clients come back, knock again and get their roles back.
+		host, part = login(t, srv), login(t, srv)
+		_, hp := knockJoin(t, host, room, hostTok, "host")
+		_, pp := knockJoin(t, part, room, partTok, "part")
+		if hp.Affiliation != "owner" || hp.Role != "moderator" || pp.Role != "participant" {
+			t.Errorf("after restart: host %s/%s, part %s/%s", hp.Affiliation, hp.Role, pp.Affiliation, pp.Role)
+		}
+	})
 }
 
 var _ = errors.New

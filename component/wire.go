@@ -41,7 +41,7 @@ type stanza struct {
 	DiscoInfo  *discoQuery  `xml:"http://jabber.org/protocol/disco#info query"`
 	DiscoItems *discoQuery  `xml:"http://jabber.org/protocol/disco#items query"`
 	Command    *commandEl   `xml:"http://jabber.org/protocol/commands command"`
-	Version    *struct{}    `xml:"jabber:iq:version query"`
+	Version    *versionEl   `xml:"jabber:iq:version query"`
 	AdminQuery *adminQuery  `xml:"http://jabber.org/protocol/muc#admin query"`
 	Other      []anyEl      `xml:",any"`
 }
@@ -94,6 +94,7 @@ type identityEl struct {
 		Email       string `xml:"email"`
 		Moderator   string `xml:"moderator"`
 		Affiliation string `xml:"affiliation"`
+		Role        string `xml:"role"`
 	} `xml:"user"`
 	Group string `xml:"group"`
 }
@@ -103,22 +104,46 @@ type knockEl struct {
 	Token string `xml:"token"`
 }
 
+// discoQuery is a disco#info or disco#items query, or the answer to one.
 type discoQuery struct {
-	Node string `xml:"node,attr"`
+	Node       string `xml:"node,attr"`
+	Identities []struct {
+		Category string `xml:"category,attr"`
+		Type     string `xml:"type,attr"`
+		Name     string `xml:"name,attr"`
+	} `xml:"identity"`
+	Features []struct {
+		Var string `xml:"var,attr"`
+	} `xml:"feature"`
+	Items []struct {
+		JID  string `xml:"jid,attr"`
+		Name string `xml:"name,attr"`
+	} `xml:"item"`
+	Form *dataForm `xml:"jabber:x:data x"`
+}
+
+// versionEl is a jabber:iq:version query or answer.
+type versionEl struct {
+	Name    string `xml:"name"`
+	Version string `xml:"version"`
 }
 
 type commandEl struct {
 	Node      string    `xml:"node,attr"`
 	Action    string    `xml:"action,attr"`
 	SessionID string    `xml:"sessionid,attr"`
+	Status    string    `xml:"status,attr"`
 	Form      *dataForm `xml:"jabber:x:data x"`
 }
 
 type dataForm struct {
 	Type   string `xml:"type,attr"`
 	Fields []struct {
-		Var    string   `xml:"var,attr"`
-		Values []string `xml:"value"`
+		Var     string   `xml:"var,attr"`
+		Values  []string `xml:"value"`
+		Options []struct {
+			Value string `xml:"value"`
+		} `xml:"option"`
 	} `xml:"field"`
 }
 
@@ -262,4 +287,3 @@ func field(b *xb, name, typ string, values ...string) {
 	}
 	b.close("field")
 }
-

@@ -56,9 +56,17 @@ type MUC struct {
 	// TrustIdentity trusts the server-stamped <identity/> element in presence
 	// (Jitsi's mod_presence_identity) for joiners that never knock.
 	TrustIdentity bool `yaml:"trust_identity"`
+	// IdentityDomains are the client domains whose Prosody stamps and
+	// strips <identity/> (mod_presence_identity); required with
+	// TrustIdentity.
+	IdentityDomains []string `yaml:"identity_domains"`
 	// SecureDomains are JID domains whose users are treated as moderators
 	// (Jicofo's XMPP authentication); guests of other domains are not.
 	SecureDomains []string `yaml:"secure_domains"`
+	// DiscoverRooms makes gavel find rooms created without a knock (by
+	// Jicofo or clients) by polling every DiscoverInterval.
+	DiscoverRooms    bool          `yaml:"discover_rooms"`
+	DiscoverInterval time.Duration `yaml:"discover_interval"`
 }
 
 // Log selects the log level and format.

@@ -126,6 +126,8 @@ func TestParseInvalid(t *testing.T) {
 		{"bad key server", minimal + "tenants:\n  default:\n    token:\n      key_server: ftp://x\n", `config: gavel.yml:10: tenants.default.token.key_server: must be an http or https URL, got "ftp://x"`},
 		{"bad tenant name", minimal + "tenants:\n  \"a b\":\n    guests: member\n", `config: gavel.yml:8: tenants.a b: tenant name "a b" must be non-empty`},
 		{"bad admin", minimal + "admins: [example.test]\n", `config: gavel.yml:7: admins[0]: must be a bare JID like admin@example.test, got "example.test"`},
+		{"trust identity without domains", minimal + "    trust_identity: true\n", "config: gavel.yml:7: muc[0].trust_identity: needs identity_domains"},
+		{"discover interval too short", minimal + "    discover_rooms: true\n    discover_interval: 5ms\n", "config: gavel.yml:8: muc[0].discover_interval: must be at least 20ms, got 5ms"},
 		{"bad http listen", minimal + "http:\n  listen: 8080\n", `config: gavel.yml:8: http.listen: must be host:port, got "8080"`},
 		{"reconnect max below min", strings.Replace(minimal, "secret: s3cret", "secret: s3cret\n  reconnect_min: 2s\n  reconnect_max: 1s", 1), "config: gavel.yml:6: component.reconnect_max: must be at least reconnect_min (2s), got 1s"},
 	}

@@ -69,6 +69,17 @@ func (c *Config) validate(root *yaml.Node) error {
 				p.add(fmt.Sprintf("muc[%d].secure_domains[%d]", i, j), "%v", err)
 			}
 		}
+		for j, d := range m.IdentityDomains {
+			if err := checkDomain(d); err != nil {
+				p.add(fmt.Sprintf("muc[%d].identity_domains[%d]", i, j), "%v", err)
+			}
+		}
+		if m.TrustIdentity && len(m.IdentityDomains) == 0 {
+			p.add(fmt.Sprintf("muc[%d].trust_identity", i), "needs identity_domains: the client domains whose Prosody stamps <identity/> (mod_presence_identity), see docs/jitsi.md")
+		}
+		if m.DiscoverInterval != 0 && m.DiscoverInterval < 20*time.Millisecond {
+			p.add(fmt.Sprintf("muc[%d].discover_interval", i), "must be at least 20ms, got %v", m.DiscoverInterval)
+		}
 	}
 
 	switch c.Log.Level {

@@ -48,7 +48,10 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	}
 	mucs := make([]component.MUC, len(cfg.MUC))
 	for i, m := range cfg.MUC {
-		mucs[i] = component.MUC{Domain: m.Domain, TrustIdentity: m.TrustIdentity, SecureDomains: m.SecureDomains}
+		mucs[i] = component.MUC{
+			Domain: m.Domain, TrustIdentity: m.TrustIdentity, IdentityDomains: m.IdentityDomains,
+			SecureDomains: m.SecureDomains, Discover: m.DiscoverRooms, DiscoverInterval: m.DiscoverInterval,
+		}
 	}
 	mod, err := component.NewModeration(component.ModerationOptions{
 		MUCs:     mucs,

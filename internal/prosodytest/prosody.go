@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -19,6 +18,8 @@ import (
 	"syscall"
 	"text/template"
 	"time"
+
+	"github.com/gavelxmpp/gavel/internal/loopback"
 )
 
 // Fixed names inside every test server.
@@ -36,13 +37,18 @@ type Options struct {
 	// RestrictRoomCreation limits room creation to admins (gavel's
 	// recommended setting: rooms exist only through a knock).
 	RestrictRoomCreation bool
+	// NoRoomLocking lets others into a new room before its creator
+	// configures it (muc_room_locking = false, as Jitsi sets it).
+	NoRoomLocking bool
 	// PluginPaths are extra module directories; ExtraModules are loaded
 	// globally, MUCModules on the MUC component.
 	PluginPaths  []string
 	ExtraModules []string
 	MUCModules   []string
-	// ExtraConfig is appended to the global section.
+	// ExtraConfig is appended to the global section, MUCConfig to the MUC
+	// component's ("muc_room_cache_size = 1000").
 	ExtraConfig string
+	MUCConfig   string
 	// LogLevel is Prosody's file log level (default "warn").
 	LogLevel string
 }
@@ -86,7 +92,7 @@ func Start(dir string, opts Options) (*Server, error) {
 	if opts.LogLevel == "" {
 		opts.LogLevel = "warn"
 	}
-	ports, err := freePorts(2)
+	ports, err := loopback.Ports(2)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +165,7 @@ func (s *Server) Restart() error {
 			return fmt.Errorf("prosodytest: prosody exited at start; see %s", filepath.Join(s.Dir, "console.log"))
 		default:
 		}
-		if listening(s.C2SAddr) && listening(s.ComponentAddr) {
+		if loopback.Listening(s.C2SAddr) && loopback.Listening(s.ComponentAddr) {
 			return nil
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -188,7 +194,7 @@ func (s *Server) signal(sig syscall.Signal, wait time.Duration) error {
 	}
 	s.cmd = nil
 	// Wait for the ports to close, so a restart binds them again.
-	for i := 0; i < 200 && (listening(s.C2SAddr) || listening(s.ComponentAddr)); i++ {
+	for i := 0; i < 200 && (loopback.Listening(s.C2SAddr) || loopback.Listening(s.ComponentAddr)); i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return nil
@@ -244,35 +250,6 @@ func encode(s string) string {
 	return b.String()
 }
 
-func listening(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-	if err != nil {
-		return false
-	}
-	c.Close()
-	return true
-}
-
-// freePorts reserves n distinct free loopback ports.
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("prosodytest: no free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 func randomSecret() string {
 	b := make([]byte, 12)
 	f, err := os.Open("/dev/urandom")
@@ -316,7 +293,8 @@ Component "{{.MUC}}" "muc"
 	modules_enabled = { {{range .Opts.MUCModules}}"{{.}}"; {{end}} }
 {{if .Opts.RestrictRoomCreation}}	restrict_room_creation = "admin"{{end}}
 	muc_room_default_public = true
-	muc_room_locking = true
+	muc_room_locking = {{if .Opts.NoRoomLocking}}false{{else}}true{{end}}
+{{.Opts.MUCConfig}}
 
 Component "{{.Component}}"
 	component_secret = "{{.Secret}}"
