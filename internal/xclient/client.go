@@ -383,8 +383,14 @@ func (c *Client) IQ(ctx context.Context, to, typ, payload string, v any) error {
 // Join enters room with nick and waits for the room's answer: the
 // self-presence, or an error presence returned as *Error.
 func (c *Client) Join(ctx context.Context, room, nick string) (Presence, error) {
+	return c.JoinWith(ctx, room, nick, "")
+}
+
+// JoinWith is Join with extra raw XML children in the join presence (what
+// a client may add, such as a forged <identity/>).
+func (c *Client) JoinWith(ctx context.Context, room, nick, extra string) (Presence, error) {
 	occupant := room + "/" + nick
-	if err := c.Send(ctx, `<presence to='`+escape(occupant)+`'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>`); err != nil {
+	if err := c.Send(ctx, `<presence to='`+escape(occupant)+`'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x>`+extra+`</presence>`); err != nil {
 		return Presence{}, err
 	}
 	p, err := c.WaitPresence(ctx, func(p Presence) bool {
