@@ -22,6 +22,8 @@ const (
 	evTick
 	evCommand
 	evShutdown
+	evAdopt         // discovery found the room: enter it
+	evIdentityReady // the identity check of the room's MUC has ended
 )
 
 // event is one thing that happened to a room; a room's events are handled
@@ -34,6 +36,7 @@ type event struct {
 	knock *knockReq
 	cmd   func(r *room) error
 	done  chan error
+	fresh bool // evAdopt: the room appeared after gavel's first look
 }
 
 type joinState uint8
@@ -66,9 +69,26 @@ type room struct {
 	timer    *time.Timer
 	timerAt  time.Time
 	lastLen  int
-	// tokens maps occupants' full JIDs to the hash of the token they
-	// knocked with, for token bans.
-	tokens map[string][32]byte
+	// knocks maps the full JIDs of occupants and of granted knockers not
+	// yet seen joining to what they knocked with, for bans: a ban must
+	// also catch the joiner whose presence is still on its way.
+	knocks map[string]knockRecord
+	pruned time.Time // when knocks was last pruned
+
+	// Joiners that never knock (identity.go), by full JID: the identity of
+	// their latest presence, what admit applied, and the affiliation their
+	// join showed.
+	idents         map[string]*identityEl
+	admitted       map[string]string
+	joinAff        map[string]policy.Affiliation
+	warnedIdentity bool
+	// Adoption of a room a client created (discover.go): fresh is set
+	// until gavel is in it; creators holds the bare JIDs whose ownership
+	// came from creating it, until admit settles it, and whether the
+	// policy wanted them owner when gavel arrived.
+	fresh    bool
+	adopting bool // the join under way is discovery's
+	creators map[string]bool
 }
 
 func (m *Moderation) newRoom(jid string) (*room, error) {
@@ -81,8 +101,10 @@ func (m *Moderation) newRoom(jid string) (*room, error) {
 	opts.BotDomains = append(append([]string(nil), opts.BotDomains...), m.c.opts.Domain)
 	return &room{
 		m: m, jid: ar.JID, ar: ar, muc: m.mucs[ar.Domain], tenant: t,
-		wake: make(chan struct{}, 1), tokens: map[string][32]byte{},
-		pol: policy.NewRoom(ar.JID, opts),
+		wake: make(chan struct{}, 1), knocks: map[string]knockRecord{},
+		idents: map[string]*identityEl{}, admitted: map[string]string{}, joinAff: map[string]policy.Affiliation{},
+		creators: map[string]bool{},
+		pol:      policy.NewRoom(ar.JID, opts),
 	}, nil
 }
 
@@ -166,6 +188,9 @@ func (r *room) leaveAndRetire() bool {
 		delete(m.rooms, r.jid)
 		m.metrics.Rooms.Set(float64(len(m.rooms)))
 	}
+	if r.state == joined && r.muc.Discover {
+		m.dormant[r.jid] = m.now() // discovery leaves it alone for a while
+	}
 	m.log.Debug("room left", zap.String("room", r.jid))
 	return true
 }
@@ -185,6 +210,7 @@ func (r *room) handle(ev event) {
 	case evDisconnected:
 		r.sess = nil
 		r.state = idle
+		r.adopting = false
 		r.deferred = nil // their IQs cannot be answered on a dead stream
 	case evKnock:
 		r.onKnock(ev.knock)
@@ -196,6 +222,23 @@ func (r *room) handle(ev event) {
 		err := ev.cmd(r)
 		if ev.done != nil {
 			ev.done <- err
+		}
+	case evAdopt:
+		if r.state != joined && ev.fresh {
+			r.fresh = true
+		}
+		if r.state == idle {
+			if r.sess == nil {
+				r.sess = r.m.session()
+			}
+			r.join()
+		}
+		if r.state == joining {
+			r.adopting = true
+		}
+	case evIdentityReady:
+		if r.state == joined {
+			r.admitAll(r.m.now())
 		}
 	}
 }
@@ -266,9 +309,7 @@ func (r *room) decide(k *knockReq) {
 	if grant.Affiliation == policy.Owner && !k.id.Expires.IsZero() {
 		expires = k.id.Expires.UTC().Format(time.RFC3339)
 	}
-	if k.claims != nil {
-		r.tokens[k.full] = k.claims.TokenHash
-	}
+	r.remember(k)
 	m.c.reply(k.sess, k.st, func(b *xb) {
 		b.empty("knock", "xmlns", NSKnock, "room", r.jid,
 			"affiliation", grant.Affiliation.String(), "role", grant.Role.String(),
@@ -278,6 +319,53 @@ func (r *room) decide(k *knockReq) {
 	m.metrics.KnockLatency.Observe(m.now().Sub(k.started).Seconds())
 	m.log.Debug("knock granted", zap.String("from", k.full), zap.String("room", r.jid),
 		zap.String("affiliation", grant.Affiliation.String()), zap.String("role", grant.Role.String()), zap.String("reason", grant.Reason))
+}
+
+// knockRecord is what a granted knock said, kept for bans.
+type knockRecord struct {
+	bare, userID string
+	tokenHash    [32]byte
+	hasToken     bool
+	at           time.Time
+}
+
+// remember records a granted knock, and now and then forgets records of
+// knocks that expired without a join.
+func (r *room) remember(k *knockReq) {
+	now := r.m.now()
+	if now.Sub(r.pruned) > policy.KnockTTL {
+		r.pruned = now
+		here := r.presentSet()
+		for full, rec := range r.knocks {
+			if now.Sub(rec.at) > policy.KnockTTL && !here[full] {
+				delete(r.knocks, full)
+			}
+		}
+	}
+	rec := knockRecord{bare: k.bare, userID: k.id.UserID, at: now}
+	if k.claims != nil {
+		rec.tokenHash, rec.hasToken = k.claims.TokenHash, true
+	}
+	r.knocks[k.full] = rec
+}
+
+// presentSet returns the full JIDs of the occupants.
+func (r *room) presentSet() map[string]bool {
+	here := make(map[string]bool, r.pol.Len())
+	for o := range r.pol.Occupants() {
+		here[o.FullJID] = true
+	}
+	return here
+}
+
+// isPresent reports whether the occupant with full JID full is in the room.
+func (r *room) isPresent(full string) bool {
+	for o := range r.pol.Occupants() {
+		if o.FullJID == full {
+			return true
+		}
+	}
+	return false
 }
 
 type actionErr struct {
@@ -344,7 +432,9 @@ func (r *room) perform(actions []policy.Action) []actionErr {
 
 func (r *room) onPresence(st *stanza, nick string) {
 	m := r.m
-	self := nick == m.c.opts.Nick && (st.MUCUser.has(110) || st.Type == "error" || st.MUCUser == nil)
+	self := nick == m.c.opts.Nick && (st.MUCUser.has(110) || st.Type == "error" || st.MUCUser == nil ||
+		st.MUCUser.Destroy != nil || // ejabberd sends the destroy notice without status 110
+		len(st.MUCUser.Items) > 0 && strings.EqualFold(bareOf(st.MUCUser.Items[0].JID), m.c.opts.Domain))
 	if self {
 		r.onSelfPresence(st)
 		return
@@ -360,12 +450,22 @@ func (r *room) onPresence(st *stanza, nick string) {
 	now := m.now()
 	switch st.Type {
 	case "":
+		r.noteIdentity(full, st.Identity)
 		if r.state == joining {
 			r.present = append(r.present, p)
 			return
 		}
-		r.perform(r.pol.Joined(p, now))
-		r.identify(st, p, now)
+		isNew := !r.isPresent(full)
+		if isNew {
+			r.joinAff[full] = p.Affiliation
+		}
+		acts := r.pol.Joined(p, now)
+		if isNew && r.deniedGuest(full, p.BareJID) {
+			// It is about to be removed: grant it nothing meanwhile.
+			acts = withoutGrantsTo(acts, p.BareJID)
+		}
+		r.perform(acts)
+		r.admit(full, now)
 	case "unavailable":
 		if r.state == joining {
 			return
@@ -377,26 +477,10 @@ func (r *room) onPresence(st *stanza, nick string) {
 			r.perform(r.pol.AffiliationChanged(p.BareJID, aff, now))
 		}
 		r.perform(r.pol.Left(nick, now))
-		delete(r.tokens, full)
-	}
-}
-
-// identify passes server-stamped identity (Jitsi's mod_presence_identity)
-// or a secure-domain login to the policy, where the MUC is set to trust it.
-func (r *room) identify(st *stanza, p policy.Presence, now time.Time) {
-	if r.muc.TrustIdentity && st.Identity != nil {
-		u := st.Identity.User
-		aff := strings.ToLower(u.Affiliation)
-		id := policy.Identity{
-			HasToken:  true,
-			UserID:    u.ID,
-			Moderator: strings.EqualFold(u.Moderator, "true") || aff == "owner" || aff == "moderator" || aff == "teacher",
-		}
-		r.perform(r.pol.SetIdentity(p.FullJID, id, now))
-		return
-	}
-	if len(r.muc.SecureDomains) > 0 && containsFold(r.muc.SecureDomains, domainOf(p.BareJID)) {
-		r.perform(r.pol.SetIdentity(p.FullJID, policy.Identity{HasToken: true, Moderator: true}, now))
+		delete(r.knocks, full)
+		delete(r.idents, full)
+		delete(r.admitted, full)
+		delete(r.joinAff, full)
 	}
 }
 
@@ -412,7 +496,15 @@ func (r *room) onSelfPresence(st *stanza) {
 		if st.Error != nil {
 			text += ": " + st.Error.Type + "/" + st.Error.Condition
 		}
-		m.log.Warn("join refused", zap.String("room", r.jid), zap.String("error", text))
+		if r.adopting && len(r.deferred) == 0 {
+			// A room discovery found may be locked until its creator
+			// configures it (Prosody's muc_room_locking): the next
+			// poll tries again.
+			m.log.Debug("join refused", zap.String("room", r.jid), zap.String("error", text))
+		} else {
+			m.log.Warn("join refused", zap.String("room", r.jid), zap.String("error", text))
+		}
+		r.adopting = false
 		r.failDeferred("wait", "service-unavailable", condRoomUnavailable, text)
 	case st.Type == "unavailable":
 		// gavel was removed: kicked, banned or the room was destroyed.
@@ -425,26 +517,90 @@ func (r *room) onSelfPresence(st *stanza) {
 		case st.MUCUser != nil && st.MUCUser.Destroy != nil:
 			why = "destroyed"
 		}
+		if why == "left" && r.state == joining {
+			// The echo of gavel's own earlier leave (the room was retired,
+			// then a knock brought gavel back): the join that follows it is
+			// still on its way. Nothing was refused.
+			return
+		}
 		if r.state == joined {
 			m.log.Info("removed from room", zap.String("room", r.jid), zap.String("why", why))
 		}
 		r.state = idle
 		r.failDeferred("cancel", "item-not-found", condRoomUnavailable, "the room was "+why)
 		r.pol = policy.NewRoom(r.jid, r.policyOptions())
+		clear(r.knocks)
+		clear(r.idents)
+		clear(r.admitted)
+		clear(r.joinAff)
+		clear(r.creators)
 	case r.state == joining:
 		r.state = joined
-		if st.MUCUser.has(201) {
+		r.adopting = false
+		created := st.MUCUser.has(201)
+		if created {
 			r.configure()
 		}
 		now := m.now()
-		r.perform(r.pol.Reconcile(nil, r.present, now))
+		present := r.present
+		if r.fresh && !created {
+			r.adoptCreators(present)
+		}
+		r.fresh = false
+		for _, p := range present {
+			r.joinAff[p.FullJID] = p.Affiliation
+		}
+		affs := map[string]policy.Affiliation{}
+		if !created {
+			affs = r.readAffiliations(present)
+		}
+		r.perform(r.holdCreatorGrants(r.pol.Reconcile(affs, present, now)))
 		r.present = r.present[:0]
+		for _, p := range present {
+			r.admit(p.FullJID, now)
+		}
 		deferred := r.deferred
 		r.deferred = nil
 		for _, k := range deferred {
 			r.decide(k)
 		}
 	}
+}
+
+// readAffiliations reads the room's owner, member and outcast lists back
+// (gavel grants no other affiliation), all three requests in flight at
+// once. If the room refuses, the present occupants' affiliations stand in,
+// so policy never takes a failed read for "everyone is none".
+func (r *room) readAffiliations(present []policy.Presence) map[string]policy.Affiliation {
+	affs := make(map[string]policy.Affiliation, len(present))
+	for _, p := range present {
+		if p.BareJID != "" {
+			affs[p.BareJID] = p.Affiliation
+		}
+	}
+	from := r.m.occupantJID()
+	lists := []policy.Affiliation{policy.Owner, policy.Member, policy.Outcast}
+	waits := make([]func() (*stanza, error), len(lists))
+	for i, a := range lists {
+		name := a.String()
+		waits[i] = r.sess.iqAsync(from, r.jid, "get", func(b *xb) {
+			b.open("query", "xmlns", nsMUCAdmin).empty("item", "affiliation", name).close("query")
+		})
+	}
+	for i, wait := range waits {
+		res, err := wait()
+		if err != nil || res.AdminQuery == nil {
+			r.m.log.Warn("could not read an affiliation list back", zap.String("room", r.jid),
+				zap.String("affiliation", lists[i].String()), zap.Error(err))
+			continue
+		}
+		for _, it := range res.AdminQuery.Items {
+			if bare := bareOf(it.JID); bare != "" {
+				affs[bare] = lists[i]
+			}
+		}
+	}
+	return affs
 }
 
 func (r *room) policyOptions() policy.Options {
@@ -456,11 +612,19 @@ func (r *room) policyOptions() policy.Options {
 // configure unlocks a room gavel created, with the tenant's room settings.
 func (r *room) configure() {
 	cfg := r.pol.Config()
+	if r.muc.TrustIdentity || len(r.muc.SecureDomains) > 0 || r.muc.Discover {
+		// Clients that never knock join this MUC: a members-only room
+		// would refuse them. gavel removes denied guests itself.
+		cfg.MembersOnly = false
+	}
 	_, err := r.sess.iq(context.Background(), r.m.occupantJID(), r.jid, "set", func(b *xb) {
 		b.open("query", "xmlns", nsMUCOwner).open("x", "xmlns", nsData, "type", "submit")
 		field(b, "FORM_TYPE", "hidden", "http://jabber.org/protocol/muc#roomconfig")
 		field(b, "muc#roomconfig_membersonly", "", boolValue(cfg.MembersOnly))
 		field(b, "muc#roomconfig_moderatedroom", "", boolValue(cfg.Moderated))
+		// ejabberd gives newcomers to a moderated room voice unless told
+		// not to; Prosody ignores the field.
+		field(b, "members_by_default", "", boolValue(!cfg.Moderated))
 		b.close("x").close("query")
 	})
 	if err != nil {
