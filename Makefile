@@ -29,7 +29,7 @@ build:
 demo: deps build
 	$(GO) run ./cmd/gavel-demo -gavel $(BIN)/gavel
 
-## test: vet, then every test, the real-Prosody integration tests included.
+## test: vet, then every test, the integration tests against real Prosody and ejabberd included.
 test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
