@@ -2,6 +2,7 @@ package component
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"time"
@@ -61,6 +62,9 @@ type room struct {
 	wake  chan struct{}
 
 	// Worker state.
+	// held is set once gavel has been in the room, so a reconnect knows to
+	// check that the server still has it.
+	held     bool
 	pol      *policy.Room
 	sess     *session
 	state    joinState
@@ -206,6 +210,14 @@ func (r *room) handle(ev event) {
 	switch ev.kind {
 	case evConnected:
 		r.sess = ev.sess
+		if r.held && len(r.deferred) == 0 && !r.exists() {
+			// The server lost the room (a crash): recreating it empty only
+			// for gavel to leave it again would cost the server dearly
+			// across many rooms. Its next knock recreates it.
+			r.m.log.Debug("room gone after reconnect", zap.String("room", r.jid))
+			r.reset()
+			return
+		}
 		r.join()
 	case evDisconnected:
 		r.sess = nil
@@ -526,16 +538,11 @@ func (r *room) onSelfPresence(st *stanza) {
 		if r.state == joined {
 			m.log.Info("removed from room", zap.String("room", r.jid), zap.String("why", why))
 		}
-		r.state = idle
 		r.failDeferred("cancel", "item-not-found", condRoomUnavailable, "the room was "+why)
-		r.pol = policy.NewRoom(r.jid, r.policyOptions())
-		clear(r.knocks)
-		clear(r.idents)
-		clear(r.admitted)
-		clear(r.joinAff)
-		clear(r.creators)
+		r.reset()
 	case r.state == joining:
 		r.state = joined
+		r.held = true
 		r.adopting = false
 		created := st.MUCUser.has(201)
 		if created {
@@ -567,9 +574,8 @@ func (r *room) onSelfPresence(st *stanza) {
 	}
 }
 
-// readAffiliations reads the room's owner, member and outcast lists back
-// (gavel grants no other affiliation), all three requests in flight at
-// once. If the room refuses, the present occupants' affiliations stand in,
+// readAffiliations reads the room's owner (and, where it matters, member)
+// list back, the requests in flight at once. If the room refuses, the present occupants' affiliations stand in,
 // so policy never takes a failed read for "everyone is none".
 func (r *room) readAffiliations(present []policy.Presence) map[string]policy.Affiliation {
 	affs := make(map[string]policy.Affiliation, len(present))
@@ -579,7 +585,14 @@ func (r *room) readAffiliations(present []policy.Presence) map[string]policy.Aff
 		}
 	}
 	from := r.m.occupantJID()
-	lists := []policy.Affiliation{policy.Owner, policy.Member, policy.Outcast}
+	// Owners always matter; members only where membership decides entry
+	// or voice. Outcasts are enforced by the server itself and bans are
+	// gavel's own, so that list is not read: each list costs the server
+	// a request per room, and recovery reads every room at once.
+	lists := []policy.Affiliation{policy.Owner}
+	if cfg := r.pol.Config(); cfg.MembersOnly || cfg.Moderated {
+		lists = append(lists, policy.Member)
+	}
 	waits := make([]func() (*stanza, error), len(lists))
 	for i, a := range lists {
 		name := a.String()
@@ -601,6 +614,31 @@ func (r *room) readAffiliations(present []policy.Presence) map[string]policy.Aff
 		}
 	}
 	return affs
+}
+
+// reset forgets everything gavel knew of the room: it is gone or gavel
+// was removed from it.
+func (r *room) reset() {
+	r.state = idle
+	r.held = false
+	r.pol = policy.NewRoom(r.jid, r.policyOptions())
+	clear(r.knocks)
+	clear(r.idents)
+	clear(r.admitted)
+	clear(r.joinAff)
+	clear(r.creators)
+}
+
+// exists asks the server whether the room still exists, without creating
+// it (disco#info). Anything but item-not-found counts as existing.
+func (r *room) exists() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := r.sess.iq(ctx, r.m.occupantJID(), r.jid, "get", func(b *xb) {
+		b.empty("query", "xmlns", nsDiscoInfo)
+	})
+	var se *stanzaError
+	return !(errors.As(err, &se) && se.Condition == "item-not-found")
 }
 
 func (r *room) policyOptions() policy.Options {

@@ -159,7 +159,7 @@ func Defaults() Config {
 			Address:         "127.0.0.1:5347",
 			Nick:            "gavel",
 			ReconnectMin:    100 * time.Millisecond,
-			ReconnectMax:    30 * time.Second,
+			ReconnectMax:    time.Second,
 			ShutdownTimeout: 5 * time.Second,
 		},
 		Log:     Log{Level: "info", Format: "json"},
