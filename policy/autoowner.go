@@ -24,8 +24,9 @@ func (r *Room) hasOwner(bare string, n int64) bool {
 }
 
 // eligible reports whether o may be promoted: not a bot, not a visitor or
-// viewer, not a guest where guests are visitors, no expired token, and not
-// someone another owner took ownership from.
+// viewer, not a guest unless guests are admitted as members (a denied guest
+// is on its way out), no expired token, and not someone another owner took
+// ownership from.
 func (r *Room) eligible(o *occupant, n int64) bool {
 	if o.flags&(fBot|fViewer|fDemoted) != 0 || o.role < Participant || o.aff == Outcast {
 		return false
@@ -33,7 +34,7 @@ func (r *Room) eligible(o *occupant, n int64) bool {
 	if o.tokenExp != 0 && o.tokenExp <= n {
 		return false
 	}
-	return o.flags&fGuest == 0 || r.opts.Guests != GuestsVisitor
+	return o.flags&fGuest == 0 || r.opts.Guests == GuestsMember
 }
 
 // ensureOwner promotes the longest-present eligible occupant (ties by join

@@ -1,6 +1,9 @@
 package policy
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestAutoOwner(t *testing.T) {
 	open := Options{Kind: AutoOwner, Guests: GuestsMember, ClearOnLeave: true, BotDomains: bots}
@@ -108,4 +111,32 @@ func TestAutoOwner(t *testing.T) {
 			{"join dave", "", []string{"role dave participant guest-member", "aff dave owner first-joiner"}},
 		}},
 	})
+}
+
+// A guest is promoted only where guests are admitted as members: under
+// deny it is being removed, under visitor it has no voice.
+func TestAutoOwnerNeverPromotesDeniedGuests(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	for _, tc := range []struct {
+		guests Guests
+		want   bool
+	}{{GuestsDeny, false}, {GuestsVisitor, false}, {GuestsMember, true}} {
+		t.Run(tc.guests.String(), func(t *testing.T) {
+			r := NewRoom("r@conference.example.test", Options{Kind: AutoOwner, Guests: tc.guests})
+			r.Knock("a@example.test", "a@example.test/1", Identity{HasToken: true, UserID: "a"}, now)
+			r.Joined(Presence{Nick: "a", FullJID: "a@example.test/1", BareJID: "a@example.test", Affiliation: Owner, Role: Moderator}, now)
+			r.Joined(Presence{Nick: "g", FullJID: "g@guest.example.test/1", BareJID: "g@guest.example.test", Affiliation: None, Role: Participant}, now)
+			r.SetIdentity("g@guest.example.test/1", Identity{}, now)
+			actions := r.Left("a", now.Add(time.Second))
+			promoted := false
+			for _, a := range actions {
+				if a.Kind == ActionSetAffiliation && a.BareJID == "g@guest.example.test" && a.Affiliation == Owner {
+					promoted = true
+				}
+			}
+			if promoted != tc.want {
+				t.Errorf("guest promoted = %v, want %v (actions %v)", promoted, tc.want, actions)
+			}
+		})
+	}
 }
