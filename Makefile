@@ -4,29 +4,32 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 BIN     := bin
 
-.PHONY: all deps build demo test lint fuzz bench clean
+.PHONY: all deps deps-prosody build demo test lint fuzz bench clean
 
 all: build
 
 ## deps: install Prosody and ejabberd if they are missing (Debian/Ubuntu, apt-get).
-deps:
-	@command -v prosody >/dev/null 2>&1 || { \
-		echo "installing prosody (apt-get)"; \
-		$(APT) update -qq && $(APT) install -y -qq prosody >/dev/null; }
+deps: deps-prosody
 	@command -v ejabberdctl >/dev/null 2>&1 || test -x /usr/sbin/ejabberdctl || { \
 		echo "installing ejabberd (apt-get)"; \
 		$(APT) update -qq && $(APT) install -y -qq ejabberd >/dev/null; }
 	@# Debian starts system servers on install; gavel's tests run their own.
-	@$(SUDO) service prosody stop >/dev/null 2>&1 || true
 	@# (Only when it runs: ejabberdctl would start an epmd just to ask.)
 	@if pgrep -f 'name [e]jabberd@localhost' >/dev/null 2>&1; then $(SUDO) service ejabberd stop >/dev/null 2>&1 || true; fi
+
+## deps-prosody: install Prosody if it is missing (all the demo needs).
+deps-prosody:
+	@command -v prosody >/dev/null 2>&1 || { \
+		echo "installing prosody (apt-get)"; \
+		$(APT) update -qq && $(APT) install -y -qq prosody >/dev/null; }
+	@$(SUDO) service prosody stop >/dev/null 2>&1 || true
 
 ## build: build bin/gavel.
 build:
 	$(GO) build -o $(BIN)/gavel ./cmd/gavel
 
 ## demo: start a throwaway Prosody and gavel on loopback and hold a meeting.
-demo: deps build
+demo: deps-prosody build
 	$(GO) run ./cmd/gavel-demo -gavel $(BIN)/gavel
 
 ## test: vet, then every test, the integration tests against real Prosody and ejabberd included.
@@ -56,7 +59,7 @@ fuzz:
 ## load generator and gavel to the other. Results: $(BIN)/bench/ and
 ## docs/BENCHMARKS.md. BENCHFLAGS adds gavel-bench flags (-h lists them).
 BENCHFLAGS ?=
-bench: deps build
+bench: deps-prosody build
 	@mkdir -p $(BIN)/bench
 	$(GO) run ./cmd/gavel-bench -gavel $(BIN)/gavel -json $(BIN)/bench/results.json -markdown $(BIN)/bench/results.md $(BENCHFLAGS)
 	$(GO) test ./policy/ -run '^$$' -bench . -benchmem -cpu 1
