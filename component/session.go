@@ -120,45 +120,10 @@ func (s *session) nextID() string {
 	return "g" + s.epoch + "-" + strconv.FormatUint(s.seq.Add(1), 36)
 }
 
-// iq sends an IQ and waits for its response. A response of type error is
-// returned as a *stanzaError.
+// iq sends an IQ and waits for its response (at most 15 s, or until ctx
+// ends). A response of type error is returned as a *stanzaError.
 func (s *session) iq(ctx context.Context, from, to, typ string, payload func(*xb)) (*stanza, error) {
-	id := s.nextID()
-	ch := make(chan *stanza, 1)
-	s.pmu.Lock()
-	s.pending[id] = ch
-	s.pmu.Unlock()
-	defer func() {
-		s.pmu.Lock()
-		delete(s.pending, id)
-		s.pmu.Unlock()
-	}()
-	var b xb
-	b.open("iq", "from", from, "to", to, "type", typ, "id", id)
-	payload(&b)
-	b.close("iq")
-	if err := s.write(b.Bytes()); err != nil {
-		return nil, err
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 15*time.Second)
-		defer cancel()
-	}
-	select {
-	case r := <-ch:
-		if r.Type == "error" {
-			if r.Error == nil {
-				return r, &stanzaError{Type: "cancel", Condition: "undefined-condition"}
-			}
-			return r, r.Error
-		}
-		return r, nil
-	case <-s.done:
-		return nil, ErrNotConnected
-	case <-ctx.Done():
-		return nil, fmt.Errorf("component: no answer from %s: %w", to, ctx.Err())
-	}
+	return s.send(from, to, typ, payload)(ctx)
 }
 
 // readLoop reads stanzas until the stream ends; IQ responses go to their
@@ -237,6 +202,13 @@ func (s *session) close(deadline time.Time) {
 // iqAsync sends an IQ and returns a function that waits for its response,
 // so several IQs can be in flight at once.
 func (s *session) iqAsync(from, to, typ string, payload func(*xb)) func() (*stanza, error) {
+	wait := s.send(from, to, typ, payload)
+	return func() (*stanza, error) { return wait(context.Background()) }
+}
+
+// send writes an IQ and returns the wait for its response: at most 15 s,
+// or until ctx ends or the session does.
+func (s *session) send(from, to, typ string, payload func(*xb)) func(context.Context) (*stanza, error) {
 	id := s.nextID()
 	ch := make(chan *stanza, 1)
 	s.pmu.Lock()
@@ -253,9 +225,9 @@ func (s *session) iqAsync(from, to, typ string, payload func(*xb)) func() (*stan
 	b.close("iq")
 	if err := s.write(b.Bytes()); err != nil {
 		forget()
-		return func() (*stanza, error) { return nil, err }
+		return func(context.Context) (*stanza, error) { return nil, err }
 	}
-	return func() (*stanza, error) {
+	return func(ctx context.Context) (*stanza, error) {
 		defer forget()
 		t := time.NewTimer(15 * time.Second)
 		defer t.Stop()
@@ -270,6 +242,8 @@ func (s *session) iqAsync(from, to, typ string, payload func(*xb)) func() (*stan
 			return r, nil
 		case <-s.done:
 			return nil, ErrNotConnected
+		case <-ctx.Done():
+			return nil, fmt.Errorf("component: no answer from %s: %w", to, ctx.Err())
 		case <-t.C:
 			return nil, fmt.Errorf("component: no answer from %s within 15s", to)
 		}
