@@ -608,9 +608,13 @@ func (r *room) readAffiliations(present []policy.Presence) map[string]policy.Aff
 			continue
 		}
 		for _, it := range res.AdminQuery.Items {
-			if bare := bareOf(it.JID); bare != "" {
-				affs[bare] = lists[i]
+			bare := bareOf(it.JID)
+			if _, creator := r.creators[bare]; bare == "" || creator {
+				// A creator's ownership is settled by the policy once its
+				// identity is known (adoptCreators): keep it as none here.
+				continue
 			}
+			affs[bare] = lists[i]
 		}
 	}
 	return affs
