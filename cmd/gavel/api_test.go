@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,10 +23,7 @@ const adminSecret = "admin-api-secret-0123456789"
 // metrics, a JaaS-shaped user ban that removes a present occupant, and
 // DESTROY.
 func TestHTTPAPIEndToEnd(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "gavel")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := gavelBinary(t)
 	srv, err := prosodytest.Start(t.TempDir(), prosodytest.Options{RestrictRoomCreation: true})
 	if err != nil {
 		t.Fatal(err)

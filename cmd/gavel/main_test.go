@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +20,32 @@ import (
 )
 
 const secret = "cmd-test-secret-0123456789"
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// gavelBinary builds the gavel binary once for all tests that run it.
+func gavelBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "gavel-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "gavel")
+		if out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
 
 func writeConfig(t *testing.T, body string) string {
 	t.Helper()
@@ -141,10 +168,7 @@ func TestTokenMintRoundTrip(t *testing.T) {
 // TestAcknowledgedBanSurvivesKill9 runs the real binary: a ban acknowledged
 // over an ad-hoc command must survive gavel being killed right after.
 func TestAcknowledgedBanSurvivesKill9(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "gavel")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := gavelBinary(t)
 	srv, err := prosodytest.Start(t.TempDir(), prosodytest.Options{RestrictRoomCreation: true})
 	if err != nil {
 		t.Fatal(err)
@@ -241,10 +265,7 @@ tenants:
 // TestStoreErrorsAtStart: a second gavel on the same data_dir, or an
 // unusable one, stops at once with a message saying why.
 func TestStoreErrorsAtStart(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "gavel")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := gavelBinary(t)
 	data := t.TempDir()
 	notDir := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(notDir, []byte("x"), 0o600); err != nil {

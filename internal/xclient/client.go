@@ -248,33 +248,17 @@ func (c *Client) handle(t xmlstream.TokenReadEncoder, start *xml.StartElement) e
 // WaitPresence waits for a received presence matching f (looking at every
 // presence received so far, then new ones).
 func (c *Client) WaitPresence(ctx context.Context, f func(Presence) bool) (Presence, error) {
-	stop := context.AfterFunc(ctx, func() {
-		c.mu.Lock()
-		c.cond.Broadcast()
-		c.mu.Unlock()
-	})
-	defer stop()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	seen := 0
-	for {
-		for ; seen < len(c.presences); seen++ {
-			if f(c.presences[seen]) {
-				return c.presences[seen], nil
-			}
-		}
-		if c.closed {
-			return Presence{}, errors.New("xclient: session closed")
-		}
-		if err := ctx.Err(); err != nil {
-			return Presence{}, fmt.Errorf("xclient: waiting for presence: %w", err)
-		}
-		c.cond.Wait()
-	}
+	return wait(ctx, c, &c.presences, f, "presence")
 }
 
 // WaitMessage waits for a received message matching f.
 func (c *Client) WaitMessage(ctx context.Context, f func(Message) bool) (Message, error) {
+	return wait(ctx, c, &c.messages, f, "message")
+}
+
+// wait scans *list (guarded by c.mu) for an item matching f, waking on
+// every new stanza, until ctx ends or the session closes.
+func wait[T any](ctx context.Context, c *Client, list *[]T, f func(T) bool, what string) (T, error) {
 	stop := context.AfterFunc(ctx, func() {
 		c.mu.Lock()
 		c.cond.Broadcast()
@@ -283,15 +267,18 @@ func (c *Client) WaitMessage(ctx context.Context, f func(Message) bool) (Message
 	defer stop()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	seen := 0
-	for {
-		for ; seen < len(c.messages); seen++ {
-			if f(c.messages[seen]) {
-				return c.messages[seen], nil
+	var zero T
+	for seen := 0; ; {
+		for ; seen < len(*list); seen++ {
+			if f((*list)[seen]) {
+				return (*list)[seen], nil
 			}
 		}
-		if c.closed || ctx.Err() != nil {
-			return Message{}, fmt.Errorf("xclient: waiting for message: %w", ctx.Err())
+		if c.closed {
+			return zero, fmt.Errorf("xclient: waiting for %s: session closed", what)
+		}
+		if err := ctx.Err(); err != nil {
+			return zero, fmt.Errorf("xclient: waiting for %s: %w", what, err)
 		}
 		c.cond.Wait()
 	}
