@@ -37,14 +37,11 @@ type BanRequest struct {
 // governed room at once. It returns the number of occupants removed.
 func (m *Moderation) Ban(ctx context.Context, req BanRequest) (removed int, err error) {
 	defer func() { m.audit("ban", req.By, string(req.Kind)+":"+redact(req), req.Tenant, err) }()
-	value := strings.TrimSpace(req.Value)
-	if req.Kind == store.KindJID {
-		value = bareOf(value)
-	}
-	if req.Kind == store.KindToken {
-		h := auth.TokenHash(value)
+	value := banValue(req.Kind, req.Value, false)
+	if req.Kind == store.KindToken && value != "" {
+		var h [32]byte
+		_, _ = hex.Decode(h[:], []byte(value))
 		m.opts.Verifier.Forget(h)
-		value = hex.EncodeToString(h[:])
 	}
 	if req.Tenant == "" || value == "" {
 		return 0, fmt.Errorf("%w: tenant and value are required", ErrInvalid)
@@ -135,14 +132,28 @@ func (r *room) banPresent(b store.Ban) int {
 // Unban removes a ban; it reports whether one existed.
 func (m *Moderation) Unban(ctx context.Context, tenant string, kind store.Kind, value, by string) (found bool, err error) {
 	defer func() { m.audit("unban", by, string(kind)+":"+value, tenant, err) }()
-	if kind == store.KindToken && len(value) != 64 {
+	return m.opts.Store.RemoveBan(ctx, tenant, kind, banValue(kind, value, true))
+}
+
+// banValue is the stored form of a ban's value: a JID's bare form, or the
+// hex SHA-256 of a token (a value that already is one is kept where
+// isHash allows it: unban accepts the hash that list-bans shows).
+func banValue(kind store.Kind, value string, isHash bool) string {
+	value = strings.TrimSpace(value)
+	switch {
+	case value == "":
+	case kind == store.KindJID:
+		value = bareOf(value)
+	case kind == store.KindToken && !(isHash && len(value) == 64 && isHex(value)):
 		h := auth.TokenHash(value)
 		value = hex.EncodeToString(h[:])
 	}
-	if kind == store.KindJID {
-		value = bareOf(value)
-	}
-	return m.opts.Store.RemoveBan(ctx, tenant, kind, value)
+	return value
+}
+
+func isHex(s string) bool {
+	_, err := hex.DecodeString(s)
+	return err == nil
 }
 
 // Bans lists the active bans of a tenant ("" for all).

@@ -3,9 +3,12 @@ package component
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/gavelxmpp/gavel/auth"
 	"github.com/gavelxmpp/gavel/internal/prosodytest"
@@ -257,4 +260,37 @@ func TestBansSurviveGavelRestart(t *testing.T) {
 	cl := login(t, shared)
 	_, err = cl.Knock(ctxT(t, 5*time.Second), prosodytest.Component, room, mint(t, room, false, withUser("persistent-troll")))
 	wantRefusal(t, err, "auth", "forbidden", "banned")
+}
+
+func TestBanValueNormalization(t *testing.T) {
+	hash := auth.TokenHash("a.b.c")
+	hashHex := fmt.Sprintf("%x", hash[:])
+	tests := []struct {
+		name   string
+		kind   store.Kind
+		value  string
+		isHash bool
+		want   string
+	}{
+		{"jid to bare", store.KindJID, " Troll@Example.test/phone ", false, "troll@example.test"},
+		{"token hashed", store.KindToken, "a.b.c", false, hashHex},
+		{"hash kept for unban", store.KindToken, hashHex, true, hashHex},
+		{"empty token stays empty", store.KindToken, "  ", false, ""},
+		{"user id kept", store.KindUser, "user-1", false, "user-1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := banValue(tt.kind, tt.value, tt.isHash); got != tt.want {
+				t.Errorf("banValue = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	m, err := NewModeration(ModerationOptions{MUCs: []MUC{{Domain: prosodytest.MUC}}, Verifier: nopVerifier{}, Store: store.NewMemory(), Tenant: func(string) Tenant { return Tenant{} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.log = zap.NewNop()
+	if _, err := m.Ban(context.Background(), BanRequest{Tenant: "t", Kind: store.KindToken, Value: " "}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("ban of an empty token: %v, want ErrInvalid", err)
+	}
 }
