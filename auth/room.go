@@ -9,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/gavelxmpp/gavel/internal/jidprep"
 )
 
 // Room is a MUC room a token is checked against. ParseRoom builds it; all its
@@ -32,12 +34,6 @@ type Room struct {
 // hasBracketTenant reports whether the room's tenant came from a [tenant]
 // prefix rather than from its domain.
 func (r Room) hasBracketTenant() bool { return strings.HasPrefix(r.Local, "[") }
-
-// Limits of ParseRoom, from RFC 7622 (1023 bytes per part).
-const (
-	maxLocalBytes  = 1023
-	maxDomainBytes = 1023
-)
 
 // ParseRoom splits a room JID: "[acme]standup@conference.example.test" gives
 // Tenant "acme", Name "standup", Domain "conference.example.test"; without
@@ -63,22 +59,19 @@ func ParseRoom(jid string) (Room, error) {
 	if domain == "" {
 		return Room{}, fmt.Errorf("auth: room JID %q has no domain", clip(jid))
 	}
-	if len(local) > maxLocalBytes || len(domain) > maxDomainBytes {
-		return Room{}, errors.New("auth: room JID longer than 1023 bytes per part")
+	// Prepare both parts exactly as the server does (nodeprep, nameprep),
+	// so gavel's room is the server's room: "[acme]ＶＩＣＴＩＭ" and
+	// "[acme]victim" are one room there, and must be one here.
+	var err error
+	if local, err = jidprep.Node(local); err != nil {
+		return Room{}, fmt.Errorf("auth: room name: %w", unprefixed(err))
 	}
-	if err := checkJIDPart(local); err != nil {
-		return Room{}, fmt.Errorf("auth: room name %q: %w", clip(local), err)
+	if domain, err = jidprep.Domain(domain); err != nil {
+		return Room{}, fmt.Errorf("auth: room domain: %w", unprefixed(err))
 	}
-	if err := checkJIDPart(domain); err != nil {
-		return Room{}, fmt.Errorf("auth: room domain %q: %w", clip(domain), err)
-	}
-	if strings.ContainsAny(domain, "@[]") {
+	if strings.ContainsAny(domain, "[]") {
 		return Room{}, fmt.Errorf("auth: room domain %q has a character not allowed in a domain", clip(domain))
 	}
-	if strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") || strings.Contains(domain, "..") {
-		return Room{}, fmt.Errorf("auth: room domain %q has an empty label", clip(domain))
-	}
-	local, domain = strings.ToLower(local), strings.ToLower(domain)
 	r := Room{JID: local + "@" + domain, Local: local, Name: local, Domain: domain}
 	if strings.HasPrefix(local, "[") {
 		end := strings.IndexByte(local, ']')
@@ -104,19 +97,6 @@ func ParseRoom(jid string) (Room, error) {
 	return r, nil
 }
 
-// checkJIDPart refuses invalid UTF-8, control characters and white space.
-func checkJIDPart(s string) error {
-	if !utf8.ValidString(s) {
-		return errors.New("not valid UTF-8")
-	}
-	for _, c := range s {
-		if c < 0x21 || c == 0x7f || (c >= 0x80 && c < 0xa0) || c == '\u00a0' || c == '\u2028' || c == '\u2029' || c == '\ufeff' {
-			return fmt.Errorf("character %U is not allowed", c)
-		}
-	}
-	return nil
-}
-
 // clip shortens attacker-controlled text quoted in messages.
 func clip(s string) string {
 	const max = 64
@@ -130,8 +110,8 @@ func clip(s string) string {
 	return s[:cut] + "..."
 }
 
-// normalizeRoom lowercases a hand-built Room and fills it from its JID when
-// only that is given.
+// normalizeRoom prepares a hand-built Room as ParseRoom would and fills it
+// from its JID when only that is given.
 func normalizeRoom(r Room) (Room, *Error) {
 	if r.Name == "" {
 		if r.JID == "" {
@@ -143,15 +123,39 @@ func normalizeRoom(r Room) (Room, *Error) {
 		}
 		return p, nil
 	}
+	if r.JID != "" {
+		p, err := ParseRoom(r.JID)
+		if err != nil {
+			return r, newError(ReasonWrongRoom, err.Error())
+		}
+		return p, nil
+	}
 	if needsLower(r.Name) || needsLower(r.Tenant) || needsLower(r.Domain) || needsLower(r.Local) {
-		r.Name, r.Tenant = strings.ToLower(r.Name), strings.ToLower(r.Tenant)
-		r.Domain, r.Local = strings.ToLower(r.Domain), strings.ToLower(r.Local)
-		r.JID = strings.ToLower(r.JID)
+		r.Name, r.Tenant = prepOrLower(r.Name), prepOrLower(r.Tenant)
+		r.Domain, r.Local = strings.ToLower(r.Domain), prepOrLower(r.Local)
 	}
 	if r.Local == "" {
 		r.Local = r.Name
 	}
 	return r, nil
+}
+
+// prepOrLower prepares s as a local part, or lowercases it where it cannot
+// be prepared (the room then matches nothing the server would name).
+func prepOrLower(s string) string {
+	if s == "" {
+		return s
+	}
+	if p, err := jidprep.Node(s); err == nil {
+		return p
+	}
+	return strings.ToLower(s)
+}
+
+// unprefixed drops jidprep's package prefix from its errors, which auth
+// wraps in its own.
+func unprefixed(err error) error {
+	return errors.New(strings.TrimPrefix(err.Error(), "jidprep: "))
 }
 
 // needsLower reports whether s has an upper-case ASCII letter or non-ASCII

@@ -23,7 +23,7 @@ func TestParseRoom(t *testing.T) {
 		{jid: "standup", err: "has no @"},
 		{jid: "@conference.example.test", err: "empty room name"},
 		{jid: "standup@", err: "has no domain"},
-		{jid: "a@b@c", err: "not allowed in a domain"},
+		{jid: "a@b@c", err: "not allowed"},
 		{jid: "[acme@conference.example.test", err: "never closes"},
 		{jid: "[]standup@conference.example.test", err: "empty [tenant]"},
 		{jid: "[acme]@conference.example.test", err: "nothing after"},
@@ -37,7 +37,12 @@ func TestParseRoom(t *testing.T) {
 		{jid: "\xff@conference.example.test", err: "not valid UTF-8"},
 		{jid: "x@.example.test", err: "empty label"},
 		{jid: "x@example..test", err: "empty label"},
-		{jid: "x@example.test.", err: "empty label"},
+		{jid: "x@example.test.", want: Room{JID: "x@example.test", Local: "x", Name: "x", Tenant: "example.test", Domain: "example.test"}}, // Prosody strips the root label
+		// The server's nodeprep, not lowercasing (each one room in Prosody).
+		{jid: "[acme]ｖｉｃｔｉｍ@conference.example.test", want: Room{JID: "[acme]victim@conference.example.test", Local: "[acme]victim", Name: "victim", Tenant: "acme", Domain: "conference.example.test"}},
+		{jid: "[ＡＣＭＥ]straße@conference.example.test", want: Room{JID: "[acme]strasse@conference.example.test", Local: "[acme]strasse", Name: "strasse", Tenant: "acme", Domain: "conference.example.test"}},
+		{jid: "ﬀroom@conference.example.test", want: Room{JID: "ffroom@conference.example.test", Local: "ffroom", Name: "ffroom", Tenant: "example.test", Domain: "conference.example.test"}},
+		{jid: "x😀@conference.example.test", err: "not allowed"}, // unassigned in Unicode 3.2: refused, not guessed
 		{jid: "x@[::1]", err: "not allowed in a domain"},
 		{jid: strings.Repeat("a", 1024) + "@conference.example.test", err: "longer than 1023"},
 	}

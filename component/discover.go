@@ -94,15 +94,15 @@ func (m *Moderation) discover(sess *session, muc MUC) {
 	}
 }
 
-// listRooms returns the rooms muc lists, by lowercase bare JID. It
+// listRooms returns the rooms muc lists, by prepared bare JID. It
 // settles on a method at the first answer.
 func (m *Moderation) listRooms(sess *session, muc string, method *listMethod) (map[string]bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	listed := map[string]bool{}
 	add := func(j string) {
-		room := strings.ToLower(strings.TrimSpace(j))
-		if strings.Contains(room, "@") && !strings.Contains(room, "/") && domainOf(room) == muc {
+		room := bareOf(strings.TrimSpace(j))
+		if strings.Contains(room, "@") && !strings.Contains(j, "/") && domainOf(room) == muc {
 			listed[room] = true
 		}
 	}

@@ -45,7 +45,7 @@ func (m *Moderation) handleKnock(sess *session, st *stanza) {
 	started := m.now()
 	full := st.From
 	bare := bareOf(full)
-	roomJID := strings.ToLower(strings.TrimSpace(st.Knock.Room))
+	roomJID := strings.TrimSpace(st.Knock.Room) // ParseRoom prepares it as the server does
 	if !strings.Contains(full, "/") {
 		m.refuse(sess, st, "modify", "bad-request", condBadRoom, "a knock must come from a full JID", started)
 		return

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/gavelxmpp/gavel/auth"
+	"github.com/gavelxmpp/gavel/internal/jidprep"
 	"github.com/gavelxmpp/gavel/policy"
 	"github.com/gavelxmpp/gavel/store"
 )
@@ -130,7 +131,11 @@ func NewModeration(opts ModerationOptions) (*Moderation, error) {
 	}
 	m.trust, m.dormant = map[string]*identityTrust{}, map[string]time.Time{}
 	for _, mu := range opts.MUCs {
-		mu.Domain = strings.ToLower(mu.Domain)
+		d, err := jidprep.Domain(mu.Domain)
+		if err != nil {
+			return nil, fmt.Errorf("component: MUC domain: %w", err)
+		}
+		mu.Domain = d
 		if mu.TrustIdentity && len(mu.IdentityDomains) == 0 {
 			return nil, fmt.Errorf("component: MUC %s trusts <identity/> but names no identity domains: list the VirtualHosts that load mod_presence_identity (guests' hosts usually do not)", mu.Domain)
 		}
@@ -143,7 +148,11 @@ func NewModeration(opts ModerationOptions) (*Moderation, error) {
 		m.mucs[mu.Domain] = mu
 	}
 	for _, a := range opts.Admins {
-		m.admins[strings.ToLower(a)] = true
+		b, err := jidprep.Bare(a)
+		if err != nil {
+			return nil, fmt.Errorf("component: admin %q: %w", a, err)
+		}
+		m.admins[b] = true
 	}
 	return m, nil
 }
@@ -300,7 +309,9 @@ func (m *Moderation) presence(st *stanza) {
 	if !ok {
 		return
 	}
-	roomJID = strings.ToLower(roomJID)
+	// The server sends prepared JIDs; preparing again is cheap and makes
+	// the worker table's keys the same as ParseRoom's, whatever arrives.
+	roomJID = bareOf(roomJID)
 	_, domain, _ := strings.Cut(roomJID, "@")
 	if _, governed := m.mucs[domain]; !governed {
 		return
@@ -347,9 +358,14 @@ func (m *Moderation) allow(tenant string, t Tenant, bare string) bool {
 	return tl.AllowN(now, 1)
 }
 
+// bareOf returns the bare JID of a full or bare JID, prepared as the server
+// prepares it; "" when it cannot be (the server would not have routed it).
 func bareOf(full string) string {
-	b, _, _ := strings.Cut(full, "/")
-	return strings.ToLower(b)
+	b, err := jidprep.Bare(full)
+	if err != nil {
+		return ""
+	}
+	return b
 }
 
 func domainOf(j string) string {
