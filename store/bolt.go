@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -48,6 +49,9 @@ type Options struct {
 	LockTimeout time.Duration
 	// Logger receives what the store reports; nil means none.
 	Logger *zap.Logger
+	// InitEmpty makes Open take an empty (0-byte) gavel.db as a new
+	// database; without it Open refuses such a file with ErrEmptyFile.
+	InitEmpty bool
 }
 
 // Bolt is a Store kept in a bbolt file, gavel.db, in a data directory. Every
@@ -55,10 +59,16 @@ type Options struct {
 // while it is open, so a second process (or a second Open in this one) fails
 // with ErrLocked.
 type Bolt struct {
-	ix   *index
-	db   *bolt.DB
-	path string
-	log  *zap.Logger
+	ix      *index
+	db      *bolt.DB // nil while a failed write's reopen failed; writes reopen it
+	path    string
+	log     *zap.Logger
+	timeout time.Duration
+
+	// health is nil while writes succeed, else the last write's failure;
+	// lastProbe is when Check last tried a write (both under ix.wmu).
+	health    atomic.Pointer[error]
+	lastProbe time.Time
 }
 
 var _ Store = (*Bolt)(nil)
@@ -97,15 +107,22 @@ func Open(dir string, opts Options) (*Bolt, error) {
 		return nil, fmt.Errorf("store: create data dir: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
-	_, err := os.Stat(path)
+	fi, err := os.Stat(path)
 	created := errors.Is(err, fs.ErrNotExist)
+	if err == nil && fi.Size() == 0 {
+		if !opts.InitEmpty {
+			return nil, newError(ErrEmptyFile, nil, "store: %s is empty (0 bytes), which a gavel database never is: it was truncated, and every ban it held is gone. Restore it from a backup, or start afresh with an empty database (gavel -init-store)", path)
+		}
+		log.Warn("gavel.db is empty: starting a new database, as asked (-init-store)", zap.String("path", path))
+		created = true
+	}
 
 	start := time.Now()
 	db, err := openBolt(path, timeout)
 	if err != nil {
 		return nil, err
 	}
-	b := &Bolt{ix: newIndex(), db: db, path: path, log: log.With(zap.String("path", path))}
+	b := &Bolt{ix: newIndex(), db: db, path: path, log: log.With(zap.String("path", path)), timeout: timeout}
 	if created {
 		// The entries of the new file and directories must be durable
 		// too, or a power cut could lose gavel.db with its first bans.
@@ -300,7 +317,156 @@ func (b *Bolt) guard(run func(func(*bolt.Tx) error) error, fn func(*bolt.Tx) err
 }
 
 // write is the persistFunc of Bolt: one transaction, committed with fsync.
+// When the commit fails (a full disk, a read-only file system, an I/O
+// error), the file itself is asked what it now holds: a commit can fail
+// after its meta page reached the file (the last fsync), and then the
+// change is there for the next start to read. write reports such a change
+// as stored, so that what gavel acknowledged and what it reads back after
+// a restart agree; anything else is ErrUnavailable, with nothing stored.
 func (b *Bolt) write(put *Ban, dels []banKey) error {
+	if b.db == nil {
+		if err := b.reopen(); err != nil {
+			return b.unavailable(err)
+		}
+	}
+	err := b.commit(put, dels)
+	if err == nil {
+		b.health.Store(nil)
+		return nil
+	}
+	if errors.Is(err, ErrCorrupt) {
+		b.health.Store(&err)
+		return err
+	}
+	stored, verr := b.landed(put, dels)
+	if verr == nil && stored {
+		b.health.Store(&err)
+		b.log.Warn("a write failed, but the change reached gavel.db: reported as stored", zap.Error(err))
+		return nil
+	}
+	return b.unavailable(err)
+}
+
+// unavailable records a failed write and wraps it in ErrUnavailable.
+func (b *Bolt) unavailable(cause error) error {
+	err := newError(ErrUnavailable, cause, "store: cannot write %s (%v): nothing was stored", b.path, rootCause(cause))
+	b.health.Store(&err)
+	b.log.Error("store write failed", zap.Error(cause))
+	return err
+}
+
+// rootCause is the innermost error, for messages: "no space left on device".
+func rootCause(err error) error {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err
+		}
+		err = next
+	}
+}
+
+// landed reopens the file after a failed commit and reports whether the
+// change is in it: put stored as given, or (without put) the deletions done.
+// bbolt's transactions are atomic, so one key tells.
+func (b *Bolt) landed(put *Ban, dels []banKey) (bool, error) {
+	if err := b.reopen(); err != nil {
+		return false, err
+	}
+	var found bool
+	err := b.guard(b.db.View, func(tx *bolt.Tx) error {
+		bans := tx.Bucket(bansBucket)
+		if bans == nil {
+			return errors.New("no bans bucket")
+		}
+		if put != nil {
+			want, err := encodeBan(put)
+			if err != nil {
+				return err
+			}
+			found = bytes.Equal(bans.Get(encodeKey(keyOf(put))), want)
+			return nil
+		}
+		found = len(dels) > 0 && bans.Get(encodeKey(dels[0])) == nil
+		return nil
+	})
+	return found, err
+}
+
+// reopen closes and opens the file again, so that bbolt's view of it is
+// read from the file and not from the state of a failed transaction. On
+// failure b.db is nil and the next write tries again.
+func (b *Bolt) reopen() error {
+	if b.db != nil {
+		_ = b.db.Close()
+		b.db = nil
+	}
+	db, err := openBolt(b.path, b.timeout)
+	if err != nil {
+		return err
+	}
+	b.db = db
+	return nil
+}
+
+// minFreeBytes is the free space a failed store needs before Check calls it
+// writable again.
+const minFreeBytes = 1 << 20
+
+// probeKey is written by Check to see whether a failed store recovered.
+var probeKey = []byte("probe")
+
+// Check reports nil while writes succeed. After a failed write it tries a
+// small write of its own (at most once a second) and reports
+// ErrUnavailable until one succeeds.
+func (b *Bolt) Check(ctx context.Context) error {
+	if p := b.health.Load(); p == nil {
+		if b.ix.closed.Load() {
+			return ErrClosed
+		}
+		return nil
+	}
+	err := b.ix.exclusive(func() error {
+		p := b.health.Load()
+		if p == nil {
+			return nil
+		}
+		if time.Since(b.lastProbe) < time.Second {
+			return *p
+		}
+		b.lastProbe = time.Now()
+		if b.db == nil {
+			if err := b.reopen(); err != nil {
+				return b.unavailable(err)
+			}
+		}
+		// A full disk may still take a write this small (into pages
+		// freed earlier): ask the file system for room as well.
+		if free, ok := freeBytes(filepath.Dir(b.path)); ok && free < minFreeBytes {
+			return b.unavailable(fmt.Errorf("%d bytes free in %s, %d needed: %w", free, filepath.Dir(b.path), minFreeBytes, syscall.ENOSPC))
+		}
+		err := b.guard(b.db.Update, func(tx *bolt.Tx) error {
+			return tx.Bucket(metaBucket).Put(probeKey, []byte(time.Now().UTC().Format(time.RFC3339Nano)))
+		})
+		if err != nil {
+			_ = b.reopen()
+			return b.unavailable(err)
+		}
+		b.health.Store(nil)
+		b.log.Info("store writable again")
+		return nil
+	})
+	if errors.Is(err, ErrUnavailable) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrClosed) {
+		return err
+	}
+	if err != nil {
+		return newError(ErrUnavailable, err, "store: %v", err)
+	}
+	return nil
+}
+
+// commit writes one transaction and fsyncs it.
+func (b *Bolt) commit(put *Ban, dels []banKey) error {
 	err := b.guard(b.db.Update, func(tx *bolt.Tx) error {
 		bans := tx.Bucket(bansBucket)
 		for _, k := range dels {
@@ -422,6 +588,9 @@ func (b *Bolt) Path() string { return b.path }
 // the last state. Closing twice is harmless.
 func (b *Bolt) Close() error {
 	return b.ix.close(func() error {
+		if b.db == nil {
+			return nil
+		}
 		if err := b.db.Close(); err != nil {
 			return fmt.Errorf("store: close %s: %w", b.path, err)
 		}

@@ -185,6 +185,16 @@ func (ix *index) noteExpiry(t time.Time) {
 	}
 }
 
+// exclusive runs fn as a writer (holding wmu), unless the index is closed.
+func (ix *index) exclusive(fn func() error) error {
+	ix.wmu.Lock()
+	defer ix.wmu.Unlock()
+	if ix.closed.Load() {
+		return ErrClosed
+	}
+	return fn()
+}
+
 // close marks the index closed once in-flight writes are done and runs fn
 // (which may be nil) the first time only.
 func (ix *index) close(fn func() error) error {

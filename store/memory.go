@@ -42,6 +42,14 @@ func (m *Memory) Banned(tenant string, kind Kind, value string, now time.Time) (
 	return m.ix.banned(tenant, kind, value, now)
 }
 
+// Check reports nil: memory is always writable (ErrClosed after Close).
+func (m *Memory) Check(ctx context.Context) error {
+	if m.ix.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
 // Close makes later writes and lists fail with ErrClosed; Banned goes on
 // answering from the last state.
 func (m *Memory) Close() error {

@@ -83,6 +83,10 @@ type Store interface {
 	// Banned returns the ban matching tenant, kind and value if one is
 	// active at now. It answers from memory: no disk read, no allocation.
 	Banned(tenant string, kind Kind, value string, now time.Time) (Ban, bool)
+	// Check reports whether the store can take writes: nil, or why not
+	// (ErrUnavailable with its cause). A store that failed checks again,
+	// at most once a second, whether it has recovered.
+	Check(ctx context.Context) error
 	// Close releases the store. Later writes and lists fail with ErrClosed.
 	Close() error
 }
@@ -104,6 +108,15 @@ var (
 	ErrSchema = errors.New("store: gavel.db has an unsupported schema version")
 	// ErrClosed is returned by a store's methods after Close.
 	ErrClosed = errors.New("store: closed")
+	// ErrUnavailable is returned when a change could not be made durable
+	// (a full disk, a read-only file system, an I/O error): nothing was
+	// stored, and the caller must not acknowledge the change.
+	ErrUnavailable = errors.New("store: unavailable")
+	// ErrEmptyFile is returned by Open when gavel.db exists but is empty,
+	// which a new database never is: something truncated it, and opening it
+	// as a new database would silently drop every ban. Options.InitEmpty
+	// starts afresh instead.
+	ErrEmptyFile = errors.New("store: gavel.db is empty")
 )
 
 // storeError is an error with its own message that matches a sentinel (and
