@@ -39,6 +39,9 @@ var (
 	metaBucket = []byte("meta")
 	schemaKey  = []byte("schema")
 	bansBucket = []byte("bans")
+	// outcastsBucket maps Outcast.encode() to nothing. It was added to
+	// schema 1 without a version change: older gavels ignore it.
+	outcastsBucket = []byte("outcasts")
 )
 
 // Options tune Open.
@@ -60,6 +63,7 @@ type Options struct {
 // with ErrLocked.
 type Bolt struct {
 	ix      *index
+	out     outcasts
 	db      *bolt.DB // nil while a failed write's reopen failed; writes reopen it
 	path    string
 	log     *zap.Logger
@@ -235,8 +239,8 @@ func syncDir(dir string) error {
 func (b *Bolt) load() (int, error) {
 	now := time.Now()
 	var (
-		fresh   bool
-		expired []banKey
+		fresh, needOutcasts bool
+		expired             []banKey
 	)
 	err := b.guard(b.db.View, func(tx *bolt.Tx) error {
 		meta := tx.Bucket(metaBucket)
@@ -256,6 +260,23 @@ func (b *Bolt) load() (int, error) {
 		}
 		if version > SchemaVersion {
 			return newError(ErrSchema, nil, "store: %s has schema version %d, this gavel understands up to %d", FileName, version, SchemaVersion)
+		}
+		if oc := tx.Bucket(outcastsBucket); oc != nil {
+			var list []Outcast
+			err := oc.ForEach(func(k, _ []byte) error {
+				o, err := decodeOutcast(k)
+				if err != nil {
+					return corrupt(b.path, err)
+				}
+				list = append(list, o)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			b.out.apply(true, list)
+		} else {
+			needOutcasts = true
 		}
 		bans := tx.Bucket(bansBucket)
 		if bans == nil {
@@ -288,6 +309,16 @@ func (b *Bolt) load() (int, error) {
 				return err
 			}
 			_, err = tx.CreateBucket(bansBucket)
+			return err
+		})
+		if err != nil {
+			return 0, fmt.Errorf("store: initialize %s: %w", b.path, err)
+		}
+		needOutcasts = true
+	}
+	if needOutcasts {
+		err = b.guard(b.db.Update, func(tx *bolt.Tx) error {
+			_, err := tx.CreateBucketIfNotExists(outcastsBucket)
 			return err
 		})
 		if err != nil {
@@ -578,6 +609,68 @@ func (b *Bolt) ListBans(ctx context.Context, tenant string, now time.Time) ([]Ba
 // form AddBan stores (for a token, HashToken's output).
 func (b *Bolt) Banned(tenant string, kind Kind, value string, now time.Time) (Ban, bool) {
 	return b.ix.banned(tenant, kind, value, now)
+}
+
+// AddOutcasts records outcasts, returning once they are fsynced.
+func (b *Bolt) AddOutcasts(ctx context.Context, o []Outcast) error {
+	return b.changeOutcasts(ctx, true, o)
+}
+
+// RemoveOutcasts forgets outcasts, returning once that is fsynced.
+func (b *Bolt) RemoveOutcasts(ctx context.Context, o []Outcast) error {
+	return b.changeOutcasts(ctx, false, o)
+}
+
+func (b *Bolt) changeOutcasts(ctx context.Context, add bool, list []Outcast) error {
+	if err := validOutcasts(list); err != nil {
+		return err
+	}
+	if len(list) == 0 {
+		return nil
+	}
+	return b.ix.exclusive(func() error {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		if b.db == nil {
+			if err := b.reopen(); err != nil {
+				return b.unavailable(err)
+			}
+		}
+		err := b.guard(b.db.Update, func(tx *bolt.Tx) error {
+			bk := tx.Bucket(outcastsBucket)
+			for _, o := range list {
+				var err error
+				if add {
+					err = bk.Put(o.encode(), nil)
+				} else {
+					err = bk.Delete(o.encode())
+				}
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if errors.Is(err, ErrCorrupt) {
+			return err
+		}
+		if err != nil {
+			_ = b.reopen()
+			return b.unavailable(err)
+		}
+		b.health.Store(nil)
+		b.out.apply(add, list)
+		return nil
+	})
+}
+
+// Outcasts returns every recorded outcast.
+func (b *Bolt) Outcasts(ctx context.Context) ([]Outcast, error) {
+	if b.ix.closed.Load() {
+		return nil, ErrClosed
+	}
+	return b.out.list(), nil
 }
 
 // Path returns the database file's path.

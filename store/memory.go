@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -9,7 +10,8 @@ import (
 // It validates and answers exactly as Bolt does, for the unit tests of other
 // packages and for benchmarks.
 type Memory struct {
-	ix *index
+	ix  *index
+	out outcasts
 }
 
 var _ Store = (*Memory)(nil)
@@ -40,6 +42,37 @@ func (m *Memory) ListBans(ctx context.Context, tenant string, now time.Time) ([]
 // now. It does not allocate.
 func (m *Memory) Banned(tenant string, kind Kind, value string, now time.Time) (Ban, bool) {
 	return m.ix.banned(tenant, kind, value, now)
+}
+
+// AddOutcasts records outcasts.
+func (m *Memory) AddOutcasts(ctx context.Context, o []Outcast) error {
+	return m.changeOutcasts(ctx, true, o)
+}
+
+// RemoveOutcasts forgets outcasts.
+func (m *Memory) RemoveOutcasts(ctx context.Context, o []Outcast) error {
+	return m.changeOutcasts(ctx, false, o)
+}
+
+func (m *Memory) changeOutcasts(ctx context.Context, add bool, o []Outcast) error {
+	if err := validOutcasts(o); err != nil {
+		return err
+	}
+	return m.ix.exclusive(func() error {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		m.out.apply(add, o)
+		return nil
+	})
+}
+
+// Outcasts returns every recorded outcast.
+func (m *Memory) Outcasts(ctx context.Context) ([]Outcast, error) {
+	if m.ix.closed.Load() {
+		return nil, ErrClosed
+	}
+	return m.out.list(), nil
 }
 
 // Check reports nil: memory is always writable (ErrClosed after Close).

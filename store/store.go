@@ -15,7 +15,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -56,6 +58,86 @@ type Ban struct {
 	Expires time.Time
 }
 
+// Outcast records that the ban (Tenant, Kind, Value) made the bare JID an
+// outcast in Room.
+type Outcast struct {
+	Tenant string
+	Kind   Kind
+	Value  string
+	Room   string
+	JID    string
+}
+
+func (o Outcast) valid() error {
+	if _, err := validKey(o.Tenant, o.Kind, o.Value); err != nil {
+		return err
+	}
+	if err := validString("outcast room", o.Room); err != nil {
+		return err
+	}
+	return validString("outcast JID", o.JID)
+}
+
+// encode is the outcast's key: its fields joined by NUL bytes, which none
+// of them may hold.
+func (o Outcast) encode() []byte {
+	return []byte(o.Tenant + "\x00" + string(o.Kind) + "\x00" + o.Value + "\x00" + o.Room + "\x00" + o.JID)
+}
+
+func decodeOutcast(k []byte) (Outcast, error) {
+	f := strings.Split(string(k), "\x00")
+	if len(f) != 5 {
+		return Outcast{}, fmt.Errorf("outcast key %q has %d fields, want 5", k, len(f))
+	}
+	o := Outcast{Tenant: f[0], Kind: Kind(f[1]), Value: f[2], Room: f[3], JID: f[4]}
+	return o, o.valid()
+}
+
+func compareOutcasts(a, b Outcast) int {
+	return strings.Compare(string(a.encode()), string(b.encode()))
+}
+
+// outcasts is the in-memory set of outcasts that Bolt and Memory share.
+type outcasts struct {
+	mu  sync.Mutex
+	set map[Outcast]struct{}
+}
+
+func (s *outcasts) apply(add bool, list []Outcast) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.set == nil {
+		s.set = map[Outcast]struct{}{}
+	}
+	for _, o := range list {
+		if add {
+			s.set[o] = struct{}{}
+		} else {
+			delete(s.set, o)
+		}
+	}
+}
+
+func (s *outcasts) list() []Outcast {
+	s.mu.Lock()
+	out := make([]Outcast, 0, len(s.set))
+	for o := range s.set {
+		out = append(out, o)
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, compareOutcasts)
+	return out
+}
+
+func validOutcasts(list []Outcast) error {
+	for _, o := range list {
+		if err := o.valid(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Active reports whether the ban is in force at now: it has no expiry, or now
 // is before its expiry.
 func (b Ban) Active(now time.Time) bool {
@@ -83,6 +165,14 @@ type Store interface {
 	// Banned returns the ban matching tenant, kind and value if one is
 	// active at now. It answers from memory: no disk read, no allocation.
 	Banned(tenant string, kind Kind, value string, now time.Time) (Ban, bool)
+	// AddOutcasts records, durably, that bans made JIDs outcasts in rooms,
+	// so that lifting a ban (or its expiry) can restore them, also after
+	// a restart. Recording one twice is harmless.
+	AddOutcasts(ctx context.Context, o []Outcast) error
+	// RemoveOutcasts forgets outcasts once they are restored.
+	RemoveOutcasts(ctx context.Context, o []Outcast) error
+	// Outcasts returns every recorded outcast, sorted by ban, room, JID.
+	Outcasts(ctx context.Context) ([]Outcast, error)
 	// Check reports whether the store can take writes: nil, or why not
 	// (ErrUnavailable with its cause). A store that failed checks again,
 	// at most once a second, whether it has recovered.
