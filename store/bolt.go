@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -42,6 +43,8 @@ var (
 	// outcastsBucket maps Outcast.encode() to nothing. It was added to
 	// schema 1 without a version change: older gavels ignore it.
 	outcastsBucket = []byte("outcasts")
+	// roomsBucket maps a room JID to its RoomState as JSON (schema 1 too).
+	roomsBucket = []byte("rooms")
 )
 
 // Options tune Open.
@@ -64,7 +67,8 @@ type Options struct {
 type Bolt struct {
 	ix      *index
 	out     outcasts
-	db      *bolt.DB // nil while a failed write's reopen failed; writes reopen it
+	dbmu    sync.RWMutex // reopen holds it; batched writes hold it for reading
+	db      *bolt.DB     // nil while a failed write's reopen failed; writes reopen it
 	path    string
 	log     *zap.Logger
 	timeout time.Duration
@@ -176,6 +180,11 @@ func openBolt(path string, timeout time.Duration) (db *bolt.DB, err error) {
 		return f, err
 	}
 	db, err = bolt.Open(path, 0o600, &opts)
+	if err == nil {
+		// Room state is written in batches (PutRooms): a grant waits at
+		// most this long for others to share its fsync.
+		db.MaxBatchDelay = time.Millisecond
+	}
 	var (
 		pathErr *fs.PathError
 		errno   syscall.Errno
@@ -278,6 +287,9 @@ func (b *Bolt) load() (int, error) {
 		} else {
 			needOutcasts = true
 		}
+		if tx.Bucket(roomsBucket) == nil {
+			needOutcasts = true
+		}
 		bans := tx.Bucket(bansBucket)
 		if bans == nil {
 			return corrupt(b.path, errors.New("no bans bucket"))
@@ -318,6 +330,9 @@ func (b *Bolt) load() (int, error) {
 	}
 	if needOutcasts {
 		err = b.guard(b.db.Update, func(tx *bolt.Tx) error {
+			if _, err := tx.CreateBucketIfNotExists(roomsBucket); err != nil {
+				return err
+			}
 			_, err := tx.CreateBucketIfNotExists(outcastsBucket)
 			return err
 		})
@@ -428,6 +443,8 @@ func (b *Bolt) landed(put *Ban, dels []banKey) (bool, error) {
 // read from the file and not from the state of a failed transaction. On
 // failure b.db is nil and the next write tries again.
 func (b *Bolt) reopen() error {
+	b.dbmu.Lock()
+	defer b.dbmu.Unlock()
 	if b.db != nil {
 		_ = b.db.Close()
 		b.db = nil
@@ -663,6 +680,106 @@ func (b *Bolt) changeOutcasts(ctx context.Context, add bool, list []Outcast) err
 		b.out.apply(add, list)
 		return nil
 	})
+}
+
+// PutRooms stores rooms' governing state. Concurrent calls are committed
+// together (bbolt's batch), so many rooms changing at once share an fsync.
+func (b *Bolt) PutRooms(ctx context.Context, rooms []RoomState) error {
+	vals := make([][]byte, len(rooms))
+	for i, r := range rooms {
+		if err := r.valid(); err != nil {
+			return err
+		}
+		v, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		vals[i] = v
+	}
+	return b.batch(ctx, func(bk *bolt.Bucket) error {
+		for i, r := range rooms {
+			if err := bk.Put([]byte(r.Room), vals[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// DeleteRooms forgets rooms.
+func (b *Bolt) DeleteRooms(ctx context.Context, rooms []string) error {
+	return b.batch(ctx, func(bk *bolt.Bucket) error {
+		for _, r := range rooms {
+			if err := bk.Delete([]byte(r)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// batch runs fn on the rooms bucket in a batched, fsynced transaction. fn
+// may run more than once (bbolt retries a failed batch one by one), so it
+// must be idempotent.
+func (b *Bolt) batch(ctx context.Context, fn func(*bolt.Bucket) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if b.ix.closed.Load() {
+		return ErrClosed
+	}
+	b.dbmu.RLock()
+	db := b.db
+	var err error
+	if db == nil {
+		err = errors.New("gavel.db is not open after an earlier failure")
+	} else {
+		err = b.guard(db.Batch, func(tx *bolt.Tx) error { return fn(tx.Bucket(roomsBucket)) })
+	}
+	b.dbmu.RUnlock()
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ErrCorrupt) {
+		return err
+	}
+	// Reopen under the writer lock, as the other writes do.
+	return b.ix.exclusive(func() error {
+		if b.db == db {
+			_ = b.reopen()
+		}
+		return b.unavailable(err)
+	})
+}
+
+// Rooms returns the stored governing state of every room, sorted by JID.
+func (b *Bolt) Rooms(ctx context.Context) ([]RoomState, error) {
+	if b.ix.closed.Load() {
+		return nil, ErrClosed
+	}
+	b.dbmu.RLock()
+	defer b.dbmu.RUnlock()
+	if b.db == nil {
+		return nil, newError(ErrUnavailable, nil, "store: %s is not open after an earlier failure", b.path)
+	}
+	var out []RoomState
+	err := b.guard(b.db.View, func(tx *bolt.Tx) error {
+		return tx.Bucket(roomsBucket).ForEach(func(k, v []byte) error {
+			var r RoomState
+			if err := json.Unmarshal(v, &r); err != nil {
+				return corrupt(b.path, fmt.Errorf("room %q: %w", k, err))
+			}
+			if r.Room != string(k) {
+				return corrupt(b.path, fmt.Errorf("room %q: record names %q", k, r.Room))
+			}
+			if err := r.valid(); err != nil {
+				return corrupt(b.path, fmt.Errorf("room %q: %w", k, err))
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	return out, err
 }
 
 // Outcasts returns every recorded outcast.

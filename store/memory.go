@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -10,8 +11,10 @@ import (
 // It validates and answers exactly as Bolt does, for the unit tests of other
 // packages and for benchmarks.
 type Memory struct {
-	ix  *index
-	out outcasts
+	ix    *index
+	out   outcasts
+	rmu   sync.Mutex
+	rooms map[string]RoomState
 }
 
 var _ Store = (*Memory)(nil)
@@ -65,6 +68,55 @@ func (m *Memory) changeOutcasts(ctx context.Context, add bool, o []Outcast) erro
 		m.out.apply(add, o)
 		return nil
 	})
+}
+
+// PutRooms stores rooms' governing state.
+func (m *Memory) PutRooms(ctx context.Context, rooms []RoomState) error {
+	for _, r := range rooms {
+		if err := r.valid(); err != nil {
+			return err
+		}
+	}
+	if m.ix.closed.Load() {
+		return ErrClosed
+	}
+	m.rmu.Lock()
+	defer m.rmu.Unlock()
+	if m.rooms == nil {
+		m.rooms = map[string]RoomState{}
+	}
+	for _, r := range rooms {
+		m.rooms[r.Room] = cloneRoom(r)
+	}
+	return nil
+}
+
+// DeleteRooms forgets rooms.
+func (m *Memory) DeleteRooms(ctx context.Context, rooms []string) error {
+	if m.ix.closed.Load() {
+		return ErrClosed
+	}
+	m.rmu.Lock()
+	defer m.rmu.Unlock()
+	for _, r := range rooms {
+		delete(m.rooms, r)
+	}
+	return nil
+}
+
+// Rooms returns every stored room, sorted by JID.
+func (m *Memory) Rooms(ctx context.Context) ([]RoomState, error) {
+	if m.ix.closed.Load() {
+		return nil, ErrClosed
+	}
+	m.rmu.Lock()
+	out := make([]RoomState, 0, len(m.rooms))
+	for _, r := range m.rooms {
+		out = append(out, cloneRoom(r))
+	}
+	m.rmu.Unlock()
+	sortRooms(out)
+	return out, nil
 }
 
 // Outcasts returns every recorded outcast.

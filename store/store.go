@@ -58,6 +58,62 @@ type Ban struct {
 	Expires time.Time
 }
 
+// RoomState is what gavel needs to keep governing a room across its own
+// restarts: the affiliations it granted and when each occupant arrived.
+type RoomState struct {
+	// Room is the bare room JID.
+	Room string `json:"room"`
+	// Grants are the affiliations gavel set and still governs.
+	Grants []Grant `json:"grants,omitempty"`
+	// Arrivals are the occupants' first-seen times, for auto-owner's
+	// "longest present" order.
+	Arrivals []Arrival `json:"arrivals,omitempty"`
+	// Updated is when the state was last written.
+	Updated time.Time `json:"updated"`
+}
+
+// Grant is an affiliation gavel set for a bare JID.
+type Grant struct {
+	JID         string    `json:"jid"`
+	Affiliation string    `json:"affiliation"`
+	Reason      string    `json:"reason,omitempty"`
+	Expires     time.Time `json:"expires,omitzero"`
+}
+
+// Arrival is when an occupant (full JID) was first seen in a room.
+type Arrival struct {
+	JID string    `json:"jid"`
+	At  time.Time `json:"at"`
+}
+
+// MaxRoomEntries bounds the grants and arrivals of one stored room.
+const MaxRoomEntries = 10000
+
+func (r RoomState) valid() error {
+	if err := validString("room", r.Room); err != nil {
+		return err
+	}
+	if len(r.Grants) > MaxRoomEntries || len(r.Arrivals) > MaxRoomEntries {
+		return invalid("room %q has more than %d grants or arrivals", r.Room, MaxRoomEntries)
+	}
+	for _, g := range r.Grants {
+		if err := validString("grant JID", g.JID); err != nil {
+			return err
+		}
+		switch g.Affiliation {
+		case "owner", "admin", "member", "none", "outcast":
+		default:
+			return invalid("grant affiliation %q is unknown", g.Affiliation)
+		}
+	}
+	for _, a := range r.Arrivals {
+		if err := validString("arrival JID", a.JID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Outcast records that the ban (Tenant, Kind, Value) made the bare JID an
 // outcast in Room.
 type Outcast struct {
@@ -173,6 +229,14 @@ type Store interface {
 	RemoveOutcasts(ctx context.Context, o []Outcast) error
 	// Outcasts returns every recorded outcast, sorted by ban, room, JID.
 	Outcasts(ctx context.Context) ([]Outcast, error)
+	// PutRooms stores the governing state of rooms, replacing what was
+	// stored for each, and returns once it is durable. Concurrent calls
+	// share one commit.
+	PutRooms(ctx context.Context, rooms []RoomState) error
+	// DeleteRooms forgets rooms gavel no longer governs.
+	DeleteRooms(ctx context.Context, rooms []string) error
+	// Rooms returns the stored state of every governed room, by room JID.
+	Rooms(ctx context.Context) ([]RoomState, error)
 	// Check reports whether the store can take writes: nil, or why not
 	// (ErrUnavailable with its cause). A store that failed checks again,
 	// at most once a second, whether it has recovered.
@@ -308,4 +372,14 @@ func normalize(b Ban, now time.Time) (Ban, error) {
 		}
 	}
 	return b, nil
+}
+
+func cloneRoom(r RoomState) RoomState {
+	r.Grants = slices.Clone(r.Grants)
+	r.Arrivals = slices.Clone(r.Arrivals)
+	return r
+}
+
+func sortRooms(rooms []RoomState) {
+	slices.SortFunc(rooms, func(a, b RoomState) int { return strings.Compare(a.Room, b.Room) })
 }

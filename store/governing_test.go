@@ -3,8 +3,11 @@ package store
 import (
 	"context"
 	"errors"
+	"reflect"
 	"slices"
+	"sync"
 	"testing"
+	"time"
 )
 
 func TestOutcastsSurviveRestart(t *testing.T) {
@@ -49,5 +52,46 @@ func TestOutcastsValidated(t *testing.T) {
 				t.Errorf("%s: AddOutcasts(%+v) = %v, want ErrInvalid", name, o, err)
 			}
 		}
+	}
+}
+
+func TestRoomsSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	b := openTestBolt(t, dir)
+	ctx := context.Background()
+	at := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	a := RoomState{Room: "a@conference.example.test", Updated: at,
+		Grants:   []Grant{{JID: "x@example.test", Affiliation: "owner", Reason: "token-moderator", Expires: at.Add(time.Hour)}},
+		Arrivals: []Arrival{{JID: "x@example.test/r", At: at}}}
+	c := RoomState{Room: "c@conference.example.test", Updated: at}
+	// Concurrent writers share commits; each must see its own write done.
+	var wg sync.WaitGroup
+	for _, r := range []RoomState{a, c, {Room: "b@conference.example.test", Updated: at}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := b.PutRooms(ctx, []RoomState{r}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := b.DeleteRooms(ctx, []string{"b@conference.example.test"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b = openTestBolt(t, dir)
+	got, err := b.Rooms(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || !reflect.DeepEqual(got[0], a) || !reflect.DeepEqual(got[1], c) {
+		t.Fatalf("after a restart: %+v", got)
+	}
+	bad := RoomState{Room: "r@c", Grants: []Grant{{JID: "j@d", Affiliation: "king"}}}
+	if err := b.PutRooms(ctx, []RoomState{bad}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("PutRooms with a bad affiliation: %v", err)
 	}
 }
