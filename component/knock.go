@@ -3,7 +3,6 @@ package component
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"strings"
 	"time"
 
@@ -25,76 +24,234 @@ type knockReq struct {
 	started time.Time
 }
 
-// Application conditions of knock refusals (docs/protocol.md).
+// knockOutcome is how a knock was answered: granted, or one refusal. Each
+// has one application condition, one stanza error and one counter
+// (gavel_knocks_total{outcome}).
+type knockOutcome uint8
+
+// The knock outcomes (docs/protocol.md, section 5).
 const (
-	condBadRoom         = "bad-room"
-	condNotGoverned     = "not-governed"
-	condRateLimited     = "rate-limited"
-	condBanned          = "banned"
-	condTokenRequired   = "token-required"
-	condRoomUnavailable = "room-unavailable"
-	condShuttingDown    = "shutting-down"
+	knockGranted knockOutcome = iota
+	knockBadRoom
+	knockNotGoverned
+	knockRateLimited
+	knockBusy
+	knockBanned
+	knockTokenRequired
+	knockTokenExpired
+	knockTokenNotYetValid
+	knockTokenIssuedInFuture
+	knockTokenBadSignature
+	knockTokenUnknownKey
+	knockTokenAlgorithmNotAllowed
+	knockTokenMalformed
+	knockTokenWrongType
+	knockTokenTooLarge
+	knockTokenMissingClaim
+	knockTokenWrongIssuer
+	knockTokenWrongAudience
+	knockTokenWrongRoom
+	knockTokenWrongTenant
+	knockTokenKeyUnavailable
+	knockTokenInvalid
+	knockRoomUnavailable
+	knockShuttingDown
+	numKnockOutcomes
 )
 
-// knock handles a knock IQ off the read loop.
-func (m *Moderation) knock(sess *session, st *stanza) {
-	go m.handleKnock(sess, st)
+// outcomeInfo is what an outcome says on the wire.
+type outcomeInfo struct {
+	app       string // application condition in NSKnock; the metric label
+	typ, cond string // stanza error type and defined condition
+	text      string // default human-readable text
 }
 
-func (m *Moderation) handleKnock(sess *session, st *stanza) {
+var knockOutcomes = [numKnockOutcomes]outcomeInfo{
+	knockGranted:                  {"granted", "", "", ""},
+	knockBadRoom:                  {"bad-room", "modify", "bad-request", "room must be a room JID"},
+	knockNotGoverned:              {"not-governed", "cancel", "item-not-found", "gavel does not govern this MUC service"},
+	knockRateLimited:              {"rate-limited", "wait", "resource-constraint", "too many knocks: wait a moment and try again"},
+	knockBusy:                     {"busy", "wait", "resource-constraint", "gavel is busy with other knocks: try again in a moment"},
+	knockBanned:                   {"banned", "auth", "forbidden", "you are banned from this room"},
+	knockTokenRequired:            {"token-required", "auth", "not-authorized", "this room needs a token"},
+	knockTokenExpired:             {"token-expired", "auth", "not-authorized", "the token has expired"},
+	knockTokenNotYetValid:         {"token-not-yet-valid", "auth", "not-authorized", "the token is not valid yet"},
+	knockTokenIssuedInFuture:      {"token-issued-in-future", "auth", "not-authorized", "the token was issued in the future"},
+	knockTokenBadSignature:        {"token-bad-signature", "auth", "not-authorized", "the token's signature does not verify"},
+	knockTokenUnknownKey:          {"token-unknown-key", "auth", "not-authorized", "no key matches the token"},
+	knockTokenAlgorithmNotAllowed: {"token-algorithm-not-allowed", "auth", "not-authorized", "the token's algorithm is not allowed"},
+	knockTokenMalformed:           {"token-malformed", "auth", "not-authorized", "the token is not a JWT"},
+	knockTokenWrongType:           {"token-wrong-type", "auth", "not-authorized", "the token's type is wrong"},
+	knockTokenTooLarge:            {"token-too-large", "auth", "not-authorized", "the token is too large"},
+	knockTokenMissingClaim:        {"token-missing-claim", "auth", "not-authorized", "the token lacks a required claim"},
+	knockTokenWrongIssuer:         {"token-wrong-issuer", "auth", "not-authorized", "the token's issuer is not accepted"},
+	knockTokenWrongAudience:       {"token-wrong-audience", "auth", "not-authorized", "the token's audience is not accepted"},
+	knockTokenWrongRoom:           {"token-wrong-room", "auth", "forbidden", "the token is for another room"},
+	knockTokenWrongTenant:         {"token-wrong-tenant", "auth", "forbidden", "the token is for another tenant"},
+	knockTokenKeyUnavailable:      {"token-key-unavailable", "wait", "service-unavailable", "the token's key cannot be fetched now: try again later"},
+	knockTokenInvalid:             {"token-invalid", "auth", "not-authorized", "the token was refused"},
+	knockRoomUnavailable:          {"room-unavailable", "wait", "service-unavailable", "gavel could not enter or change the room"},
+	knockShuttingDown:             {"shutting-down", "wait", "service-unavailable", "gavel is shutting down"},
+}
+
+// String returns the outcome's application condition.
+func (o knockOutcome) String() string {
+	if o < numKnockOutcomes {
+		return knockOutcomes[o].app
+	}
+	return "invalid"
+}
+
+// tokenOutcomes maps each auth.Reason to its outcome, once.
+var tokenOutcomes = map[auth.Reason]knockOutcome{
+	auth.ReasonMissingToken:        knockTokenRequired,
+	auth.ReasonTooLarge:            knockTokenTooLarge,
+	auth.ReasonMalformed:           knockTokenMalformed,
+	auth.ReasonWrongType:           knockTokenWrongType,
+	auth.ReasonAlgorithmNotAllowed: knockTokenAlgorithmNotAllowed,
+	auth.ReasonUnknownKey:          knockTokenUnknownKey,
+	auth.ReasonKeyUnavailable:      knockTokenKeyUnavailable,
+	auth.ReasonBadSignature:        knockTokenBadSignature,
+	auth.ReasonExpired:             knockTokenExpired,
+	auth.ReasonNotYetValid:         knockTokenNotYetValid,
+	auth.ReasonIssuedInFuture:      knockTokenIssuedInFuture,
+	auth.ReasonMissingClaim:        knockTokenMissingClaim,
+	auth.ReasonWrongIssuer:         knockTokenWrongIssuer,
+	auth.ReasonWrongAudience:       knockTokenWrongAudience,
+	auth.ReasonWrongRoom:           knockTokenWrongRoom,
+	auth.ReasonWrongTenant:         knockTokenWrongTenant,
+	auth.ReasonClosed:              knockShuttingDown,
+}
+
+// tokenOutcome is the outcome of a token auth refused with err.
+func tokenOutcome(err error) knockOutcome {
+	if o, ok := tokenOutcomes[auth.ReasonOf(err)]; ok {
+		return o
+	}
+	return knockTokenInvalid
+}
+
+// policyOutcome is the outcome of a policy refusal word.
+func policyOutcome(refusal string) knockOutcome {
+	switch refusal {
+	case policy.RefusalBanned:
+		return knockBanned
+	case policy.RefusalTokenExpired:
+		return knockTokenExpired
+	}
+	return knockTokenRequired
+}
+
+// knock handles a knock IQ. It runs on the read loop: what needs no round
+// trip and no store (room, governed, the joiner's rate, a guest's whole
+// decision but the ban) is done here, so a refused knock costs no
+// goroutine; the rest runs in one of at most MaxKnocksInFlight goroutines.
+func (m *Moderation) knock(sess *session, st *stanza) {
 	started := m.now()
 	full := st.From
 	bare := bareOf(full)
-	roomJID := strings.TrimSpace(st.Knock.Room) // ParseRoom prepares it as the server does
-	if !strings.Contains(full, "/") {
-		m.refuse(sess, st, "modify", "bad-request", condBadRoom, "a knock must come from a full JID", started)
+	if !strings.Contains(full, "/") || bare == "" {
+		m.refuse(sess, st, knockBadRoom, "a knock must come from a full JID", started)
 		return
 	}
-	ar, err := auth.ParseRoom(roomJID)
+	ar, err := auth.ParseRoom(strings.TrimSpace(st.Knock.Room)) // prepared as the server does
 	if err != nil {
-		m.refuse(sess, st, "modify", "bad-request", condBadRoom, "room must be a room JID like name@"+m.anyMUC()+": "+strings.TrimPrefix(err.Error(), "auth: "), started)
+		m.refuse(sess, st, knockBadRoom, "room must be a room JID like name@"+m.anyMUC()+": "+strings.TrimPrefix(err.Error(), "auth: "), started)
 		return
 	}
 	muc, governed := m.mucs[ar.Domain]
 	if !governed {
-		m.refuse(sess, st, "cancel", "item-not-found", condNotGoverned, "gavel does not govern "+ar.Domain, started)
+		m.refuse(sess, st, knockNotGoverned, "gavel does not govern "+ar.Domain, started)
 		return
 	}
-	tenant := m.opts.Tenant(ar.Tenant)
-	if !m.allow(ar.Tenant, tenant, bare) {
-		m.refuse(sess, st, "wait", "resource-constraint", condRateLimited, "too many knocks: wait a moment and try again", started)
+	t := m.opts.Tenant(ar.Tenant)
+	if !m.adm.joiner(t, bare, started) {
+		m.refuse(sess, st, knockRateLimited, "", started)
 		return
 	}
-
-	var id policy.Identity
-	var claims *auth.Claims
 	token := strings.TrimSpace(st.Knock.Token)
-	if token != "" {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		start := time.Now()
-		claims, err = m.opts.Verifier.Verify(ctx, token, ar)
-		cancel()
-		m.metrics.TokenLatency.Observe(time.Since(start).Seconds())
-		if err != nil {
-			m.refuseToken(sess, st, err, started)
+	var id policy.Identity
+	if token == "" {
+		if containsFold(muc.SecureDomains, domainOf(bare)) {
+			id = policy.Identity{HasToken: true, Moderator: true}
+			if !m.adm.verified(t, started) {
+				m.refuse(sess, st, knockRateLimited, "", started)
+				return
+			}
+		} else {
+			if !m.adm.unauthenticated(t, started) {
+				m.refuse(sess, st, knockRateLimited, "", started)
+				return
+			}
+			if r := policy.Admit(t.Policy, id, started); r != "" {
+				m.refuse(sess, st, policyOutcome(r), "", started)
+				return
+			}
+		}
+	}
+	if !m.adm.acquire() {
+		m.refuse(sess, st, knockBusy, "", started)
+		return
+	}
+	m.metrics.KnocksInFlight.Inc()
+	go func() {
+		defer func() {
+			m.metrics.KnocksInFlight.Dec()
+			m.adm.release()
+		}()
+		k := &knockReq{sess: sess, st: st, bare: bare, full: full, id: id, started: started}
+		if token != "" && !m.verify(k, t, ar, token) {
 			return
 		}
-		id = identityOf(claims, tenant)
-	} else if containsFold(muc.SecureDomains, domainOf(bare)) {
-		id = policy.Identity{HasToken: true, Moderator: true}
-	}
+		m.admitKnock(k, t, ar, token)
+	}()
+}
 
-	if ban, banned := m.banned(ar.Tenant, bare, claims, token); banned {
+// verify checks the knock's token and charges the bucket its result draws
+// from; it answers the knock and returns false when the knock ends here.
+func (m *Moderation) verify(k *knockReq, t Tenant, ar auth.Room, token string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// wired at merge: auth.WithRequester(ctx, bare)
+	start := time.Now()
+	claims, err := m.opts.Verifier.Verify(ctx, token, ar)
+	cancel()
+	m.metrics.TokenLatency.Observe(time.Since(start).Seconds())
+	now := m.now()
+	if err != nil {
+		// A failed token spends the unauthenticated budget, never the
+		// tenant's: a flood of bad tokens is refused without touching
+		// what valid tokens draw from.
+		if !m.adm.unauthenticated(t, now) {
+			m.refuse(k.sess, k.st, knockRateLimited, "", k.started)
+			return false
+		}
+		m.refuse(k.sess, k.st, tokenOutcome(err), strings.TrimPrefix(err.Error(), "auth: "), k.started)
+		return false
+	}
+	if !m.adm.verified(t, now) {
+		m.refuse(k.sess, k.st, knockRateLimited, "", k.started)
+		return false
+	}
+	k.claims, k.id = claims, identityOf(claims, t)
+	if r := policy.Admit(t.Policy, k.id, now); r != "" {
+		m.refuse(k.sess, k.st, policyOutcome(r), "", k.started)
+		return false
+	}
+	return true
+}
+
+// admitKnock checks the store's bans and hands the knock to its room.
+func (m *Moderation) admitKnock(k *knockReq, t Tenant, ar auth.Room, token string) {
+	if ban, banned := m.banned(ar.Tenant, k.bare, k.claims, token); banned {
 		text := "you are banned from this tenant"
 		if ban.Reason != "" {
 			text += ": " + ban.Reason
 		}
-		m.refuse(sess, st, "auth", "forbidden", condBanned, text, started)
+		m.refuse(k.sess, k.st, knockBanned, text, k.started)
 		return
 	}
-	req := &knockReq{sess: sess, st: st, bare: bare, full: full, id: id, claims: claims, started: started}
-	if !m.deliver(ar.JID, true, event{kind: evKnock, knock: req}) {
-		m.refuse(sess, st, "wait", "service-unavailable", condShuttingDown, "gavel is shutting down", started)
+	if !m.deliver(ar.JID, true, event{kind: evKnock, knock: k}) {
+		m.refuse(k.sess, k.st, knockShuttingDown, "", k.started)
 	}
 }
 
@@ -130,30 +287,22 @@ func (m *Moderation) banned(tenant, bare string, c *auth.Claims, token string) (
 	return m.opts.Store.Banned(tenant, store.KindToken, hex.EncodeToString(h[:]), now)
 }
 
-// refuseToken answers a knock whose token was refused.
-func (m *Moderation) refuseToken(sess *session, st *stanza, err error, started time.Time) {
-	reason := auth.ReasonOf(err)
-	typ, cond := "auth", "not-authorized"
-	switch reason {
-	case auth.ReasonWrongRoom, auth.ReasonWrongTenant:
-		cond = "forbidden"
-	case auth.ReasonKeyUnavailable:
-		typ, cond = "wait", "service-unavailable"
+// refuse answers a knock with outcome o (text "" says the outcome's own
+// text) and counts it.
+func (m *Moderation) refuse(sess *session, st *stanza, o knockOutcome, text string, started time.Time) {
+	info := knockOutcomes[o]
+	if text == "" {
+		text = info.text
 	}
-	text := strings.TrimPrefix(err.Error(), "auth: ")
-	var ae *auth.Error
-	if !errors.As(err, &ae) {
-		reason = "invalid"
-	}
-	m.refuse(sess, st, typ, cond, "token-"+string(reason), text, started)
+	m.c.replyError(sess, st, &stanzaError{Type: info.typ, Condition: info.cond, App: info.app, AppNS: NSKnock, Text: text})
+	m.count(o, started)
+	m.log.Debug("knock refused", zap.String("from", st.From), zap.String("room", st.Knock.Room), zap.Stringer("reason", o))
 }
 
-// refuse answers a knock with an error and counts it.
-func (m *Moderation) refuse(sess *session, st *stanza, typ, cond, app, text string, started time.Time) {
-	m.c.replyError(sess, st, &stanzaError{Type: typ, Condition: cond, App: app, AppNS: NSKnock, Text: text})
-	m.metrics.Knocks.WithLabelValues(app).Inc()
+// count records a knock's outcome and latency.
+func (m *Moderation) count(o knockOutcome, started time.Time) {
+	m.knockCounts[o].Inc()
 	m.metrics.KnockLatency.Observe(m.now().Sub(started).Seconds())
-	m.log.Debug("knock refused", zap.String("from", st.From), zap.String("room", st.Knock.Room), zap.String("reason", app))
 }
 
 func (m *Moderation) anyMUC() string {

@@ -4,13 +4,16 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // Metrics are the component's Prometheus metrics.
 type Metrics struct {
-	Knocks       *prometheus.CounterVec // by outcome: granted or the refusal condition
+	Knocks       *prometheus.CounterVec // by outcome (knockOutcome): granted or the refusal condition
 	KnockLatency prometheus.Histogram
 	TokenLatency prometheus.Histogram
-	Changes      *prometheus.CounterVec // affiliation and role changes by kind and result
-	Commands     *prometheus.CounterVec // by command and result
-	Rooms        prometheus.Gauge
-	Occupants    prometheus.Gauge
+	// KnocksInFlight are knocks being verified or looked up (at most
+	// MaxKnocksInFlight).
+	KnocksInFlight prometheus.Gauge
+	Changes        *prometheus.CounterVec // affiliation and role changes by kind and result
+	Commands       *prometheus.CounterVec // by command and result
+	Rooms          prometheus.Gauge
+	Occupants      prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: none).
@@ -27,6 +30,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "gavel_token_validation_seconds", Help: "Token validation time.",
 			Buckets: []float64{.00001, .00005, .0001, .0005, .001, .005, .01, .05, .1, .5},
 		}),
+		KnocksInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gavel_knocks_in_flight", Help: "Knocks being verified or looked up now.",
+		}),
 		Changes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gavel_room_changes_total", Help: "Affiliation and role changes sent to rooms, by kind and result.",
 		}, []string{"kind", "result"}),
@@ -37,7 +43,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Occupants: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gavel_occupants", Help: "Occupants tracked in governed rooms."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Knocks, m.KnockLatency, m.TokenLatency, m.Changes, m.Commands, m.Rooms, m.Occupants)
+		reg.MustRegister(m.Knocks, m.KnockLatency, m.TokenLatency, m.KnocksInFlight, m.Changes, m.Commands, m.Rooms, m.Occupants)
 	}
 	return m
+}
+
+// knockCounters returns the counter of each knock outcome, created up front
+// so that every outcome is exported from the start, at zero.
+func (m *Metrics) knockCounters() [numKnockOutcomes]prometheus.Counter {
+	var c [numKnockOutcomes]prometheus.Counter
+	for o := range c {
+		c[o] = m.Knocks.WithLabelValues(knockOutcome(o).String())
+	}
+	return c
 }

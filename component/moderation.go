@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-	"golang.org/x/time/rate"
 
 	"github.com/gavelxmpp/gavel/auth"
 	"github.com/gavelxmpp/gavel/internal/jidprep"
@@ -25,11 +25,17 @@ type TokenVerifier interface {
 
 // Tenant is one tenant's effective moderation settings.
 type Tenant struct {
+	// Name is the configured tenant these settings belong to; the default
+	// tenant's settings, which every unconfigured name gets, carry the
+	// default's name. Knock rate limits are kept per Name, so made-up
+	// tenant names share the default's buckets.
+	Name   string
 	Policy policy.Options
 	// TopLevelModerator honours a top-level "moderator" claim.
 	TopLevelModerator bool
-	// KnocksPerMinute limits the tenant's knocks; KnocksPerMinutePerJID
-	// each joiner's.
+	// KnocksPerMinute limits the tenant's knocks with a verified token (a
+	// quarter of it, its tokenless and failed knocks); KnocksPerMinutePerJID
+	// each joiner's knocks. See admission.go and docs/protocol.md.
 	KnocksPerMinute, KnocksPerMinutePerJID int
 }
 
@@ -72,6 +78,10 @@ type ModerationOptions struct {
 	// Admins are bare JIDs allowed to run ad-hoc commands.
 	Admins  []string
 	Metrics *Metrics
+	// UnauthenticatedKnocksPerMinute bounds tokenless knocks and knocks
+	// whose token failed, over all tenants (default
+	// DefaultUnauthenticatedKnocksPerMinute).
+	UnauthenticatedKnocksPerMinute int
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
@@ -98,10 +108,8 @@ type Moderation struct {
 	closing  bool
 	workers  sync.WaitGroup
 
-	limMu      sync.Mutex
-	jidLimits  map[string]*rate.Limiter
-	tenantLims map[string]*rate.Limiter
-	limReset   time.Time
+	adm         *admission
+	knockCounts [numKnockOutcomes]prometheus.Counter
 }
 
 // NewModeration checks options and returns a Moderation to pass in
@@ -120,15 +128,15 @@ func NewModeration(opts ModerationOptions) (*Moderation, error) {
 		opts.Metrics = NewMetrics(nil)
 	}
 	m := &Moderation{
-		opts:       opts,
-		now:        opts.Now,
-		mucs:       map[string]MUC{},
-		admins:     map[string]bool{},
-		metrics:    opts.Metrics,
-		rooms:      map[string]*room{},
-		jidLimits:  map[string]*rate.Limiter{},
-		tenantLims: map[string]*rate.Limiter{},
+		opts:    opts,
+		now:     opts.Now,
+		mucs:    map[string]MUC{},
+		admins:  map[string]bool{},
+		metrics: opts.Metrics,
+		rooms:   map[string]*room{},
+		adm:     newAdmission(opts.UnauthenticatedKnocksPerMinute),
 	}
+	m.knockCounts = opts.Metrics.knockCounters()
 	m.trust, m.dormant = map[string]*identityTrust{}, map[string]time.Time{}
 	for _, mu := range opts.MUCs {
 		d, err := jidprep.Domain(mu.Domain)
@@ -326,36 +334,6 @@ func (m *Moderation) presence(st *stanza) {
 		}
 	}
 	m.deliver(roomJID, false, event{kind: evPresence, st: st, nick: nick})
-}
-
-// allow applies the knock rate limits of tenant t to the bare JID.
-func (m *Moderation) allow(tenant string, t Tenant, bare string) bool {
-	now := m.now()
-	m.limMu.Lock()
-	defer m.limMu.Unlock()
-	// Forget idle limiters every few minutes, so the map stays bounded.
-	if now.Sub(m.limReset) > 5*time.Minute || len(m.jidLimits) > 100000 {
-		clear(m.jidLimits)
-		m.limReset = now
-	}
-	tl := m.tenantLims[tenant]
-	if tl == nil {
-		per := max(t.KnocksPerMinute, 1)
-		tl = rate.NewLimiter(rate.Limit(float64(per)/60), max(per/6, 10))
-		m.tenantLims[tenant] = tl
-	}
-	jl := m.jidLimits[bare]
-	if jl == nil {
-		per := max(t.KnocksPerMinutePerJID, 1)
-		jl = rate.NewLimiter(rate.Limit(float64(per)/60), max(per/3, 5))
-		m.jidLimits[bare] = jl
-	}
-	// The joiner's own limit is spent first, so one flooding JID cannot
-	// drain the tenant's budget for everyone else.
-	if !jl.AllowN(now, 1) {
-		return false
-	}
-	return tl.AllowN(now, 1)
 }
 
 // bareOf returns the bare JID of a full or bare JID, prepared as the server

@@ -65,13 +65,8 @@ func startModeratedMUC(t *testing.T, srv *server, muc MUC, tenants map[string]Te
 		MUCs:     []MUC{muc},
 		Verifier: v,
 		Store:    st,
-		Tenant: func(name string) Tenant {
-			if t, ok := tenants[name]; ok {
-				return t
-			}
-			return tenants[""]
-		},
-		Admins: []string{"admin@" + prosodytest.Host},
+		Tenant:   tenantsFunc(tenants),
+		Admins:   []string{"admin@" + prosodytest.Host},
 	})
 	if err != nil {
 		t.Fatal(err)

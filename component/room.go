@@ -153,7 +153,7 @@ func (r *room) run() {
 	for {
 		ev := r.next()
 		if ev.kind == evShutdown {
-			r.failDeferred("wait", "service-unavailable", condShuttingDown, "gavel is shutting down")
+			r.failDeferred(knockShuttingDown, "")
 			r.stopTimer()
 			m.retire(r)
 			r.account(0)
@@ -299,20 +299,13 @@ func (r *room) decide(k *knockReq) {
 	m := r.m
 	grant, actions := r.pol.Knock(k.bare, k.full, k.id, m.now())
 	if grant.Refused() {
-		typ, cond, text := "auth", "not-authorized", "this room needs a token"
-		switch grant.Refusal {
-		case policy.RefusalBanned:
-			typ, cond, text = "auth", "forbidden", "you are banned from this room"
-		case policy.RefusalTokenExpired:
-			text = "the token has expired"
-		}
-		m.refuse(k.sess, k.st, typ, cond, grant.Refusal, text, k.started)
+		m.refuse(k.sess, k.st, policyOutcome(grant.Refusal), "", k.started)
 		return
 	}
 	if errs := r.perform(actions); len(errs) > 0 {
 		for _, e := range errs {
 			if e.bare == k.bare {
-				m.refuse(k.sess, k.st, "wait", "service-unavailable", condRoomUnavailable, "the room refused gavel's change: "+e.err.Error(), k.started)
+				m.refuse(k.sess, k.st, knockRoomUnavailable, "the room refused gavel's change: "+e.err.Error(), k.started)
 				return
 			}
 		}
@@ -327,8 +320,7 @@ func (r *room) decide(k *knockReq) {
 			"affiliation", grant.Affiliation.String(), "role", grant.Role.String(),
 			"reason", grant.Reason, "expires", expires)
 	})
-	m.metrics.Knocks.WithLabelValues("granted").Inc()
-	m.metrics.KnockLatency.Observe(m.now().Sub(k.started).Seconds())
+	m.count(knockGranted, k.started)
 	m.log.Debug("knock granted", zap.String("from", k.full), zap.String("room", r.jid),
 		zap.String("affiliation", grant.Affiliation.String()), zap.String("role", grant.Role.String()), zap.String("reason", grant.Reason))
 }
@@ -517,7 +509,7 @@ func (r *room) onSelfPresence(st *stanza) {
 			m.log.Warn("join refused", zap.String("room", r.jid), zap.String("error", text))
 		}
 		r.adopting = false
-		r.failDeferred("wait", "service-unavailable", condRoomUnavailable, text)
+		r.failDeferred(knockRoomUnavailable, text)
 	case st.Type == "unavailable":
 		// gavel was removed: kicked, banned or the room was destroyed.
 		why := "left"
@@ -538,7 +530,7 @@ func (r *room) onSelfPresence(st *stanza) {
 		if r.state == joined {
 			m.log.Info("removed from room", zap.String("room", r.jid), zap.String("why", why))
 		}
-		r.failDeferred("cancel", "item-not-found", condRoomUnavailable, "the room was "+why)
+		r.failDeferred(knockRoomUnavailable, "the room was "+why)
 		r.reset()
 	case r.state == joining:
 		r.state = joined
@@ -681,9 +673,9 @@ func boolValue(v bool) string {
 	return "0"
 }
 
-func (r *room) failDeferred(typ, cond, app, text string) {
+func (r *room) failDeferred(o knockOutcome, text string) {
 	for _, k := range r.deferred {
-		r.m.refuse(k.sess, k.st, typ, cond, app, text, k.started)
+		r.m.refuse(k.sess, k.st, o, text, k.started)
 	}
 	r.deferred = nil
 }

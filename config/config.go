@@ -103,7 +103,9 @@ type Tenant struct {
 	TopLevelModerator bool `yaml:"top_level_moderator"`
 	// BotDomains are JID domains never chosen as auto-owner (recorders, gateways).
 	BotDomains []string `yaml:"bot_domains"`
-	// KnocksPerMinute limits knocks per tenant; KnocksPerMinutePerJID per joiner.
+	// KnocksPerMinute limits the tenant's knocks with a valid token (a
+	// quarter of it, its tokenless and failed knocks); KnocksPerMinutePerJID
+	// each bare JID's knocks. Token buckets: docs/protocol.md, section 6.
 	KnocksPerMinute       int `yaml:"knocks_per_minute"`
 	KnocksPerMinutePerJID int `yaml:"knocks_per_minute_per_jid"`
 	// Token holds the rules and keys that validate joiners' tokens.

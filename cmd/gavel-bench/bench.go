@@ -37,6 +37,7 @@ func runBench(ctx context.Context, o options) error {
 			"duration": o.duration.String(), "rate": o.rate, "arrivals": o.arrivals, "burst": o.burst,
 			"burst_rooms": o.burstRooms, "recovery_rooms": o.recRooms, "recovery_clients": o.recClients,
 			"moderators": o.moderators, "policy_rooms": o.policyRooms, "policy_occupants": o.policyPer,
+			"flood_guests": o.floodGuests, "flood_good": o.floodGood, "flood_every": o.floodEvery.String(), "flood_time": o.floodTime.String(),
 		},
 		Gavel: map[string]int64{},
 	}
@@ -191,6 +192,15 @@ func (b *bench) phases(ctx context.Context) error {
 			return err
 		}
 		record(p)
+	}
+	if ph["flood"] {
+		fr, err := b.flood(ctx)
+		if err != nil {
+			return err
+		}
+		res.Flood = fr
+		writeFlood(os.Stdout, fr, false)
+		res.Gavel["flood"], _ = memKiB(e.gavelPID())
 	}
 	if peak, _ := memKiB(e.gavelPID()); peak > 0 {
 		fmt.Printf("\ngavel peak RSS (VmHWM) over the phases above: %.1f MiB\n", float64(peak)/1024)

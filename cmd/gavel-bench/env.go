@@ -193,6 +193,11 @@ tenants:
       app_id: %s
       secrets: [%q]
       public_keys: [%q]
+  # The flood phase's tenant: gavel's default knock limits, guests denied.
+  flood:
+    guests: deny
+    knocks_per_minute: 6000
+    knocks_per_minute_per_jid: 30
 `
 
 func (e *env) startGavel(ctx context.Context) error {

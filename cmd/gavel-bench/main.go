@@ -14,6 +14,10 @@
 //	burst     -burst joiners into -burst-rooms rooms at once
 //	recovery  Prosody restarted under -recovery-rooms governed rooms: time
 //	          until every room is rejoined and answers knocks again
+//	flood     -flood-good accounts knock within their own limit, alone and
+//	          while -flood-guests anonymous guests flood knocks with bad
+//	          signatures into the same tenant: the good knocks' latency
+//	          and refusals, the flood's outcomes
 //	policy    the policy engine alone, in process: memory per tracked
 //	          occupant and decisions per second on one core
 //
@@ -68,6 +72,10 @@ type options struct {
 	policyRooms int
 	policyPer   int
 	policyTime  time.Duration
+	floodGuests int
+	floodGood   int
+	floodEvery  time.Duration
+	floodTime   time.Duration
 	pin         bool
 	gc          bool
 	perfDir     string
@@ -78,7 +86,7 @@ type options struct {
 	verbose     bool
 }
 
-var allPhases = []string{"joins", "paced", "arrivals", "burst", "recovery", "policy"}
+var allPhases = []string{"joins", "paced", "arrivals", "burst", "flood", "recovery", "policy"}
 
 func main() { os.Exit(run()) }
 
@@ -106,6 +114,10 @@ func run() int {
 	flag.IntVar(&o.policyRooms, "policy-rooms", 10000, "rooms of the policy engine phase")
 	flag.IntVar(&o.policyPer, "policy-occupants", 10, "occupants per room in the policy engine phase")
 	flag.DurationVar(&o.policyTime, "policy-time", 2*time.Second, "how long each policy decision rate is measured")
+	flag.IntVar(&o.floodGuests, "flood-guests", 400, "anonymous guests flooding bad-signature knocks (flood)")
+	flag.IntVar(&o.floodGood, "flood-good", 20, "good accounts knocking within their limit (flood)")
+	flag.DurationVar(&o.floodEvery, "flood-every", 2500*time.Millisecond, "each good account knocks this often (flood; the tenant allows one every 2s per JID)")
+	flag.DurationVar(&o.floodTime, "flood-time", 20*time.Second, "length of each half of the flood phase")
 	flag.BoolVar(&o.pin, "pin", true, "pin Prosody to the first CPU and this command and gavel to the second (needs 2 CPUs and taskset)")
 	flag.BoolVar(&o.gc, "gc", true, "run a full Lua garbage collection in Prosody before every round (prosodyctl shell)")
 	flag.StringVar(&o.prosodyGC, "prosody-gc", "", `Prosody's Lua collector: "" (Prosody's default, incremental) or "generational"`)
@@ -190,6 +202,10 @@ func (o *options) check() error {
 		return errors.New("-policy-time must be above 0 and at most 1m")
 	case o.prosodyGC != "" && o.prosodyGC != "generational" && o.prosodyGC != "incremental":
 		return errors.New(`-prosody-gc must be "", "incremental" or "generational"`)
+	case o.phases["flood"] && (o.floodGuests < 1 || o.floodGuests > 2000 || o.floodGood < 1 || o.floodGood > 200):
+		return errors.New("-flood-guests must be between 1 and 2000, -flood-good between 1 and 200")
+	case o.phases["flood"] && (o.floodEvery < 2*time.Second || o.floodTime <= 0 || o.floodTime > 2*time.Minute):
+		return errors.New("-flood-every must be at least 2s (the per-JID limit), -flood-time above 0 and at most 2m")
 	case o.timeout <= 0:
 		return errors.New("-timeout must be positive")
 	}

@@ -19,6 +19,7 @@ type results struct {
 	Created  []created         `json:"rooms_created,omitempty"`
 	Phases   []*phase          `json:"phases"`
 	Recovery []*recoveryResult `json:"recovery,omitempty"`
+	Flood    *floodResult      `json:"flood,omitempty"`
 	Policy   []policyResult    `json:"policy,omitempty"`
 	GCSplit  []gcSplit         `json:"prosody_gc_split,omitempty"`
 	Gavel    map[string]int64  `json:"gavel_peak_rss_kib_after_phase"`
@@ -309,6 +310,11 @@ func markdown(w io.Writer, r *results) {
 	if len(r.Created) > 0 {
 		fmt.Fprintf(w, "\n#### Room creation (priming, not timed in the phases)\n\n")
 		writeCreated(w, r.Created, true)
+	}
+	if r.Flood != nil {
+		fmt.Fprintf(w, "\n#### Flood: %d good accounts knock every %v each for %v, alone and while %d anonymous guests flood bad-signature knocks\n\n",
+			r.Flood.Good, r.Flood.GoodEvery, r.Flood.Duration, r.Flood.Guests)
+		writeFlood(w, r.Flood, true)
 	}
 	for _, rec := range r.Recovery {
 		fmt.Fprintf(w, "\n#### Recovery (%s)\n\n", rec.Stop)

@@ -121,6 +121,7 @@ func buildTenants(cfg *config.Config) (map[string]component.Tenant, error) {
 				ReassertOwners: t.ReassertOwners, ClearOnLeave: t.ClearOnLeave,
 				BotDomains: t.BotDomains, ModeratedRooms: t.ModeratedRooms,
 			},
+			Name:                  name,
 			TopLevelModerator:     t.TopLevelModerator,
 			KnocksPerMinute:       t.KnocksPerMinute,
 			KnocksPerMinutePerJID: t.KnocksPerMinutePerJID,
