@@ -219,8 +219,10 @@ func Parse(name string, data []byte) (*Config, error) {
 	if doc.Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("config: %s:%d: top level must be a mapping of keys", name, doc.Line)
 	}
-	if err := checkKeys(name, doc, typeOfConfig, ""); err != nil {
-		return nil, err
+	var errs []error
+	checkNode(name, doc, typeOfConfig, "", doc.Line, &errs)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 
 	cfg := Defaults()
