@@ -206,3 +206,66 @@ func TestExampleConfigIsValid(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestParseTokens: the token tools need neither the component secret nor
+// the admin API keys, but the file is decoded as strictly as for the
+// daemon and the tenants' token keys are still checked.
+func TestParseTokens(t *testing.T) {
+	t.Setenv("GAVEL_TEST_TOKEN_SECRET", "0123456789abcdef0123")
+	const base = `
+component:
+  jid: mod.example.test
+  secret_env: GAVEL_SURELY_UNSET
+muc:
+  - domain: conference.example.test
+http:
+  admin_token:
+    secret_envs: [GAVEL_SURELY_UNSET_TOO]
+tenants:
+  default:
+    token:
+      app_id: myapp
+      secret_envs: [GAVEL_TEST_TOKEN_SECRET]
+`
+	t.Run("valid", func(t *testing.T) {
+		c, err := ParseTokens("gavel.yml", []byte(base))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.TenantFor("acme").Token.Secrets; len(got) != 1 || got[0].Reveal() != "0123456789abcdef0123" {
+			t.Errorf("token secrets not resolved: %d", len(got))
+		}
+		if c.Component.Secret != "" {
+			t.Error("component secret resolved")
+		}
+		// The daemon still refuses the same file.
+		if _, err := Parse("gavel.yml", []byte(base)); err == nil {
+			t.Error("Parse accepted an unset component secret")
+		}
+	})
+	tests := []struct {
+		name string
+		yaml string
+		want string
+	}{
+		{"token secret env unset", strings.Replace(base, "GAVEL_TEST_TOKEN_SECRET", "GAVEL_SURELY_UNSET", 1),
+			"config: gavel.yml:14: tenants.default.token.secret_envs[0]: environment variable GAVEL_SURELY_UNSET is not set or empty"},
+		{"bad tenant policy", base + "  acme:\n    policy: everyone\n",
+			`config: gavel.yml:16: tenants.acme.policy: must be token, auto-owner or all-owners, got "everyone"`},
+		{"type error outside tenants", strings.Replace(base, "secret_env: GAVEL_SURELY_UNSET", "reconnect_min: fast", 1),
+			`config: gavel.yml:4: component.reconnect_min: must be a duration like 250ms, 30s or 5m, got "fast"`},
+		{"unknown key outside tenants", base + "htp: {}\n",
+			`config: gavel.yml:15: unknown key "htp"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseTokens("gavel.yml", []byte(tt.yaml))
+			if err == nil {
+				t.Fatalf("no error, want %q", tt.want)
+			}
+			if !strings.HasPrefix(err.Error(), tt.want) {
+				t.Errorf("error\n got: %s\nwant: %s", err, tt.want)
+			}
+		})
+	}
+}

@@ -115,6 +115,19 @@ func (c *Config) validate(root *yaml.Node) error {
 		}
 	}
 
+	c.checkTenants(p)
+	return errors.Join(p.errs...)
+}
+
+// validateTokens checks only the tenants and resolves their token keys:
+// what the token tools need.
+func (c *Config) validateTokens(root *yaml.Node) error {
+	p := &problems{name: c.Path, root: root}
+	c.checkTenants(p)
+	return errors.Join(p.errs...)
+}
+
+func (c *Config) checkTenants(p *problems) {
 	for name, t := range c.Tenants {
 		path := "tenants." + name
 		if name != DefaultTenant && (name == "" || strings.ContainsAny(name, "[]@/ ")) {
@@ -123,7 +136,6 @@ func (c *Config) validate(root *yaml.Node) error {
 		t.check(p, path)
 		c.Tenants[name] = t
 	}
-	return errors.Join(p.errs...)
 }
 
 func (c *Config) resolveComponentSecret(p *problems) {

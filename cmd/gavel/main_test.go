@@ -149,6 +149,68 @@ func TestTokenVerify(t *testing.T) {
 	}
 }
 
+// TestTokenVerifyWithoutComponentSecret: verifying a token connects to
+// nothing, so it works where only the token keys are available (a
+// developer's machine, a CI job), not the component secret.
+func TestTokenVerifyWithoutComponentSecret(t *testing.T) {
+	t.Setenv("GAVEL_TEST_TOKEN_SECRET", secret)
+	cfg := writeConfig(t, `
+component:
+  jid: mod.example.test
+  secret_env: GAVEL_SURELY_UNSET_COMPONENT_SECRET
+muc:
+  - domain: conference.example.test
+http:
+  listen: 127.0.0.1:8080
+  admin_token:
+    secret_files: [/nonexistent/admin.secret]
+tenants:
+  default:
+    token:
+      app_id: myapp
+      secret_envs: [GAVEL_TEST_TOKEN_SECRET]
+`)
+	room := "standup@conference.example.test"
+	mint := func(key string) string {
+		tok, err := auth.Mint(auth.MintRequest{Secret: []byte(key), Issuer: "myapp", Audience: []string{"jitsi"}, Subject: "example.test", Room: "standup", UserID: "alice", TTL: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	good := mint(secret)
+	tests := []struct {
+		name   string
+		token  string
+		code   int
+		stdout string
+	}{
+		{"good token", good, 0, "valid: accepted for room standup@conference.example.test"},
+		{"signed with another key", mint("another-secret-0123456789"), 1, "refused: bad-signature"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := run([]string{"token", "verify", "-config", cfg, "-room", room, tt.token}, &out, &errb)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d; stdout %s stderr %s", code, tt.code, out.String(), errb.String())
+			}
+			if !strings.Contains(out.String(), tt.stdout) {
+				t.Errorf("stdout %q lacks %q", out.String(), tt.stdout)
+			}
+		})
+	}
+	// The token keys are still checked.
+	t.Setenv("GAVEL_TEST_TOKEN_SECRET", "")
+	var out, errb bytes.Buffer
+	if code := run([]string{"token", "verify", "-config", cfg, "-room", room, good}, &out, &errb); code != 2 {
+		t.Errorf("exit %d, want 2; stderr %s", code, errb.String())
+	}
+	if want := "tenants.default.token.secret_envs[0]: environment variable GAVEL_TEST_TOKEN_SECRET is not set or empty"; !strings.Contains(errb.String(), want) {
+		t.Errorf("stderr %q lacks %q", errb.String(), want)
+	}
+}
+
 func TestTokenMintRoundTrip(t *testing.T) {
 	var out, errb bytes.Buffer
 	t.Setenv("MINT_SECRET", secret)
