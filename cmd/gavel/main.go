@@ -71,6 +71,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	if err := serve(ctx, cfg, log); err != nil {
 		log.Error("gavel stopped", zap.Error(err))
+		// Also in plain words, for whoever started gavel by hand.
+		fmt.Fprintln(stderr, "gavel:", err)
 		return 1
 	}
 	return 0

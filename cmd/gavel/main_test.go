@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -359,6 +360,49 @@ func TestStoreErrorsAtStart(t *testing.T) {
 			}
 			if !strings.Contains(string(out), tt.want) {
 				t.Errorf("output lacks %q:\n%s", tt.want, out)
+			}
+		})
+	}
+}
+
+// TestHTTPListenErrorsAtStart: when http.listen cannot be bound, gavel
+// stops at start, before connecting, with a message naming the address and
+// the cause, instead of running without health checks or the API.
+func TestHTTPListenErrorsAtStart(t *testing.T) {
+	bin := gavelBinary(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	tests := []struct {
+		name, listen, want string
+	}{
+		{"port taken", taken.Addr().String(), "gavel: http.listen " + taken.Addr().String() + ": address already in use"},
+		// 192.0.2.0/24 is TEST-NET-1, never an address of this machine.
+		{"address not local", "192.0.2.1:8080", "gavel: http.listen 192.0.2.1:8080: cannot assign requested address"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Nothing listens on the component port either: without the
+			// fix gavel would keep retrying it, never exiting.
+			cfg := writeConfig(t, fmt.Sprintf("component:\n  jid: mod.example.test\n  address: 127.0.0.1:1\n  secret: x\nmuc:\n  - domain: conference.example.test\nhttp:\n  listen: %s\ndata_dir: %s\n", tt.listen, t.TempDir()))
+			// The timeout only bounds a failure; a passing run exits at once.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, bin, "-config", cfg).CombinedOutput()
+			if ctx.Err() != nil {
+				t.Fatalf("gavel still running after 30s with http.listen %s unusable:\n%s", tt.listen, out)
+			}
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+				t.Fatalf("exit: %v, want 1\n%s", err, out)
+			}
+			if !strings.Contains(string(out), tt.want+"\n") {
+				t.Errorf("output lacks %q:\n%s", tt.want, out)
+			}
+			if strings.Contains(string(out), "component unreachable") {
+				t.Errorf("gavel tried to connect before binding http.listen:\n%s", out)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"runtime/debug"
 	"strings"
 
@@ -87,12 +88,22 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	log.Info("gavel starting", zap.String("version", buildVersion()), zap.String("jid", cfg.Component.JID),
 		zap.String("server", cfg.Component.Address), zap.Int("muc_domains", len(cfg.MUC)), zap.String("data_dir", cfg.DataDir))
 
+	// Bind before connecting: a taken port or an unusable address stops
+	// gavel at start, rather than leaving it running without health checks
+	// or the API.
+	var httpLn net.Listener
+	if cfg.HTTP.Listen != "" {
+		if httpLn, err = listenHTTP(cfg.HTTP.Listen); err != nil {
+			return err
+		}
+	}
+
 	errc := make(chan error, 2)
 	go func() { errc <- comp.Run(ctx) }()
 	running := 1
-	if cfg.HTTP.Listen != "" {
+	if httpLn != nil {
 		running++
-		go func() { errc <- serveHTTP(ctx, cfg, log.Named("http"), mod, comp, reg) }()
+		go func() { errc <- serveHTTP(ctx, cfg, log.Named("http"), mod, comp, reg, httpLn) }()
 	}
 	var first error
 	for ; running > 0; running-- {
