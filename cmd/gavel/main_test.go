@@ -365,43 +365,57 @@ func TestStoreErrorsAtStart(t *testing.T) {
 	}
 }
 
-// TestHTTPListenErrorsAtStart: when http.listen cannot be bound, gavel
-// stops at start, before connecting, with a message naming the address and
-// the cause, instead of running without health checks or the API.
-func TestHTTPListenErrorsAtStart(t *testing.T) {
+// TestHTTPErrorsAtStart: when http.listen cannot be bound, gavel stops at
+// start, before connecting, with a message naming the address and the
+// cause, instead of running without health checks or the API; so it does
+// when the API cannot start.
+func TestHTTPErrorsAtStart(t *testing.T) {
 	bin := gavelBinary(t)
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer taken.Close()
+	// A file that exists (validation only checks that) but holds no key.
+	notPEM := filepath.Join(t.TempDir(), "admin.pem")
+	if err := os.WriteFile(notPEM, []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	freeAddr := free.Addr().String()
+	free.Close()
 	tests := []struct {
-		name, listen, want string
+		name, listen, extra, want string
 	}{
-		{"port taken", taken.Addr().String(), "gavel: http.listen " + taken.Addr().String() + ": address already in use"},
+		{"port taken", taken.Addr().String(), "", "gavel: http.listen " + taken.Addr().String() + ": address already in use"},
 		// 192.0.2.0/24 is TEST-NET-1, never an address of this machine.
-		{"address not local", "192.0.2.1:8080", "gavel: http.listen 192.0.2.1:8080: cannot assign requested address"},
+		{"address not local", "192.0.2.1:8080", "", "gavel: http.listen 192.0.2.1:8080: cannot assign requested address"},
+		// Bound, but the API cannot start: gavel must not run on without it.
+		{"admin key unusable", freeAddr, "  admin_token:\n    public_keys: [" + notPEM + "]\n", "gavel: config: http.admin_token.public_keys[0]: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// Nothing listens on the component port either: without the
 			// fix gavel would keep retrying it, never exiting.
-			cfg := writeConfig(t, fmt.Sprintf("component:\n  jid: mod.example.test\n  address: 127.0.0.1:1\n  secret: x\nmuc:\n  - domain: conference.example.test\nhttp:\n  listen: %s\ndata_dir: %s\n", tt.listen, t.TempDir()))
+			cfg := writeConfig(t, fmt.Sprintf("component:\n  jid: mod.example.test\n  address: 127.0.0.1:1\n  secret: x\nmuc:\n  - domain: conference.example.test\nhttp:\n  listen: %s\n%sdata_dir: %s\n", tt.listen, tt.extra, t.TempDir()))
 			// The timeout only bounds a failure; a passing run exits at once.
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			out, err := exec.CommandContext(ctx, bin, "-config", cfg).CombinedOutput()
 			if ctx.Err() != nil {
-				t.Fatalf("gavel still running after 30s with http.listen %s unusable:\n%s", tt.listen, out)
+				t.Fatalf("gavel still running after 30s, want a quick exit with %q:\n%s", tt.want, out)
 			}
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 				t.Fatalf("exit: %v, want 1\n%s", err, out)
 			}
-			if !strings.Contains(string(out), tt.want+"\n") {
+			if !strings.Contains(string(out), "\n"+tt.want) {
 				t.Errorf("output lacks %q:\n%s", tt.want, out)
 			}
-			if strings.Contains(string(out), "component unreachable") {
+			if tt.extra == "" && strings.Contains(string(out), "component unreachable") {
 				t.Errorf("gavel tried to connect before binding http.listen:\n%s", out)
 			}
 		})

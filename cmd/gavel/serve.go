@@ -98,6 +98,10 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		}
 	}
 
+	// Whichever of the two stops first with an error stops the other: gavel
+	// does not run on without its API, nor the API without XMPP.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	errc := make(chan error, 2)
 	go func() { errc <- comp.Run(ctx) }()
 	running := 1
@@ -109,6 +113,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	for ; running > 0; running-- {
 		if err := <-errc; err != nil && first == nil {
 			first = err
+			cancel()
 		}
 	}
 	return first
