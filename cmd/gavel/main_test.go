@@ -103,6 +103,36 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestCheckOneLinePerError: -check exits non-zero and prints one line per
+// error, each naming the file, the line and the key path.
+func TestCheckOneLinePerError(t *testing.T) {
+	cfg := writeConfig(t, `component:
+  jid: mod.example.test
+  secret: s3cret
+  reconnect_min: fast
+muc:
+  - domain: conference.example.test
+  - domain: [conference.other.test]
+    trust_identity: maybe
+tenants:
+  acme:
+    knocks_per_minute: lots
+`)
+	want := strings.Join([]string{
+		"config: " + cfg + `:4: component.reconnect_min: must be a duration like 250ms, 30s or 5m, got "fast"`,
+		"config: " + cfg + `:7: muc[1].domain: must be a single value, got a list`,
+		"config: " + cfg + `:8: muc[1].trust_identity: must be true or false, got "maybe"`,
+		"config: " + cfg + `:11: tenants.acme.knocks_per_minute: must be a whole number, got "lots"`,
+	}, "\n") + "\n"
+	var out, errb bytes.Buffer
+	if code := run([]string{"-config", cfg, "-check"}, &out, &errb); code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	if errb.String() != want || out.Len() != 0 {
+		t.Errorf("stdout %q\nstderr:\n%s\nwant:\n%s", out.String(), errb.String(), want)
+	}
+}
+
 func TestTokenVerify(t *testing.T) {
 	cfg := writeConfig(t, baseConfig)
 	room := "standup@conference.example.test"
