@@ -207,6 +207,23 @@ func TestExampleConfigIsValid(t *testing.T) {
 	}
 }
 
+// TestValidationOrder: errors of several tenants come in name order, so
+// that -check prints the same lines every time.
+func TestValidationOrder(t *testing.T) {
+	y := minimal + "tenants:\n  zeta:\n    policy: z\n  alpha:\n    policy: a\n  mid:\n    policy: m\n"
+	want := strings.Join([]string{
+		`config: gavel.yml:11: tenants.alpha.policy: must be token, auto-owner or all-owners, got "a"`,
+		`config: gavel.yml:13: tenants.mid.policy: must be token, auto-owner or all-owners, got "m"`,
+		`config: gavel.yml:9: tenants.zeta.policy: must be token, auto-owner or all-owners, got "z"`,
+	}, "\n")
+	for i := 0; i < 20; i++ {
+		_, err := Parse("gavel.yml", []byte(y))
+		if err == nil || err.Error() != want {
+			t.Fatalf("error\n got: %v\nwant: %s", err, want)
+		}
+	}
+}
+
 // TestParseTokens: the token tools need neither the component secret nor
 // the admin API keys, but the file is decoded as strictly as for the
 // daemon and the tenants' token keys are still checked.

@@ -3,9 +3,11 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -128,7 +130,9 @@ func (c *Config) validateTokens(root *yaml.Node) error {
 }
 
 func (c *Config) checkTenants(p *problems) {
-	for name, t := range c.Tenants {
+	// In name order, so that -check prints the same lines every time.
+	for _, name := range slices.Sorted(maps.Keys(c.Tenants)) {
+		t := c.Tenants[name]
 		path := "tenants." + name
 		if name != DefaultTenant && (name == "" || strings.ContainsAny(name, "[]@/ ")) {
 			p.add(path, "tenant name %q must be non-empty, without spaces, brackets, '@' or '/'", name)
