@@ -45,7 +45,7 @@ lint:
 ## fuzz: run each fuzz target for FUZZTIME (default 20s).
 FUZZTIME ?= 20s
 FUZZ := auth:FuzzVerify auth:FuzzParseRoom auth:FuzzRoomMatch auth:FuzzDecodeClaims \
-        api:FuzzMeetingBody component:FuzzStanza
+        api:FuzzMeetingBody component:FuzzStanza config:FuzzParse
 fuzz:
 	@for t in $(FUZZ); do \
 		pkg=$${t%%:*}; name=$${t#*:}; \

@@ -197,15 +197,38 @@ func DefaultToken() Token {
 
 // Load reads, decodes and validates the file at path.
 func Load(path string) (*Config, error) {
+	return load(path, Parse)
+}
+
+// LoadTokens reads the file at path for the token tools (gavel token
+// verify), which connect to nothing: see ParseTokens.
+func LoadTokens(path string) (*Config, error) {
+	return load(path, ParseTokens)
+}
+
+func load(path string, parse func(string, []byte) (*Config, error)) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return Parse(path, data)
+	return parse(path, data)
 }
 
 // Parse decodes and validates data; name is used in error messages.
 func Parse(name string, data []byte) (*Config, error) {
+	return parse(name, data, (*Config).validate)
+}
+
+// ParseTokens decodes data as strictly as Parse (unknown keys and values of
+// the wrong type are errors anywhere in the file) but validates only the
+// tenants, whose token keys it resolves. It neither requires nor resolves
+// the component secret, the admin API keys or anything else only the
+// daemon uses: Component.Secret and HTTP.AdminToken are left as written.
+func ParseTokens(name string, data []byte) (*Config, error) {
+	return parse(name, data, (*Config).validateTokens)
+}
+
+func parse(name string, data []byte, validate func(*Config, *yaml.Node) error) (*Config, error) {
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
@@ -221,8 +244,10 @@ func Parse(name string, data []byte) (*Config, error) {
 	if doc.Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("config: %s:%d: top level must be a mapping of keys", name, doc.Line)
 	}
-	if err := checkKeys(name, doc, typeOfConfig, ""); err != nil {
-		return nil, err
+	var errs []error
+	checkNode(name, doc, typeOfConfig, "", doc.Line, &errs)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 
 	cfg := Defaults()
@@ -237,7 +262,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	cfg.Tenants = tenants
 	cfg.Path = name
-	if err := cfg.validate(doc); err != nil {
+	if err := validate(&cfg, doc); err != nil {
 		return nil, err
 	}
 	return &cfg, nil

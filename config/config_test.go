@@ -107,8 +107,8 @@ func TestParseInvalid(t *testing.T) {
 		{"unknown tenant key", minimal + "tenants:\n  acme:\n    polcy: token\n", `config: gavel.yml:9: unknown key "tenants.acme.polcy"`},
 		{"unknown muc key", minimal + "  - domian: x\n", `config: gavel.yml:7: unknown key "muc[1].domian"`},
 		{"syntax", "component: [\n", "config: gavel.yml:1: did not find expected node content"},
-		{"wrong type", minimal + "log:\n  level: [a]\n", "config: gavel.yml:8: cannot unmarshal !!seq into string"},
-		{"bad duration", minimal + "tenants:\n  default:\n    token:\n      leeway: soon\n", "config: gavel.yml:10: cannot unmarshal !!str `soon` into time.Duration"},
+		{"wrong type", minimal + "log:\n  level: [a]\n", "config: gavel.yml:8: log.level: must be a single value, got a list"},
+		{"bad duration", minimal + "tenants:\n  default:\n    token:\n      leeway: soon\n", `config: gavel.yml:10: tenants.default.token.leeway: must be a duration like 250ms, 30s or 5m, got "soon"`},
 		{"missing jid", "component:\n  secret: x\nmuc:\n  - domain: conference.example.test\n", "config: gavel.yml:1: component.jid: required"},
 		{"jid with at", strings.Replace(minimal, "mod.example.test", "bot@mod.example.test", 1), `config: gavel.yml:3: component.jid: must be a lowercase domain name without '@', '/' or spaces, got "bot@mod.example.test"`},
 		{"no secret", strings.Replace(minimal, "secret: s3cret", "nick: g", 1), "config: gavel.yml:2: component.secret: required: set one of secret, secret_file or secret_env"},
@@ -144,6 +144,48 @@ func TestParseInvalid(t *testing.T) {
 	}
 }
 
+// TestTypeErrors: a value of the wrong type names the file, the line and the
+// key path, one line per error, whatever the nesting.
+func TestTypeErrors(t *testing.T) {
+	tests := []struct {
+		file string
+		want string
+	}{
+		{"invalid-duration.yml", `config: testdata/invalid-duration.yml:4: component.reconnect_min: must be a duration like 250ms, 30s or 5m, got "fast"`},
+		{"invalid-bool.yml", `config: testdata/invalid-bool.yml:6: muc[0].trust_identity: must be true or false, got "maybe"`},
+		{"invalid-int-in-tenant.yml", `config: testdata/invalid-int-in-tenant.yml:8: tenants.acme.knocks_per_minute: must be a whole number, got "lots"`},
+		{"invalid-list-for-scalar.yml", `config: testdata/invalid-list-for-scalar.yml:6: muc[1].domain: must be a single value, got a list`},
+		{"invalid-scalar-for-list.yml", `config: testdata/invalid-scalar-for-list.yml:6: admins: must be a list, got "admin@example.test"`},
+		{"invalid-many.yml", strings.Join([]string{
+			`config: testdata/invalid-many.yml:5: component.shutdown_timeout: must be a duration like 250ms, 30s or 5m, got "5"`,
+			`config: testdata/invalid-many.yml:6: component.reconnect_max: must be a single value, got a mapping`,
+			`config: testdata/invalid-many.yml:9: muc[0].discover_rooms: must be true or false, got "yes please"`,
+			`config: testdata/invalid-many.yml:11: http.max_body_bytes: must be a whole number, got "64k"`,
+			`config: testdata/invalid-many.yml:13: http.admin_token.leeway: must be a single value, got a list`,
+			`config: testdata/invalid-many.yml:17: tenants.default.token.require_exp: must be true or false, got "1"`,
+			`config: testdata/invalid-many.yml:18: tenants.default.token.secrets: must be a list, got "s3cret-but-longer-than-16"`,
+			`config: testdata/invalid-many.yml:19: tenants.acme: must be a mapping of keys, got "everyone"`,
+		}, "\n")},
+		{"invalid-duplicate-key.yml", `config: testdata/invalid-duplicate-key.yml:10: tenants.acme.policy: given twice (first at line 8)`},
+		{"invalid-flow-mapping.yml", strings.Join([]string{
+			`config: testdata/invalid-flow-mapping.yml:1: component.reconnect_max: must be a duration like 250ms, 30s or 5m, got "later"`,
+			`config: testdata/invalid-flow-mapping.yml:2: muc[0].discover_interval: must be a duration like 250ms, 30s or 5m, got "often"`,
+		}, "\n")},
+		{"invalid-unknown-tag.yml", `config: testdata/invalid-unknown-tag.yml:3: component.secret: unknown tag !vault`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			_, err := Load(filepath.Join("testdata", tt.file))
+			if err == nil {
+				t.Fatalf("no error, want %q", tt.want)
+			}
+			if err.Error() != tt.want {
+				t.Errorf("error\n got: %s\nwant: %s", err, tt.want)
+			}
+		})
+	}
+}
+
 func TestSecretNeverPrints(t *testing.T) {
 	c, err := Parse("gavel.yml", []byte(minimal))
 	if err != nil {
@@ -162,5 +204,85 @@ func TestExampleConfigIsValid(t *testing.T) {
 	t.Setenv("GAVEL_COMPONENT_SECRET", "example")
 	if _, err := Load("../gavel.example.yml"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestValidationOrder: errors of several tenants come in name order, so
+// that -check prints the same lines every time.
+func TestValidationOrder(t *testing.T) {
+	y := minimal + "tenants:\n  zeta:\n    policy: z\n  alpha:\n    policy: a\n  mid:\n    policy: m\n"
+	want := strings.Join([]string{
+		`config: gavel.yml:11: tenants.alpha.policy: must be token, auto-owner or all-owners, got "a"`,
+		`config: gavel.yml:13: tenants.mid.policy: must be token, auto-owner or all-owners, got "m"`,
+		`config: gavel.yml:9: tenants.zeta.policy: must be token, auto-owner or all-owners, got "z"`,
+	}, "\n")
+	for i := 0; i < 20; i++ {
+		_, err := Parse("gavel.yml", []byte(y))
+		if err == nil || err.Error() != want {
+			t.Fatalf("error\n got: %v\nwant: %s", err, want)
+		}
+	}
+}
+
+// TestParseTokens: the token tools need neither the component secret nor
+// the admin API keys, but the file is decoded as strictly as for the
+// daemon and the tenants' token keys are still checked.
+func TestParseTokens(t *testing.T) {
+	t.Setenv("GAVEL_TEST_TOKEN_SECRET", "0123456789abcdef0123")
+	const base = `
+component:
+  jid: mod.example.test
+  secret_env: GAVEL_SURELY_UNSET
+muc:
+  - domain: conference.example.test
+http:
+  admin_token:
+    secret_envs: [GAVEL_SURELY_UNSET_TOO]
+tenants:
+  default:
+    token:
+      app_id: myapp
+      secret_envs: [GAVEL_TEST_TOKEN_SECRET]
+`
+	t.Run("valid", func(t *testing.T) {
+		c, err := ParseTokens("gavel.yml", []byte(base))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.TenantFor("acme").Token.Secrets; len(got) != 1 || got[0].Reveal() != "0123456789abcdef0123" {
+			t.Errorf("token secrets not resolved: %d", len(got))
+		}
+		if c.Component.Secret != "" {
+			t.Error("component secret resolved")
+		}
+		// The daemon still refuses the same file.
+		if _, err := Parse("gavel.yml", []byte(base)); err == nil {
+			t.Error("Parse accepted an unset component secret")
+		}
+	})
+	tests := []struct {
+		name string
+		yaml string
+		want string
+	}{
+		{"token secret env unset", strings.Replace(base, "GAVEL_TEST_TOKEN_SECRET", "GAVEL_SURELY_UNSET", 1),
+			"config: gavel.yml:14: tenants.default.token.secret_envs[0]: environment variable GAVEL_SURELY_UNSET is not set or empty"},
+		{"bad tenant policy", base + "  acme:\n    policy: everyone\n",
+			`config: gavel.yml:16: tenants.acme.policy: must be token, auto-owner or all-owners, got "everyone"`},
+		{"type error outside tenants", strings.Replace(base, "secret_env: GAVEL_SURELY_UNSET", "reconnect_min: fast", 1),
+			`config: gavel.yml:4: component.reconnect_min: must be a duration like 250ms, 30s or 5m, got "fast"`},
+		{"unknown key outside tenants", base + "htp: {}\n",
+			`config: gavel.yml:15: unknown key "htp"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseTokens("gavel.yml", []byte(tt.yaml))
+			if err == nil {
+				t.Fatalf("no error, want %q", tt.want)
+			}
+			if !strings.HasPrefix(err.Error(), tt.want) {
+				t.Errorf("error\n got: %s\nwant: %s", err, tt.want)
+			}
+		})
 	}
 }

@@ -3,9 +3,11 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -115,7 +117,22 @@ func (c *Config) validate(root *yaml.Node) error {
 		}
 	}
 
-	for name, t := range c.Tenants {
+	c.checkTenants(p)
+	return errors.Join(p.errs...)
+}
+
+// validateTokens checks only the tenants and resolves their token keys:
+// what the token tools need.
+func (c *Config) validateTokens(root *yaml.Node) error {
+	p := &problems{name: c.Path, root: root}
+	c.checkTenants(p)
+	return errors.Join(p.errs...)
+}
+
+func (c *Config) checkTenants(p *problems) {
+	// In name order, so that -check prints the same lines every time.
+	for _, name := range slices.Sorted(maps.Keys(c.Tenants)) {
+		t := c.Tenants[name]
 		path := "tenants." + name
 		if name != DefaultTenant && (name == "" || strings.ContainsAny(name, "[]@/ ")) {
 			p.add(path, "tenant name %q must be non-empty, without spaces, brackets, '@' or '/'", name)
@@ -123,7 +140,6 @@ func (c *Config) validate(root *yaml.Node) error {
 		t.check(p, path)
 		c.Tenants[name] = t
 	}
-	return errors.Join(p.errs...)
 }
 
 func (c *Config) resolveComponentSecret(p *problems) {

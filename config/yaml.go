@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -18,20 +19,41 @@ var (
 	yamlLineRE   = regexp.MustCompile(`line (\d+): `)
 )
 
-// checkKeys walks node against the struct type t and refuses keys the type
-// does not have, naming the line and the full key path.
-func checkKeys(name string, node *yaml.Node, t reflect.Type, path string) error {
+// checkNode walks node against the Go type t before anything is decoded,
+// so that every error can name its key path: it refuses keys the type does
+// not have, a list or a mapping where a single value belongs (and the
+// reverse), and scalars the decoder cannot turn into t (a duration, a
+// boolean, a number). line is the line of the key the node is the value
+// of. Problems are appended to errs, in the order of the file.
+func checkNode(name string, node *yaml.Node, t reflect.Type, path string, line int, errs *[]error) {
+	if node.Kind == yaml.AliasNode && node.Alias != nil {
+		// The walk is bounded by the depth of the Go types, so aliases
+		// cannot make it loop.
+		node = node.Alias
+	}
+	if isNull(node) {
+		// An empty value leaves the default's zero; validation judges it.
+		return
+	}
+	fail := func(format string, args ...any) {
+		*errs = append(*errs, fmt.Errorf("config: %s:%d: %s: %s", name, line, path, fmt.Sprintf(format, args...)))
+	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	switch t.Kind() {
 	case reflect.Struct:
-		if t == reflect.TypeOf(Secret("")) || node.Kind != yaml.MappingNode {
-			return nil
+		if node.Kind != yaml.MappingNode {
+			fail("must be a mapping of keys, got %s", describe(node))
+			return
 		}
 		fields := yamlFields(t)
+		seen := map[string]int{}
 		for i := 0; i+1 < len(node.Content); i += 2 {
 			key, val := node.Content[i], node.Content[i+1]
+			if dupKey(name, key, path, seen, errs) {
+				continue
+			}
 			f, ok := fields[key.Value]
 			if !ok {
 				known := make([]string, 0, len(fields))
@@ -39,33 +61,93 @@ func checkKeys(name string, node *yaml.Node, t reflect.Type, path string) error 
 					known = append(known, k)
 				}
 				sort.Strings(known)
-				return fmt.Errorf("config: %s:%d: unknown key %q (known keys here: %s)",
-					name, key.Line, join(path, key.Value), strings.Join(known, ", "))
+				*errs = append(*errs, fmt.Errorf("config: %s:%d: unknown key %q (known keys here: %s)",
+					name, key.Line, join(path, key.Value), strings.Join(known, ", ")))
+				continue
 			}
-			if err := checkKeys(name, val, f.Type, join(path, key.Value)); err != nil {
-				return err
-			}
+			checkNode(name, val, f.Type, join(path, key.Value), key.Line, errs)
 		}
 	case reflect.Slice:
 		if node.Kind != yaml.SequenceNode {
-			return nil
+			fail("must be a list, got %s", describe(node))
+			return
 		}
 		for i, item := range node.Content {
-			if err := checkKeys(name, item, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
-				return err
-			}
+			checkNode(name, item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), item.Line, errs)
 		}
 	case reflect.Map:
 		if node.Kind != yaml.MappingNode {
-			return nil
+			fail("must be a mapping, got %s", describe(node))
+			return
 		}
+		seen := map[string]int{}
 		for i := 0; i+1 < len(node.Content); i += 2 {
-			if err := checkKeys(name, node.Content[i+1], t.Elem(), join(path, node.Content[i].Value)); err != nil {
-				return err
+			key := node.Content[i]
+			if dupKey(name, key, path, seen, errs) {
+				continue
 			}
+			checkNode(name, node.Content[i+1], t.Elem(), join(path, key.Value), key.Line, errs)
+		}
+	default:
+		if node.Kind != yaml.ScalarNode {
+			fail("must be a single value, got %s", describe(node))
+			return
+		}
+		if tag := node.ShortTag(); !strings.HasPrefix(tag, "!!") {
+			fail("unknown tag %s", tag)
+			return
+		}
+		// The decoder itself says whether the scalar fits, so that the
+		// check and the decoding cannot disagree.
+		if err := node.Decode(reflect.New(t).Interface()); err != nil {
+			fail("must be %s, got %q", expected(t), node.Value)
 		}
 	}
-	return nil
+}
+
+// dupKey reports a key given twice in one mapping (the decoder would refuse
+// it without naming the key path).
+func dupKey(name string, key *yaml.Node, path string, seen map[string]int, errs *[]error) bool {
+	if first, ok := seen[key.Value]; ok {
+		*errs = append(*errs, fmt.Errorf("config: %s:%d: %s: given twice (first at line %d)", name, key.Line, join(path, key.Value), first))
+		return true
+	}
+	seen[key.Value] = key.Line
+	return false
+}
+
+var typeOfDuration = reflect.TypeOf(time.Duration(0))
+
+// expected names what a scalar of type t must look like.
+func expected(t reflect.Type) string {
+	switch {
+	case t == typeOfDuration:
+		return "a duration like 250ms, 30s or 5m"
+	case t.Kind() == reflect.Bool:
+		return "true or false"
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64:
+		return "a whole number"
+	case t.Kind() == reflect.Float32 || t.Kind() == reflect.Float64:
+		return "a number"
+	case t.Kind() == reflect.String:
+		return "text"
+	}
+	return "a " + t.String()
+}
+
+// describe names the shape of a node for an error message.
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.MappingNode:
+		return "a mapping"
+	}
+	return fmt.Sprintf("%q", n.Value)
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }
 
 func yamlFields(t reflect.Type) map[string]reflect.StructField {
@@ -152,11 +234,12 @@ func withoutKey(m *yaml.Node, key string) *yaml.Node {
 func yamlError(name string, err error) error {
 	var te *yaml.TypeError
 	if errors.As(err, &te) && len(te.Errors) > 0 {
-		msgs := make([]string, len(te.Errors))
+		// One line per error, as -check promises.
+		errs := make([]error, len(te.Errors))
 		for i, e := range te.Errors {
-			msgs[i] = rewriteLine(name, e)
+			errs[i] = fmt.Errorf("config: %s", rewriteLine(name, e))
 		}
-		return fmt.Errorf("config: %s", strings.Join(msgs, "; "))
+		return errors.Join(errs...)
 	}
 	return fmt.Errorf("config: %s", rewriteLine(name, strings.TrimPrefix(err.Error(), "yaml: ")))
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -14,8 +16,33 @@ import (
 	"github.com/gavelxmpp/gavel/config"
 )
 
-// serveHTTP runs the admin API, health and metrics listener.
-func serveHTTP(ctx context.Context, cfg *config.Config, log *zap.Logger, mod *component.Moderation, comp *component.Component, reg *prometheus.Registry) error {
+// listenHTTP binds http.listen. Its error names the key, the address and
+// the cause, as "http.listen 127.0.0.1:8080: address already in use".
+func listenHTTP(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		// Drop "listen tcp ADDR: bind:", which repeats what we say.
+		var oe *net.OpError
+		if errors.As(err, &oe) {
+			err = oe.Err
+		}
+		var se *os.SyscallError
+		if errors.As(err, &se) {
+			err = se.Err
+		}
+		return nil, fmt.Errorf("http.listen %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// serveHTTP runs the admin API, health and metrics server on ln, and
+// closes ln.
+func serveHTTP(ctx context.Context, cfg *config.Config, log *zap.Logger, mod *component.Moderation, comp *component.Component, reg *prometheus.Registry, ln net.Listener) (err error) {
+	defer func() {
+		if err != nil {
+			_ = ln.Close()
+		}
+	}()
 	keys, err := adminKeys(cfg.HTTP.AdminToken)
 	if err != nil {
 		return err
@@ -36,10 +63,6 @@ func serveHTTP(ctx context.Context, cfg *config.Config, log *zap.Logger, mod *co
 	})
 	if err != nil {
 		return err
-	}
-	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
-	if err != nil {
-		return fmt.Errorf("http: listen on %s: %w", cfg.HTTP.Listen, err)
 	}
 	log.Info("http listening", zap.String("address", ln.Addr().String()))
 	return srv.Serve(ctx, ln)

@@ -3,6 +3,7 @@
 //	gavel -config gavel.yml           run the daemon
 //	gavel -config gavel.yml -check    validate the config and exit
 //	gavel token verify|mint ...       explain or make tokens
+//	gavel version                     print the version and VCS revision
 package main
 
 import (
@@ -27,20 +28,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "token" {
 		return tokenCmd(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "version" {
+		if len(args) > 1 {
+			fmt.Fprintln(stderr, "usage: gavel version")
+			return 2
+		}
+		fmt.Fprintln(stdout, versionLine())
+		return 0
+	}
 	fs := flag.NewFlagSet("gavel", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "path to the YAML config file (required)")
 	check := fs.Bool("check", false, "validate the config file and exit")
-	version := fs.Bool("version", false, "print the version and exit")
+	version := fs.Bool("version", false, "print the version and VCS revision and exit (as gavel version)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: gavel -config FILE [-check]\n       gavel token verify -config FILE -room ROOMJID [TOKEN|-]\n       gavel token mint [flags]\n\n")
+		fmt.Fprintf(stderr, "usage: gavel -config FILE [-check]\n       gavel token verify -config FILE -room ROOMJID [TOKEN|-]\n       gavel token mint [flags]\n       gavel version\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *version {
-		fmt.Fprintln(stdout, "gavel", buildVersion())
+		fmt.Fprintln(stdout, versionLine())
 		return 0
 	}
 	if *cfgPath == "" || fs.NArg() > 0 {
@@ -71,6 +80,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	if err := serve(ctx, cfg, log); err != nil {
 		log.Error("gavel stopped", zap.Error(err))
+		// Also in plain words, for whoever started gavel by hand.
+		fmt.Fprintln(stderr, "gavel:", err)
 		return 1
 	}
 	return 0

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,6 +103,36 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestCheckOneLinePerError: -check exits non-zero and prints one line per
+// error, each naming the file, the line and the key path.
+func TestCheckOneLinePerError(t *testing.T) {
+	cfg := writeConfig(t, `component:
+  jid: mod.example.test
+  secret: s3cret
+  reconnect_min: fast
+muc:
+  - domain: conference.example.test
+  - domain: [conference.other.test]
+    trust_identity: maybe
+tenants:
+  acme:
+    knocks_per_minute: lots
+`)
+	want := strings.Join([]string{
+		"config: " + cfg + `:4: component.reconnect_min: must be a duration like 250ms, 30s or 5m, got "fast"`,
+		"config: " + cfg + `:7: muc[1].domain: must be a single value, got a list`,
+		"config: " + cfg + `:8: muc[1].trust_identity: must be true or false, got "maybe"`,
+		"config: " + cfg + `:11: tenants.acme.knocks_per_minute: must be a whole number, got "lots"`,
+	}, "\n") + "\n"
+	var out, errb bytes.Buffer
+	if code := run([]string{"-config", cfg, "-check"}, &out, &errb); code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	if errb.String() != want || out.Len() != 0 {
+		t.Errorf("stdout %q\nstderr:\n%s\nwant:\n%s", out.String(), errb.String(), want)
+	}
+}
+
 func TestTokenVerify(t *testing.T) {
 	cfg := writeConfig(t, baseConfig)
 	room := "standup@conference.example.test"
@@ -146,6 +177,68 @@ func TestTokenVerify(t *testing.T) {
 				t.Errorf("stdout %q lacks %q", out.String(), tt.want)
 			}
 		})
+	}
+}
+
+// TestTokenVerifyWithoutComponentSecret: verifying a token connects to
+// nothing, so it works where only the token keys are available (a
+// developer's machine, a CI job), not the component secret.
+func TestTokenVerifyWithoutComponentSecret(t *testing.T) {
+	t.Setenv("GAVEL_TEST_TOKEN_SECRET", secret)
+	cfg := writeConfig(t, `
+component:
+  jid: mod.example.test
+  secret_env: GAVEL_SURELY_UNSET_COMPONENT_SECRET
+muc:
+  - domain: conference.example.test
+http:
+  listen: 127.0.0.1:8080
+  admin_token:
+    secret_files: [/nonexistent/admin.secret]
+tenants:
+  default:
+    token:
+      app_id: myapp
+      secret_envs: [GAVEL_TEST_TOKEN_SECRET]
+`)
+	room := "standup@conference.example.test"
+	mint := func(key string) string {
+		tok, err := auth.Mint(auth.MintRequest{Secret: []byte(key), Issuer: "myapp", Audience: []string{"jitsi"}, Subject: "example.test", Room: "standup", UserID: "alice", TTL: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	good := mint(secret)
+	tests := []struct {
+		name   string
+		token  string
+		code   int
+		stdout string
+	}{
+		{"good token", good, 0, "valid: accepted for room standup@conference.example.test"},
+		{"signed with another key", mint("another-secret-0123456789"), 1, "refused: bad-signature"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := run([]string{"token", "verify", "-config", cfg, "-room", room, tt.token}, &out, &errb)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d; stdout %s stderr %s", code, tt.code, out.String(), errb.String())
+			}
+			if !strings.Contains(out.String(), tt.stdout) {
+				t.Errorf("stdout %q lacks %q", out.String(), tt.stdout)
+			}
+		})
+	}
+	// The token keys are still checked.
+	t.Setenv("GAVEL_TEST_TOKEN_SECRET", "")
+	var out, errb bytes.Buffer
+	if code := run([]string{"token", "verify", "-config", cfg, "-room", room, good}, &out, &errb); code != 2 {
+		t.Errorf("exit %d, want 2; stderr %s", code, errb.String())
+	}
+	if want := "tenants.default.token.secret_envs[0]: environment variable GAVEL_TEST_TOKEN_SECRET is not set or empty"; !strings.Contains(errb.String(), want) {
+		t.Errorf("stderr %q lacks %q", errb.String(), want)
 	}
 }
 
@@ -297,6 +390,63 @@ func TestStoreErrorsAtStart(t *testing.T) {
 			}
 			if !strings.Contains(string(out), tt.want) {
 				t.Errorf("output lacks %q:\n%s", tt.want, out)
+			}
+		})
+	}
+}
+
+// TestHTTPErrorsAtStart: when http.listen cannot be bound, gavel stops at
+// start, before connecting, with a message naming the address and the
+// cause, instead of running without health checks or the API; so it does
+// when the API cannot start.
+func TestHTTPErrorsAtStart(t *testing.T) {
+	bin := gavelBinary(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	// A file that exists (validation only checks that) but holds no key.
+	notPEM := filepath.Join(t.TempDir(), "admin.pem")
+	if err := os.WriteFile(notPEM, []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	freeAddr := free.Addr().String()
+	free.Close()
+	tests := []struct {
+		name, listen, extra, want string
+	}{
+		{"port taken", taken.Addr().String(), "", "gavel: http.listen " + taken.Addr().String() + ": address already in use"},
+		// 192.0.2.0/24 is TEST-NET-1, never an address of this machine.
+		{"address not local", "192.0.2.1:8080", "", "gavel: http.listen 192.0.2.1:8080: cannot assign requested address"},
+		// Bound, but the API cannot start: gavel must not run on without it.
+		{"admin key unusable", freeAddr, "  admin_token:\n    public_keys: [" + notPEM + "]\n", "gavel: config: http.admin_token.public_keys[0]: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Nothing listens on the component port either: without the
+			// fix gavel would keep retrying it, never exiting.
+			cfg := writeConfig(t, fmt.Sprintf("component:\n  jid: mod.example.test\n  address: 127.0.0.1:1\n  secret: x\nmuc:\n  - domain: conference.example.test\nhttp:\n  listen: %s\n%sdata_dir: %s\n", tt.listen, tt.extra, t.TempDir()))
+			// The timeout only bounds a failure; a passing run exits at once.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, bin, "-config", cfg).CombinedOutput()
+			if ctx.Err() != nil {
+				t.Fatalf("gavel still running after 30s, want a quick exit with %q:\n%s", tt.want, out)
+			}
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+				t.Fatalf("exit: %v, want 1\n%s", err, out)
+			}
+			if !strings.Contains(string(out), "\n"+tt.want) {
+				t.Errorf("output lacks %q:\n%s", tt.want, out)
+			}
+			if tt.extra == "" && strings.Contains(string(out), "component unreachable") {
+				t.Errorf("gavel tried to connect before binding http.listen:\n%s", out)
 			}
 		})
 	}

@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"runtime/debug"
+	"net"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,13 +16,6 @@ import (
 	"github.com/gavelxmpp/gavel/policy"
 	"github.com/gavelxmpp/gavel/store"
 )
-
-func buildVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
-}
 
 // serve runs gavel until ctx ends.
 func serve(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
@@ -87,17 +80,32 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	log.Info("gavel starting", zap.String("version", buildVersion()), zap.String("jid", cfg.Component.JID),
 		zap.String("server", cfg.Component.Address), zap.Int("muc_domains", len(cfg.MUC)), zap.String("data_dir", cfg.DataDir))
 
+	// Bind before connecting: a taken port or an unusable address stops
+	// gavel at start, rather than leaving it running without health checks
+	// or the API.
+	var httpLn net.Listener
+	if cfg.HTTP.Listen != "" {
+		if httpLn, err = listenHTTP(cfg.HTTP.Listen); err != nil {
+			return err
+		}
+	}
+
+	// Whichever of the two stops first with an error stops the other: gavel
+	// does not run on without its API, nor the API without XMPP.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	errc := make(chan error, 2)
 	go func() { errc <- comp.Run(ctx) }()
 	running := 1
-	if cfg.HTTP.Listen != "" {
+	if httpLn != nil {
 		running++
-		go func() { errc <- serveHTTP(ctx, cfg, log.Named("http"), mod, comp, reg) }()
+		go func() { errc <- serveHTTP(ctx, cfg, log.Named("http"), mod, comp, reg, httpLn) }()
 	}
 	var first error
 	for ; running > 0; running-- {
 		if err := <-errc; err != nil && first == nil {
 			first = err
+			cancel()
 		}
 	}
 	return first
