@@ -2,6 +2,7 @@
 //
 //	gavel -config gavel.yml           run the daemon
 //	gavel -config gavel.yml -check    validate the config and exit
+//	gavel -config gavel.yml -init-store   start afresh on an empty gavel.db
 //	gavel token verify|mint ...       explain or make tokens
 //	gavel version                     print the version and VCS revision
 package main
@@ -41,8 +42,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cfgPath := fs.String("config", "", "path to the YAML config file (required)")
 	check := fs.Bool("check", false, "validate the config file and exit")
 	version := fs.Bool("version", false, "print the version and VCS revision and exit (as gavel version)")
+	initStore := fs.Bool("init-store", false, "take an empty (0-byte) gavel.db as a new database instead of refusing it (its bans are gone)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: gavel -config FILE [-check]\n       gavel token verify -config FILE -room ROOMJID [TOKEN|-]\n       gavel token mint [flags]\n       gavel version\n\n")
+		fmt.Fprintf(stderr, "usage: gavel -config FILE [-check] [-init-store]\n       gavel token verify -config FILE -room ROOMJID [TOKEN|-]\n       gavel token mint [flags]\n       gavel version\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -78,7 +80,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, cfg, log); err != nil {
+	if err := serve(ctx, cfg, log, serveOptions{InitStore: *initStore}); err != nil {
 		log.Error("gavel stopped", zap.Error(err))
 		// Also in plain words, for whoever started gavel by hand.
 		fmt.Fprintln(stderr, "gavel:", err)

@@ -18,14 +18,20 @@ import (
 )
 
 // serve runs gavel until ctx ends.
-func serve(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
+// serveOptions are the command-line choices that are not in the config.
+type serveOptions struct {
+	// InitStore takes an empty gavel.db as a new database.
+	InitStore bool
+}
+
+func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOptions) error {
 	verifier, err := buildVerifier(cfg, log.Named("auth"))
 	if err != nil {
 		return err
 	}
 	defer verifier.Close()
 
-	st, err := store.Open(cfg.DataDir, store.Options{Logger: log.Named("store")})
+	st, err := store.Open(cfg.DataDir, store.Options{Logger: log.Named("store"), InitEmpty: so.InitStore})
 	if err != nil {
 		return err
 	}
