@@ -8,7 +8,6 @@ type Metrics struct {
 	KnockLatency prometheus.Histogram
 	TokenLatency prometheus.Histogram
 	Changes      *prometheus.CounterVec // affiliation and role changes by kind and result
-	Commands     *prometheus.CounterVec // by command and result
 	Rooms        prometheus.Gauge
 	Occupants    prometheus.Gauge
 }
@@ -30,14 +29,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Changes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gavel_room_changes_total", Help: "Affiliation and role changes sent to rooms, by kind and result.",
 		}, []string{"kind", "result"}),
-		Commands: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gavel_commands_total", Help: "Admin commands, by command and result.",
-		}, []string{"command", "result"}),
 		Rooms:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "gavel_rooms", Help: "Rooms gavel governs now."}),
 		Occupants: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gavel_occupants", Help: "Occupants tracked in governed rooms."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Knocks, m.KnockLatency, m.TokenLatency, m.Changes, m.Commands, m.Rooms, m.Occupants)
+		reg.MustRegister(m.Knocks, m.KnockLatency, m.TokenLatency, m.Changes, m.Rooms, m.Occupants)
 	}
 	return m
 }

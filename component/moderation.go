@@ -12,6 +12,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/gavelxmpp/gavel/auth"
+	"github.com/gavelxmpp/gavel/commands"
 	"github.com/gavelxmpp/gavel/internal/jidprep"
 	"github.com/gavelxmpp/gavel/policy"
 	"github.com/gavelxmpp/gavel/store"
@@ -86,6 +87,7 @@ type Moderation struct {
 	mucs    map[string]MUC
 	admins  map[string]bool
 	metrics *Metrics
+	cmds    *commands.Service // the ad-hoc commands' command layer (UseCommands)
 
 	mu       sync.Mutex
 	rooms    map[string]*room

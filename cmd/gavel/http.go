@@ -10,18 +10,19 @@ import (
 
 	"github.com/gavelxmpp/gavel/api"
 	"github.com/gavelxmpp/gavel/auth"
+	"github.com/gavelxmpp/gavel/commands"
 	"github.com/gavelxmpp/gavel/component"
 	"github.com/gavelxmpp/gavel/config"
 )
 
 // serveHTTP runs the admin API, health and metrics listener.
-func serveHTTP(ctx context.Context, cfg *config.Config, log *zap.Logger, mod *component.Moderation, comp *component.Component, reg *prometheus.Registry) error {
+func serveHTTP(ctx context.Context, cfg *config.Config, log *zap.Logger, cmds *commands.Service, comp *component.Component, reg *prometheus.Registry) error {
 	keys, err := adminKeys(cfg.HTTP.AdminToken)
 	if err != nil {
 		return err
 	}
 	srv, err := api.New(api.Options{
-		Commands: mod,
+		Commands: cmds,
 		Ready: func() error {
 			if !comp.Connected() {
 				return component.ErrNotConnected

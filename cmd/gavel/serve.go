@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gavelxmpp/gavel/auth"
+	"github.com/gavelxmpp/gavel/commands"
 	"github.com/gavelxmpp/gavel/component"
 	"github.com/gavelxmpp/gavel/config"
 	"github.com/gavelxmpp/gavel/policy"
@@ -69,6 +70,19 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	// The command layer, shared by the HTTP API and the ad-hoc commands;
+	// the component reaches the rooms for it.
+	cmds, err := commands.New(commands.Options{
+		Store:       st,
+		Rooms:       mod,
+		ForgetToken: verifier.Forget,
+		Logger:      log.Named("commands"),
+		Metrics:     reg,
+	})
+	if err != nil {
+		return err
+	}
+	mod.UseCommands(cmds)
 	component.Version = buildVersion()
 	comp, err := component.New(component.Options{
 		Domain:          cfg.Component.JID,
@@ -92,7 +106,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	running := 1
 	if cfg.HTTP.Listen != "" {
 		running++
-		go func() { errc <- serveHTTP(ctx, cfg, log.Named("http"), mod, comp, reg) }()
+		go func() { errc <- serveHTTP(ctx, cfg, log.Named("http"), cmds, comp, reg) }()
 	}
 	var first error
 	for ; running > 0; running-- {
