@@ -29,18 +29,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
-	"github.com/gavelxmpp/gavel/component"
+	"github.com/gavelxmpp/gavel/commands"
 	"github.com/gavelxmpp/gavel/store"
 )
 
-// Commands is the command layer the API drives; *component.Moderation
-// satisfies it, and the XMPP ad-hoc commands use the same one.
+// Commands is the command layer the API drives; *commands.Service
+// satisfies it, and the XMPP ad-hoc commands use the same one. It
+// normalizes and validates its input and returns package commands' errors.
 type Commands interface {
-	// Ban stores a ban and removes the matching occupants; it returns how
-	// many were removed.
-	Ban(ctx context.Context, req component.BanRequest) (removed int, err error)
-	// Unban removes a ban and reports whether one existed.
-	Unban(ctx context.Context, tenant string, kind store.Kind, value, by string) (bool, error)
+	// Ban stores a ban and removes the matching occupants.
+	Ban(ctx context.Context, req commands.BanRequest) (commands.BanResult, error)
+	// Unban removes a ban (commands.ErrNoSuchBan when there is none) and
+	// returns its key as stored.
+	Unban(ctx context.Context, req commands.UnbanRequest) (commands.Key, error)
 	// Bans lists the active bans of a tenant.
 	Bans(ctx context.Context, tenant string) ([]store.Ban, error)
 	// Kick removes the occupant with the given nick from a room.

@@ -17,6 +17,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/gavelxmpp/gavel/auth"
+	"github.com/gavelxmpp/gavel/commands"
 )
 
 // AdminKeys are the keys that sign admin tokens and the rules those tokens
@@ -233,8 +234,12 @@ func (v *verifier) authenticate(r *http.Request) (principal, *apiError) {
 }
 
 // authorize checks that the token's subject may act on tenant.
+//
+// tenant is prepared (commands.NormalizeTenant); so is the sub before the
+// comparison, so that "ACME" may act on [acme] rooms.
 func authorize(p principal, tenant string) *apiError {
-	if !strings.EqualFold(p.sub, tenant) {
+	sub, err := commands.NormalizeTenant(p.sub)
+	if err != nil || sub != tenant {
 		return &apiError{http.StatusForbidden, "wrong-tenant", "the admin token's sub does not match the tenant of this command"}
 	}
 	return nil

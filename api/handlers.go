@@ -2,13 +2,13 @@ package api
 
 import (
 	"context"
-	"encoding/hex"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
-	"github.com/gavelxmpp/gavel/auth"
-	"github.com/gavelxmpp/gavel/component"
+	"github.com/gavelxmpp/gavel/commands"
 	"github.com/gavelxmpp/gavel/store"
 )
 
@@ -19,6 +19,9 @@ type banResponse struct {
 	Value   string `json:"value"`
 	Expires string `json:"expires,omitempty"`
 	Removed int    `json:"removed"`
+	// Warning says that the ban is stored but did not reach every room in
+	// time (the response is then 202 Accepted).
+	Warning string `json:"warning,omitempty"`
 }
 
 // unbanResponse answers an unban that found its ban.
@@ -58,17 +61,23 @@ func commandContext(r *http.Request) (context.Context, context.CancelFunc) {
 }
 
 // tenantRequest authenticates r and checks that its token may act on the
-// {appId} of the path. It returns the tenant (the app id in lowercase, as
-// room JIDs give it) or writes the error response.
+// {appId} of the path. It returns the tenant (the app id prepared as room
+// JIDs give it, commands.NormalizeTenant) or writes the error response.
 func (s *Server) tenantRequest(w http.ResponseWriter, r *http.Request) (string, principal, bool) {
 	appID := r.PathValue("appId")
-	tenant := strings.ToLower(appID)
-	infoOf(r).tenant = tenant
+	infoOf(r).tenant = clip(appID)
 	p, e := s.verifier.authenticate(r)
-	if e == nil {
-		e = authorize(p, appID)
-	}
 	if e != nil {
+		writeError(w, r, e)
+		return "", principal{}, false
+	}
+	tenant, err := commands.NormalizeTenant(appID)
+	if err != nil {
+		s.fail(w, r, err)
+		return "", principal{}, false
+	}
+	infoOf(r).tenant = tenant
+	if e := authorize(p, tenant); e != nil {
 		writeError(w, r, e)
 		return "", principal{}, false
 	}
@@ -84,9 +93,31 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, r, e)
 }
 
-// tokenDisplay is how a token ban's value is shown: never the token itself.
-func tokenDisplay(hexHash string) string {
-	return "sha256:" + hexHash[:16]
+// shown is how a ban's value appears in a response: a token ban only as
+// the start of its hash, never the token itself.
+func shown(kind store.Kind, value string) string {
+	if kind == store.KindToken && len(value) >= 16 {
+		return "sha256:" + value[:16]
+	}
+	return value
+}
+
+// banned answers a ban: 200, or 202 with a warning when the ban is stored
+// but did not reach every room in time.
+func (s *Server) banned(w http.ResponseWriter, r *http.Request, res commands.BanResult, err error) {
+	status, warning := http.StatusOK, ""
+	if errors.Is(err, commands.ErrIncomplete) {
+		status, warning = http.StatusAccepted, err.Error()
+		infoOf(r).err = err
+	} else if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	b := res.Ban
+	writeJSON(w, r, status, banResponse{
+		Tenant: b.Tenant, Kind: string(b.Kind), Value: shown(b.Kind, b.Value),
+		Expires: formatTime(b.Expires), Removed: res.Removed, Warning: warning,
+	})
 }
 
 // banUser handles POST .../{appId}/ban/user/{userId}.
@@ -109,22 +140,12 @@ func (s *Server) banUser(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, e)
 		return
 	}
-	kind := store.KindUser
-	if strings.Contains(user, "@") {
-		kind = store.KindJID
-	}
 	ctx, cancel := commandContext(r)
 	defer cancel()
-	removed, err := s.cmds.Ban(ctx, component.BanRequest{
-		Tenant: tenant, Kind: kind, Value: user, Reason: body.Reason, By: p.by(), Expires: expires,
+	res, err := s.cmds.Ban(ctx, commands.BanRequest{
+		Tenant: tenant, Kind: commands.KindOf(user), Value: user, Reason: body.Reason, By: p.by(), Expires: expires,
 	})
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, r, http.StatusOK, banResponse{
-		Tenant: tenant, Kind: string(kind), Value: user, Expires: formatTime(expires), Removed: removed,
-	})
+	s.banned(w, r, res, err)
 }
 
 // unbanUser handles DELETE .../{appId}/ban/user/{userId}.
@@ -134,11 +155,7 @@ func (s *Server) unbanUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user := r.PathValue("userId")
-	kind := store.KindUser
-	if strings.Contains(user, "@") {
-		kind = store.KindJID
-	}
-	s.unban(w, r, tenant, kind, user, user, p)
+	s.unban(w, r, commands.UnbanRequest{Tenant: tenant, Kind: commands.KindOf(user), Value: user, By: p.by()})
 }
 
 // banJWT handles POST .../{appId}/ban/jwt.
@@ -166,17 +183,10 @@ func (s *Server) banJWT(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := commandContext(r)
 	defer cancel()
-	removed, err := s.cmds.Ban(ctx, component.BanRequest{
+	res, err := s.cmds.Ban(ctx, commands.BanRequest{
 		Tenant: tenant, Kind: store.KindToken, Value: tok, Reason: body.Reason, By: p.by(), Expires: expires,
 	})
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, r, http.StatusOK, banResponse{
-		Tenant: tenant, Kind: string(store.KindToken), Value: tokenDisplay(tokenHash(tok)),
-		Expires: formatTime(expires), Removed: removed,
-	})
+	s.banned(w, r, res, err)
 }
 
 // unbanJWT handles DELETE .../{appId}/ban/jwt.
@@ -190,19 +200,16 @@ func (s *Server) unbanJWT(w http.ResponseWriter, r *http.Request) {
 	if e == nil {
 		e = decodeStrict(data, &body)
 	}
-	var hash string
+	var value string
 	if e == nil {
 		switch {
 		case body.JWT != "" && body.Hash != "":
 			e = errBadRequest("give jwt or hash, not both")
 		case body.JWT != "":
-			var tok string
-			if tok, e = checkJWT(body.JWT); e == nil {
-				hash = tokenHash(tok)
-			}
+			value, e = checkJWT(body.JWT)
 		case body.Hash != "":
-			hash = strings.ToLower(body.Hash)
-			if len(hash) != 64 || !isHex(hash) {
+			value = strings.TrimSpace(body.Hash)
+			if len(value) != 64 || !isHex(value) {
 				e = errBadRequest("hash must be the 64 hex digits of a token ban, as GET .../bans lists it")
 			}
 		default:
@@ -213,23 +220,19 @@ func (s *Server) unbanJWT(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, e)
 		return
 	}
-	s.unban(w, r, tenant, store.KindToken, hash, tokenDisplay(hash), p)
+	s.unban(w, r, commands.UnbanRequest{Tenant: tenant, Kind: store.KindToken, Value: value, By: p.by()})
 }
 
-// unban removes a ban and answers; shown is the value in the response.
-func (s *Server) unban(w http.ResponseWriter, r *http.Request, tenant string, kind store.Kind, value, shown string, p principal) {
+// unban removes a ban and answers; a missing ban is 404 no-such-ban.
+func (s *Server) unban(w http.ResponseWriter, r *http.Request, req commands.UnbanRequest) {
 	ctx, cancel := commandContext(r)
 	defer cancel()
-	found, err := s.cmds.Unban(ctx, tenant, kind, value, p.by())
+	k, err := s.cmds.Unban(ctx, req)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if !found {
-		writeError(w, r, &apiError{http.StatusNotFound, "not-found", "no such ban"})
-		return
-	}
-	writeJSON(w, r, http.StatusOK, unbanResponse{Tenant: tenant, Kind: string(kind), Value: shown, Unbanned: true})
+	writeJSON(w, r, http.StatusOK, unbanResponse{Tenant: k.Tenant, Kind: string(k.Kind), Value: shown(k.Kind, k.Value), Unbanned: true})
 }
 
 // listBans handles GET .../{appId}/bans.
@@ -262,7 +265,7 @@ func (s *Server) meeting(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, e)
 		return
 	}
-	infoOf(r).tenant = strings.ToLower(p.sub)
+	infoOf(r).tenant = clip(p.sub)
 	data, e := readBody(w, r, s.maxBody, false)
 	var cmd meetingCommand
 	if e == nil {
@@ -333,12 +336,6 @@ func checkJWT(tok string) (string, *apiError) {
 	return tok, nil
 }
 
-// tokenHash is the hex hash the command layer stores for a token ban.
-func tokenHash(tok string) string {
-	h := auth.TokenHash(tok)
-	return hex.EncodeToString(h[:])
-}
-
 // isHex reports whether s is made of hex digits only.
 func isHex(s string) bool {
 	for i := 0; i < len(s); i++ {
@@ -356,4 +353,17 @@ func formatTime(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+// clip shortens outside text kept for the request log.
+func clip(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -26,7 +27,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gavelxmpp/gavel/auth"
-	"github.com/gavelxmpp/gavel/component"
+	"github.com/gavelxmpp/gavel/commands"
 	"github.com/gavelxmpp/gavel/store"
 )
 
@@ -86,7 +87,7 @@ func (c *clock) Add(d time.Duration) {
 // call is one recorded call to fakeCommands.
 type call struct {
 	Method string
-	Ban    component.BanRequest
+	Ban    commands.BanRequest
 	Tenant string
 	Kind   store.Kind
 	Value  string
@@ -141,22 +142,35 @@ func (f *fakeCommands) Calls() []call {
 	return append([]call(nil), f.calls...)
 }
 
-func (f *fakeCommands) Ban(_ context.Context, req component.BanRequest) (int, error) {
+// Ban answers with the ban as the command layer would store it.
+func (f *fakeCommands) Ban(_ context.Context, req commands.BanRequest) (commands.BanResult, error) {
 	if err := f.record(call{Method: "Ban", Ban: req}); err != nil {
-		return 0, err
+		return commands.BanResult{}, err
+	}
+	k, err := commands.NormalizeKey(req.Tenant, req.Kind, req.Value, false)
+	if err != nil {
+		return commands.BanResult{}, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.removed, nil
+	b := store.Ban{Tenant: k.Tenant, Kind: k.Kind, Value: k.Value, Reason: req.Reason, By: req.By, Expires: req.Expires}
+	return commands.BanResult{Ban: b, Removed: f.removed}, nil
 }
 
-func (f *fakeCommands) Unban(_ context.Context, tenant string, kind store.Kind, value, by string) (bool, error) {
-	if err := f.record(call{Method: "Unban", Tenant: tenant, Kind: kind, Value: value, By: by}); err != nil {
-		return false, err
+func (f *fakeCommands) Unban(_ context.Context, req commands.UnbanRequest) (commands.Key, error) {
+	if err := f.record(call{Method: "Unban", Tenant: req.Tenant, Kind: req.Kind, Value: req.Value, By: req.By}); err != nil {
+		return commands.Key{}, err
+	}
+	k, err := commands.NormalizeKey(req.Tenant, req.Kind, req.Value, true)
+	if err != nil {
+		return k, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return !f.notFound, nil
+	if f.notFound {
+		return k, commands.ErrNoSuchBan
+	}
+	return k, nil
 }
 
 func (f *fakeCommands) Bans(_ context.Context, tenant string) ([]store.Ban, error) {
@@ -187,10 +201,10 @@ func (f *fakeCommands) TenantOf(roomJID string) (string, error) {
 	}
 	ar, err := auth.ParseRoom(roomJID)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", component.ErrInvalid, err)
+		return "", fmt.Errorf("%w: %v", commands.ErrInvalid, err)
 	}
 	if ar.Domain != testDomain {
-		return "", component.ErrNotGoverned
+		return "", commands.ErrNotGoverned
 	}
 	return ar.Tenant, nil
 }
@@ -337,4 +351,10 @@ func rsaPublicPEM(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+// tokenHash is the hex hash the command layer stores for a token ban.
+func tokenHash(tok string) string {
+	h := auth.TokenHash(tok)
+	return hex.EncodeToString(h[:])
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gavelxmpp/gavel/component"
+	"github.com/gavelxmpp/gavel/commands"
 	"github.com/gavelxmpp/gavel/store"
 )
 
@@ -41,16 +42,20 @@ func errBadRequest(msg string) *apiError {
 // commandError maps an error of the command layer to its response.
 func commandError(err error) *apiError {
 	switch {
-	case errors.Is(err, component.ErrInvalid):
+	case errors.Is(err, commands.ErrInvalid):
 		return errBadRequest(err.Error())
-	case errors.Is(err, component.ErrRoomNotFound):
+	case errors.Is(err, commands.ErrNoSuchBan):
+		return &apiError{http.StatusNotFound, "no-such-ban", err.Error()}
+	case errors.Is(err, commands.ErrRoomNotFound):
 		return &apiError{http.StatusNotFound, "room-not-found", err.Error()}
-	case errors.Is(err, component.ErrParticipantNotFound):
+	case errors.Is(err, commands.ErrParticipantNotFound):
 		return &apiError{http.StatusNotFound, "participant-not-found", err.Error()}
-	case errors.Is(err, component.ErrNotGoverned):
+	case errors.Is(err, commands.ErrNotGoverned):
 		return &apiError{http.StatusNotFound, "not-governed", err.Error()}
-	case errors.Is(err, component.ErrNotConnected):
+	case errors.Is(err, commands.ErrUnavailable):
 		return &apiError{http.StatusServiceUnavailable, "not-connected", err.Error()}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &apiError{http.StatusGatewayTimeout, "timeout", "the command did not finish in time"}
 	}
 	return &apiError{http.StatusInternalServerError, "internal", "internal error: see gavel's log"}
 }

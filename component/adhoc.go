@@ -7,14 +7,19 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gavelxmpp/gavel/commands"
 	"github.com/gavelxmpp/gavel/store"
 )
+
+// UseCommands gives the ad-hoc commands their command layer; call it before
+// the component runs. Without it the commands are neither listed nor run.
+func (m *Moderation) UseCommands(s *commands.Service) { m.cmds = s }
 
 // adhocCommand is one XEP-0050 command: its form fields and what it does.
 type adhocCommand struct {
 	node, name string
 	fields     []formField
-	run        func(ctx context.Context, m *Moderation, by string, f *dataForm) (string, error)
+	run        func(ctx context.Context, s *commands.Service, by string, f *dataForm) (string, error)
 }
 
 type formField struct {
@@ -48,24 +53,34 @@ var commandList = []adhocCommand{
 		{name: "room", typ: "jid-single", label: "Room JID", required: true},
 		{name: "participant", typ: "text-single", label: "Participant (occupant nick)", required: true},
 		{name: "reason", typ: "text-single", label: "Reason"},
-	}, run: func(ctx context.Context, m *Moderation, by string, f *dataForm) (string, error) {
-		return "kicked", m.Kick(ctx, f.value("room"), f.value("participant"), f.value("reason"), by)
+	}, run: func(ctx context.Context, s *commands.Service, by string, f *dataForm) (string, error) {
+		return "kicked", s.Kick(ctx, f.value("room"), f.value("participant"), f.value("reason"), by)
 	}},
 	{node: "destroy", name: "Destroy a room", fields: []formField{
 		{name: "room", typ: "jid-single", label: "Room JID", required: true},
 		{name: "reason", typ: "text-single", label: "Reason"},
-	}, run: func(ctx context.Context, m *Moderation, by string, f *dataForm) (string, error) {
-		return "destroyed", m.Destroy(ctx, f.value("room"), f.value("reason"), by)
+	}, run: func(ctx context.Context, s *commands.Service, by string, f *dataForm) (string, error) {
+		return "destroyed", s.Destroy(ctx, f.value("room"), f.value("reason"), by)
 	}},
 }
 
-func isCommandNode(node string) bool { return findCommand(node) != nil }
-
-func commandName(node string) string {
-	if c := findCommand(node); c != nil {
-		return c.name
+// commandItems returns the commands from may run, as disco lists them:
+// none for anyone but the admins (nor when no command layer is wired).
+func (m *Moderation) commandItems(from string) []adhocCommand {
+	if m == nil || m.cmds == nil || !m.admins[bareOf(from)] {
+		return nil
 	}
-	return ""
+	return commandList
+}
+
+// commandNode returns the command at node if from may run it.
+func (m *Moderation) commandNode(from, node string) *adhocCommand {
+	for _, c := range m.commandItems(from) {
+		if c.node == node {
+			return &c
+		}
+	}
+	return nil
 }
 
 func findCommand(node string) *adhocCommand {
@@ -85,9 +100,13 @@ func (m *Moderation) command(sess *session, st *stanza) {
 		m.c.replyError(sess, st, &stanzaError{Type: "cancel", Condition: "item-not-found", Text: "no such command"})
 		return
 	}
+	if m.cmds == nil {
+		m.c.replyError(sess, st, &stanzaError{Type: "cancel", Condition: "service-unavailable", Text: "commands are not enabled"})
+		return
+	}
 	by := bareOf(st.From)
 	if !m.admins[by] {
-		m.audit(cmd.node, by, "", "", errors.New("forbidden: not an admin"))
+		m.cmds.Refused(cmd.node, by, "not an admin")
 		m.c.replyError(sess, st, &stanzaError{Type: "auth", Condition: "forbidden", Text: "only the admins listed in gavel's config may run commands"})
 		return
 	}
@@ -124,63 +143,75 @@ func (m *Moderation) command(sess *session, st *stanza) {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
-			note, err := cmd.run(ctx, m, by, st.Command.Form)
-			if err != nil {
+			note, err := cmd.run(ctx, m.cmds, by, st.Command.Form)
+			level := "info"
+			if errors.Is(err, commands.ErrIncomplete) {
+				// The ban is stored: the command completed, with a warning.
+				note, level = note+"; "+err.Error(), "warn"
+			} else if err != nil {
 				m.c.replyError(sess, st, commandError(err))
 				return
 			}
 			m.c.reply(sess, st, func(b *xb) {
 				b.open("command", "xmlns", nsCommands, "node", cmd.node, "sessionid", st.Command.SessionID, "status", "completed")
-				b.elem("note", note, "type", "info")
+				b.elem("note", note, "type", level)
 				b.close("command")
 			})
 		}()
 	}
 }
 
+// commandError maps an error of the command layer to a stanza error.
 func commandError(err error) *stanzaError {
 	switch {
-	case errors.Is(err, ErrInvalid):
+	case errors.Is(err, commands.ErrInvalid):
 		return &stanzaError{Type: "modify", Condition: "bad-request", Text: err.Error()}
-	case errors.Is(err, ErrRoomNotFound), errors.Is(err, ErrParticipantNotFound):
+	case errors.Is(err, commands.ErrNoSuchBan), errors.Is(err, commands.ErrRoomNotFound), errors.Is(err, commands.ErrParticipantNotFound):
 		return &stanzaError{Type: "cancel", Condition: "item-not-found", Text: err.Error()}
-	case errors.Is(err, ErrNotGoverned):
+	case errors.Is(err, commands.ErrNotGoverned):
 		return &stanzaError{Type: "cancel", Condition: "not-allowed", Text: err.Error()}
+	case errors.Is(err, commands.ErrUnavailable):
+		return &stanzaError{Type: "wait", Condition: "remote-server-timeout", Text: err.Error()}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &stanzaError{Type: "wait", Condition: "remote-server-timeout", Text: "the command did not finish in time"}
 	}
-	return &stanzaError{Type: "wait", Condition: "internal-server-error", Text: err.Error()}
+	return &stanzaError{Type: "wait", Condition: "internal-server-error", Text: "internal error: see gavel's log"}
 }
 
-func runBan(ctx context.Context, m *Moderation, by string, f *dataForm) (string, error) {
-	req := BanRequest{Tenant: f.value("tenant"), Reason: f.value("reason"), By: by}
+func runBan(ctx context.Context, s *commands.Service, by string, f *dataForm) (string, error) {
+	req := commands.BanRequest{Tenant: f.value("tenant"), Reason: f.value("reason"), By: by}
 	if tok := f.value("token"); tok != "" {
 		req.Kind, req.Value = store.KindToken, tok
 	} else {
-		req.Kind, req.Value = store.KindUser, f.value("user")
-		if strings.Contains(req.Value, "@") {
-			req.Kind = store.KindJID
-		}
+		req.Value = f.value("user")
+		req.Kind = commands.KindOf(req.Value)
 	}
 	if d := strings.TrimSpace(f.value("duration")); d != "" {
 		dur, err := time.ParseDuration(d)
 		if err != nil || dur <= 0 {
-			return "", fmt.Errorf("%w: duration %q: use a Go duration like 30m or 24h", ErrInvalid, d)
+			return "", fmt.Errorf("%w: duration %q: use a Go duration like 30m or 24h", commands.ErrInvalid, d)
 		}
-		req.Expires = m.now().Add(dur)
+		req.Expires = time.Now().Add(dur)
 	}
-	n, err := m.Ban(ctx, req)
-	return fmt.Sprintf("banned; %d occupant(s) removed", n), err
+	res, err := s.Ban(ctx, req)
+	return fmt.Sprintf("banned %s %s in %s; %d occupant(s) removed", res.Ban.Kind, shownValue(res.Ban), res.Ban.Tenant, res.Removed), err
 }
 
-func runUnban(ctx context.Context, m *Moderation, by string, f *dataForm) (string, error) {
-	found, err := m.Unban(ctx, f.value("tenant"), store.Kind(f.value("kind")), f.value("value"), by)
-	if err == nil && !found {
-		return "", fmt.Errorf("%w: no such ban", ErrRoomNotFound)
+// shownValue is a ban's value as a note shows it: a token only by its hash.
+func shownValue(b store.Ban) string {
+	if b.Kind == store.KindToken {
+		return "sha256:" + b.Value
 	}
-	return "unbanned", err
+	return b.Value
 }
 
-func runListBans(ctx context.Context, m *Moderation, _ string, f *dataForm) (string, error) {
-	bans, err := m.Bans(ctx, f.value("tenant"))
+func runUnban(ctx context.Context, s *commands.Service, by string, f *dataForm) (string, error) {
+	k, err := s.Unban(ctx, commands.UnbanRequest{Tenant: f.value("tenant"), Kind: store.Kind(f.value("kind")), Value: f.value("value"), By: by})
+	return fmt.Sprintf("unbanned %s %s in %s", k.Kind, k.Value, k.Tenant), err
+}
+
+func runListBans(ctx context.Context, s *commands.Service, _ string, f *dataForm) (string, error) {
+	bans, err := s.Bans(ctx, f.value("tenant"))
 	if err != nil {
 		return "", err
 	}

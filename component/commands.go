@@ -5,60 +5,28 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
-	"time"
 
-	"go.uber.org/zap"
-
-	"github.com/gavelxmpp/gavel/auth"
+	"github.com/gavelxmpp/gavel/commands"
 	"github.com/gavelxmpp/gavel/policy"
 	"github.com/gavelxmpp/gavel/store"
 )
 
-// Command errors that interfaces map to their own codes.
-var (
-	ErrRoomNotFound        = errors.New("component: no such room")
-	ErrParticipantNotFound = errors.New("component: no such participant in the room")
-	ErrNotGoverned         = errors.New("component: room is not on a governed MUC domain")
-	ErrInvalid             = errors.New("component: invalid command")
-)
+// Moderation is the XMPP side of the command layer: it implements
+// commands.Rooms. Validation, normalization and the audit line are the
+// command layer's (package commands); what is here only reaches rooms.
+var _ commands.Rooms = (*Moderation)(nil)
 
-// BanRequest describes a ban.
-type BanRequest struct {
-	Tenant  string
-	Kind    store.Kind
-	Value   string // user id, bare JID, or the raw token (hashed before storing)
-	Reason  string
-	By      string
-	Expires time.Time
+// Governs reports whether gavel governs the MUC service mucDomain.
+func (m *Moderation) Governs(mucDomain string) bool {
+	_, ok := m.mucs[mucDomain]
+	return ok
 }
 
-// Ban stores a ban durably, then removes matching occupants from every
-// governed room at once. It returns the number of occupants removed.
-func (m *Moderation) Ban(ctx context.Context, req BanRequest) (removed int, err error) {
-	defer func() { m.audit("ban", req.By, string(req.Kind)+":"+redact(req), req.Tenant, err) }()
-	value := banValue(req.Kind, req.Value, false)
-	if req.Kind == store.KindToken && value != "" {
-		var h [32]byte
-		_, _ = hex.Decode(h[:], []byte(value))
-		m.opts.Verifier.Forget(h)
-	}
-	if req.Tenant == "" || value == "" {
-		return 0, fmt.Errorf("%w: tenant and value are required", ErrInvalid)
-	}
-	b := store.Ban{Tenant: req.Tenant, Kind: req.Kind, Value: value, Reason: req.Reason, By: req.By, Created: m.now(), Expires: req.Expires}
-	if err := m.opts.Store.AddBan(ctx, b); err != nil {
-		if errors.Is(err, store.ErrInvalid) {
-			return 0, fmt.Errorf("%w: %v", ErrInvalid, err)
-		}
-		return 0, err
-	}
-	return m.enforce(ctx, b), nil
-}
-
-// enforce removes occupants matching b from every governed room of its
-// tenant by making their bare JIDs outcasts there.
-func (m *Moderation) enforce(ctx context.Context, b store.Ban) int {
+// EnforceBan removes occupants matching b from every governed room of its
+// tenant by making their bare JIDs outcasts there. When ctx ends before
+// every room answered, it returns the count so far and an error that says
+// how many rooms did not answer.
+func (m *Moderation) EnforceBan(ctx context.Context, b store.Ban) (int, error) {
 	m.mu.Lock()
 	rooms := make([]*room, 0, len(m.rooms))
 	for _, r := range m.rooms {
@@ -75,15 +43,15 @@ func (m *Moderation) enforce(ctx context.Context, b store.Ban) int {
 		}})
 	}
 	total := 0
-	for range rooms {
+	for answered := range len(rooms) {
 		select {
 		case n := <-counts:
 			total += n
 		case <-ctx.Done():
-			return total
+			return total, fmt.Errorf("component: %d of %d room(s) did not answer: %w", len(rooms)-answered, len(rooms), ctx.Err())
 		}
 	}
-	return total
+	return total, nil
 }
 
 // banPresent makes outcasts of the occupants b matches; it runs on the
@@ -95,20 +63,9 @@ func (r *room) banPresent(b store.Ban) int {
 			bares = append(bares, bare)
 		}
 	}
-	matches := func(bare, userID string, rec knockRecord, hasRec bool) bool {
-		switch b.Kind {
-		case store.KindUser:
-			return userID != "" && userID == b.Value
-		case store.KindJID:
-			return bare == b.Value
-		case store.KindToken:
-			return hasRec && rec.hasToken && hex.EncodeToString(rec.tokenHash[:]) == b.Value
-		}
-		return false
-	}
 	for o := range r.pol.Occupants() {
 		rec, ok := r.knocks[o.FullJID]
-		if matches(o.BareJID, o.UserID, rec, ok) {
+		if banMatches(b, banSubject{bare: o.BareJID, userID: o.UserID, rec: rec, hasRec: ok}) {
 			add(o.BareJID)
 		}
 	}
@@ -117,7 +74,7 @@ func (r *room) banPresent(b store.Ban) int {
 	now := r.m.now()
 	here := r.presentSet()
 	for full, rec := range r.knocks {
-		if now.Sub(rec.at) <= policy.KnockTTL && !here[full] && matches(rec.bare, rec.userID, rec, true) {
+		if now.Sub(rec.at) <= policy.KnockTTL && !here[full] && banMatches(b, banSubject{bare: rec.bare, userID: rec.userID, rec: rec, hasRec: true}) {
 			add(rec.bare)
 		}
 	}
@@ -129,47 +86,38 @@ func (r *room) banPresent(b store.Ban) int {
 	return len(bares)
 }
 
-// Unban removes a ban; it reports whether one existed.
-func (m *Moderation) Unban(ctx context.Context, tenant string, kind store.Kind, value, by string) (found bool, err error) {
-	defer func() { m.audit("unban", by, string(kind)+":"+value, tenant, err) }()
-	return m.opts.Store.RemoveBan(ctx, tenant, kind, banValue(kind, value, true))
+// banSubject is what a ban is matched against: an occupant or a granted
+// knocker.
+type banSubject struct {
+	bare, userID string
+	rec          knockRecord
+	hasRec       bool
 }
 
-// banValue is the stored form of a ban's value: a JID's bare form, or the
-// hex SHA-256 of a token (a value that already is one is kept where
-// isHash allows it: unban accepts the hash that list-bans shows).
-func banValue(kind store.Kind, value string, isHash bool) string {
-	value = strings.TrimSpace(value)
-	switch {
-	case value == "":
-	case kind == store.KindJID:
-		value = bareOf(value)
-	case kind == store.KindToken && !(isHash && len(value) == 64 && isHex(value)):
-		h := auth.TokenHash(value)
-		value = hex.EncodeToString(h[:])
+// banMatches reports whether ban b makes s an outcast. It is the one
+// matching rule of banPresent, kept apart so that a policy function can
+// replace it.
+func banMatches(b store.Ban, s banSubject) bool {
+	switch b.Kind {
+	case store.KindUser:
+		return s.userID != "" && s.userID == b.Value
+	case store.KindJID:
+		return s.bare == b.Value
+	case store.KindToken:
+		return s.hasRec && s.rec.hasToken && hex.EncodeToString(s.rec.tokenHash[:]) == b.Value
 	}
-	return value
+	return false
 }
 
-func isHex(s string) bool {
-	_, err := hex.DecodeString(s)
-	return err == nil
+// Kick removes the occupant with nick (Jitsi's participant id) from
+// roomJID, a prepared room JID on a governed domain.
+func (m *Moderation) Kick(ctx context.Context, roomJID, nick, reason string) error {
+	return unavailable(m.kick(ctx, roomJID, nick, reason))
 }
 
-// Bans lists the active bans of a tenant ("" for all).
-func (m *Moderation) Bans(ctx context.Context, tenant string) ([]store.Ban, error) {
-	return m.opts.Store.ListBans(ctx, tenant, m.now())
-}
-
-// Kick removes the occupant with nick (Jitsi's participant id) from room.
-func (m *Moderation) Kick(ctx context.Context, roomJID, nick, reason, by string) (err error) {
-	defer func() { m.audit("kick", by, roomJID+"/"+nick, "", err) }()
-	roomJID = strings.ToLower(roomJID)
-	if _, err := m.governed(roomJID); err != nil {
-		return err
-	}
+func (m *Moderation) kick(ctx context.Context, roomJID, nick, reason string) error {
 	if nick == m.c.opts.Nick {
-		return ErrParticipantNotFound
+		return commands.ErrParticipantNotFound
 	}
 	return m.onRoom(ctx, roomJID, func(r *room) error {
 		// The server decides whether nick is there: gavel may not have
@@ -184,20 +132,22 @@ func (m *Moderation) Kick(ctx context.Context, roomJID, nick, reason, by string)
 		// Prosody says item-not-found, ejabberd not-acceptable.
 		var se *stanzaError
 		if errors.As(err, &se) && (se.Condition == "item-not-found" || se.Condition == "not-acceptable") {
-			return ErrParticipantNotFound
+			return commands.ErrParticipantNotFound
 		}
 		return err
 	})
 }
 
-// Destroy destroys room, also when gavel is not in it.
-func (m *Moderation) Destroy(ctx context.Context, roomJID, reason, by string) (err error) {
-	defer func() { m.audit("destroy", by, roomJID, "", err) }()
-	roomJID = strings.ToLower(roomJID)
-	if _, err := m.governed(roomJID); err != nil {
-		return err
-	}
+// Destroy destroys roomJID, also when gavel is not in it.
+func (m *Moderation) Destroy(ctx context.Context, roomJID, reason string) error {
+	return unavailable(m.destroy(ctx, roomJID, reason))
+}
+
+func (m *Moderation) destroy(ctx context.Context, roomJID, reason string) error {
 	destroy := func(sess *session) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		_, err := sess.iq(ctx, m.c.opts.Domain, roomJID, "set", func(b *xb) {
 			b.open("query", "xmlns", nsMUCOwner).open("destroy")
 			if reason != "" {
@@ -207,22 +157,25 @@ func (m *Moderation) Destroy(ctx context.Context, roomJID, reason, by string) (e
 		})
 		var se *stanzaError
 		if errors.As(err, &se) && se.Condition == "item-not-found" {
-			return ErrRoomNotFound
+			return commands.ErrRoomNotFound
 		}
 		return err
 	}
-	err = m.onRoom(ctx, roomJID, func(r *room) error { return destroy(r.sess) })
-	if errors.Is(err, ErrRoomNotFound) {
+	err := m.onRoom(ctx, roomJID, func(r *room) error { return destroy(r.sess) })
+	if errors.Is(err, commands.ErrRoomNotFound) {
 		sess := m.session()
 		if sess == nil {
 			return ErrNotConnected
+		}
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 		// ejabberd creates a missing room for an owner IQ from a service
 		// admin (and would then destroy it): ask whether it exists first.
 		_, err := sess.iq(ctx, m.c.opts.Domain, roomJID, "get", func(b *xb) { b.empty("query", "xmlns", nsDiscoInfo) })
 		var se *stanzaError
 		if errors.As(err, &se) && se.Condition == "item-not-found" {
-			return ErrRoomNotFound
+			return commands.ErrRoomNotFound
 		}
 		return destroy(sess)
 	}
@@ -230,17 +183,24 @@ func (m *Moderation) Destroy(ctx context.Context, roomJID, reason, by string) (e
 }
 
 // onRoom runs f on the worker of a room gavel is in; ErrRoomNotFound when
-// gavel is not in it.
+// gavel is not in it. A command whose ctx ended while it was queued does
+// not run: its caller has already been told it failed.
 func (m *Moderation) onRoom(ctx context.Context, roomJID string, f func(r *room) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	done := make(chan error, 1)
 	ev := event{kind: evCommand, done: done, cmd: func(r *room) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if r.state != joined || r.sess == nil {
-			return ErrRoomNotFound
+			return commands.ErrRoomNotFound
 		}
 		return f(r)
 	}}
 	if !m.deliver(roomJID, false, ev) {
-		return ErrRoomNotFound
+		return commands.ErrRoomNotFound
 	}
 	select {
 	case err := <-done:
@@ -250,39 +210,11 @@ func (m *Moderation) onRoom(ctx context.Context, roomJID string, f func(r *room)
 	}
 }
 
-// governed parses roomJID and checks that gavel governs its domain.
-func (m *Moderation) governed(roomJID string) (auth.Room, error) {
-	ar, err := auth.ParseRoom(roomJID)
-	if err != nil {
-		return ar, fmt.Errorf("%w: %v", ErrInvalid, err)
+// unavailable reports the session's ErrNotConnected as the command layer's
+// ErrUnavailable.
+func unavailable(err error) error {
+	if errors.Is(err, ErrNotConnected) {
+		return commands.ErrUnavailable
 	}
-	if _, ok := m.mucs[ar.Domain]; !ok {
-		return ar, ErrNotGoverned
-	}
-	return ar, nil
-}
-
-// TenantOf returns the tenant of a room JID.
-func (m *Moderation) TenantOf(roomJID string) (string, error) {
-	ar, err := m.governed(strings.ToLower(roomJID))
-	return ar.Tenant, err
-}
-
-// audit writes the one log line every command leaves.
-func (m *Moderation) audit(cmd, by, target, tenant string, err error) {
-	result := "ok"
-	if err != nil {
-		result = err.Error()
-	}
-	m.metrics.Commands.WithLabelValues(cmd, map[bool]string{true: "ok", false: "error"}[err == nil]).Inc()
-	m.log.Info("audit", zap.String("command", cmd), zap.String("by", by), zap.String("target", target), zap.String("tenant", tenant), zap.String("result", result))
-}
-
-// redact keeps raw tokens out of the audit log.
-func redact(req BanRequest) string {
-	if req.Kind == store.KindToken {
-		h := auth.TokenHash(strings.TrimSpace(req.Value))
-		return "sha256:" + hex.EncodeToString(h[:8])
-	}
-	return req.Value
+	return err
 }

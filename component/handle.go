@@ -68,7 +68,8 @@ func (c *Component) replyError(sess *session, st *stanza, e *stanzaError) {
 
 func (c *Component) discoInfo(sess *session, st *stanza) {
 	node := st.DiscoInfo.Node
-	if node != "" && node != nsCommands && !isCommandNode(node) {
+	cmd := c.opts.Moderation.commandNode(st.From, node)
+	if node != "" && node != nsCommands && cmd == nil {
 		c.replyError(sess, st, &stanzaError{Type: "cancel", Condition: "item-not-found"})
 		return
 	}
@@ -83,7 +84,7 @@ func (c *Component) discoInfo(sess *session, st *stanza) {
 		case node == nsCommands:
 			b.empty("identity", "category", "automation", "type", "command-list", "name", "gavel commands")
 		default:
-			b.empty("identity", "category", "automation", "type", "command-node", "name", commandName(node))
+			b.empty("identity", "category", "automation", "type", "command-node", "name", cmd.name)
 			b.empty("feature", "var", nsCommands)
 			b.empty("feature", "var", nsData)
 		}
@@ -100,7 +101,7 @@ func (c *Component) discoItems(sess *session, st *stanza) {
 	c.reply(sess, st, func(b *xb) {
 		b.open("query", "xmlns", nsDiscoItems, "node", node)
 		if node == nsCommands {
-			for _, cmd := range commandList {
+			for _, cmd := range c.opts.Moderation.commandItems(st.From) {
 				b.empty("item", "jid", c.opts.Domain, "node", cmd.node, "name", cmd.name)
 			}
 		}

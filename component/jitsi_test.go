@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gavelxmpp/gavel/auth"
+	"github.com/gavelxmpp/gavel/commands"
 	"github.com/gavelxmpp/gavel/internal/prosodytest"
 	"github.com/gavelxmpp/gavel/internal/xclient"
 	"github.com/gavelxmpp/gavel/policy"
@@ -222,9 +223,9 @@ func TestJitsiIdentityWithoutKnock(t *testing.T) {
 
 	// A ban by user id removes the occupant and holds for the same user
 	// on another account (the identity carries the id).
-	n, err := g.mod.Ban(context.Background(), BanRequest{Tenant: ar.Tenant, Kind: store.KindUser, Value: bobID, By: "test"})
-	if err != nil || n != 1 {
-		t.Fatalf("ban: removed %d, %v", n, err)
+	res, err := g.cmds.Ban(context.Background(), commands.BanRequest{Tenant: ar.Tenant, Kind: store.KindUser, Value: bobID, By: "test"})
+	if err != nil || res.Removed != 1 {
+		t.Fatalf("ban: removed %d, %v", res.Removed, err)
 	}
 	waitRemoved(t, bob, room, "bob", 301)
 	bob2 := loginAs(t, srv, "tok-"+bobID)

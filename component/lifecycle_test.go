@@ -112,7 +112,7 @@ func TestDestroyRoomGavelIsNotIn(t *testing.T) {
 	if err := owner.IQ(ctx, room, "set", `<query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query>`, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := g.mod.Destroy(context.Background(), room, "closed by admin", "test"); err != nil {
+	if err := g.cmds.Destroy(context.Background(), room, "closed by admin", "test"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := owner.WaitPresence(ctx, func(p xclient.Presence) bool { return p.Destroyed }); err != nil {

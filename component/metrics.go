@@ -11,7 +11,6 @@ type Metrics struct {
 	// MaxKnocksInFlight).
 	KnocksInFlight prometheus.Gauge
 	Changes        *prometheus.CounterVec // affiliation and role changes by kind and result
-	Commands       *prometheus.CounterVec // by command and result
 	Rooms          prometheus.Gauge
 	Occupants      prometheus.Gauge
 }
@@ -36,14 +35,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Changes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gavel_room_changes_total", Help: "Affiliation and role changes sent to rooms, by kind and result.",
 		}, []string{"kind", "result"}),
-		Commands: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gavel_commands_total", Help: "Admin commands, by command and result.",
-		}, []string{"command", "result"}),
 		Rooms:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "gavel_rooms", Help: "Rooms gavel governs now."}),
 		Occupants: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gavel_occupants", Help: "Occupants tracked in governed rooms."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Knocks, m.KnockLatency, m.TokenLatency, m.KnocksInFlight, m.Changes, m.Commands, m.Rooms, m.Occupants)
+		reg.MustRegister(m.Knocks, m.KnockLatency, m.TokenLatency, m.KnocksInFlight, m.Changes, m.Rooms, m.Occupants)
 	}
 	return m
 }

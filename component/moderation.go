@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gavelxmpp/gavel/auth"
+	"github.com/gavelxmpp/gavel/commands"
 	"github.com/gavelxmpp/gavel/internal/jidprep"
 	"github.com/gavelxmpp/gavel/policy"
 	"github.com/gavelxmpp/gavel/store"
@@ -96,6 +97,7 @@ type Moderation struct {
 	mucs    map[string]MUC
 	admins  map[string]bool
 	metrics *Metrics
+	cmds    *commands.Service // the ad-hoc commands' command layer (UseCommands)
 
 	mu       sync.Mutex
 	rooms    map[string]*room

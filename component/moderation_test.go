@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gavelxmpp/gavel/auth"
+	"github.com/gavelxmpp/gavel/commands"
 	"github.com/gavelxmpp/gavel/internal/prosodytest"
 	"github.com/gavelxmpp/gavel/internal/xclient"
 	"github.com/gavelxmpp/gavel/policy"
@@ -36,6 +38,8 @@ func newRoom(tenant string) string {
 type moderated struct {
 	*running
 	mod   *Moderation
+	cmds  *commands.Service // the command layer, as cmd wires it
+	audit *observer.ObservedLogs
 	store store.Store
 }
 
@@ -71,9 +75,15 @@ func startModeratedMUC(t *testing.T, srv *server, muc MUC, tenants map[string]Te
 	if err != nil {
 		t.Fatal(err)
 	}
+	core, audit := observer.New(zap.DebugLevel)
+	cmds, err := commands.New(commands.Options{Store: st, Rooms: mod, ForgetToken: v.Forget, Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod.UseCommands(cmds)
 	r := startComponent(t, srv, func(o *Options) { o.Moderation = mod })
 	r.waitConnected(t, 5*time.Second)
-	return &moderated{running: r, mod: mod, store: st}
+	return &moderated{running: r, mod: mod, cmds: cmds, audit: audit, store: st}
 }
 
 func tenant(kind policy.Kind, guests policy.Guests) Tenant {

@@ -94,8 +94,8 @@ tenants:
 	join("troll", "troll-id", false)
 
 	admin, _ := auth.Mint(auth.MintRequest{Secret: []byte(adminSecret), Subject: "example.test", Issuer: "x", Audience: []string{"x"}, TTL: time.Hour, Extra: map[string]any{"admin": true}})
-	post := func(path, token, body string) (int, map[string]any) {
-		req, _ := http.NewRequest("POST", base+path, strings.NewReader(body))
+	do := func(method, path, token, body string) (int, map[string]any) {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
@@ -110,6 +110,7 @@ tenants:
 		_ = json.Unmarshal(b, &out)
 		return resp.StatusCode, out
 	}
+	post := func(path, token, body string) (int, map[string]any) { return do("POST", path, token, body) }
 	if code, out := post("/jaccess/v1/access-management/example.test/ban/user/troll-id", "", ""); code != 401 {
 		t.Errorf("no token: %d %v", code, out)
 	}
@@ -121,6 +122,25 @@ tenants:
 		return strings.EqualFold(p.From, room+"/troll") && p.Type == "unavailable"
 	}); err != nil {
 		t.Fatalf("banned user not removed: %v", err)
+	}
+	// The app id is prepared like a room's tenant: " EXAMPLE.TEST " is
+	// example.test.
+	code, out = post("/jaccess/v1/access-management/%20EXAMPLE.TEST%20/ban/user/other-id", admin, "")
+	if code != 200 || out["tenant"] != "example.test" {
+		t.Errorf("ban for a spelling of the tenant: %d %v", code, out)
+	}
+	// Bad input is a 400 with the reason, a missing ban a 404.
+	code, out = do("DELETE", "/jaccess/v1/access-management/example.test/ban/user/"+strings.Repeat("u", 10000), admin, "")
+	if code != 400 || out["error"] != "bad-request" {
+		t.Errorf("unban of a 10,000-character user id: %d %v", code, out)
+	}
+	code, out = do("DELETE", "/jaccess/v1/access-management/"+strings.Repeat("t", 2000)+"/ban/user/x", admin, "")
+	if code != 400 || out["error"] != "bad-request" {
+		t.Errorf("unban in a 2,000-character tenant: %d %v", code, out)
+	}
+	code, out = do("DELETE", "/jaccess/v1/access-management/example.test/ban/user/nobody", admin, "")
+	if code != 404 || out["error"] != "no-such-ban" {
+		t.Errorf("unban of a missing ban: %d %v", code, out)
 	}
 	code, out = post("/conference-commands/v1/meeting", admin, `{"action":"DESTROY","payload":{"conferenceFullName":"`+room+`"}}`)
 	if code != 200 {
@@ -140,7 +160,7 @@ tenants:
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`gavel_knocks_total{outcome="granted"} 2`, `gavel_commands_total{command="ban",result="ok"} 1`, "gavel_rooms", "gavel_http_requests_total"} {
+	for _, want := range []string{`gavel_knocks_total{outcome="granted"} 2`, `gavel_commands_total{command="ban",result="ok"} 2`, "gavel_rooms", "gavel_http_requests_total"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

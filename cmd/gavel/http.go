@@ -12,6 +12,7 @@ import (
 
 	"github.com/gavelxmpp/gavel/api"
 	"github.com/gavelxmpp/gavel/auth"
+	"github.com/gavelxmpp/gavel/commands"
 	"github.com/gavelxmpp/gavel/component"
 	"github.com/gavelxmpp/gavel/config"
 )
@@ -37,7 +38,7 @@ func listenHTTP(addr string) (net.Listener, error) {
 
 // serveHTTP runs the admin API, health and metrics server on ln, and
 // closes ln.
-func serveHTTP(ctx context.Context, cfg *config.Config, log *zap.Logger, mod *component.Moderation, comp *component.Component, reg *prometheus.Registry, ln net.Listener) (err error) {
+func serveHTTP(ctx context.Context, cfg *config.Config, log *zap.Logger, cmds *commands.Service, comp *component.Component, reg *prometheus.Registry, ln net.Listener) (err error) {
 	defer func() {
 		if err != nil {
 			_ = ln.Close()
@@ -48,7 +49,7 @@ func serveHTTP(ctx context.Context, cfg *config.Config, log *zap.Logger, mod *co
 		return err
 	}
 	srv, err := api.New(api.Options{
-		Commands: mod,
+		Commands: cmds,
 		Ready: func() error {
 			if !comp.Connected() {
 				return component.ErrNotConnected

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gavelxmpp/gavel/auth"
+	"github.com/gavelxmpp/gavel/commands"
 	"github.com/gavelxmpp/gavel/component"
 	"github.com/gavelxmpp/gavel/config"
 	"github.com/gavelxmpp/gavel/policy"
@@ -68,6 +69,19 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOpt
 	if err != nil {
 		return err
 	}
+	// The command layer, shared by the HTTP API and the ad-hoc commands;
+	// the component reaches the rooms for it.
+	cmds, err := commands.New(commands.Options{
+		Store:       st,
+		Rooms:       mod,
+		ForgetToken: verifier.Forget,
+		Logger:      log.Named("commands"),
+		Metrics:     reg,
+	})
+	if err != nil {
+		return err
+	}
+	mod.UseCommands(cmds)
 	component.Version = buildVersion()
 	comp, err := component.New(component.Options{
 		Domain:          cfg.Component.JID,
@@ -105,7 +119,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOpt
 	running := 1
 	if httpLn != nil {
 		running++
-		go func() { errc <- serveHTTP(ctx, cfg, log.Named("http"), mod, comp, reg, httpLn) }()
+		go func() { errc <- serveHTTP(ctx, cfg, log.Named("http"), cmds, comp, reg, httpLn) }()
 	}
 	var first error
 	for ; running > 0; running-- {
