@@ -11,6 +11,11 @@ type Metrics struct {
 	Commands     *prometheus.CounterVec // by command and result
 	Rooms        prometheus.Gauge
 	Occupants    prometheus.Gauge
+	// PendingIQs is the number of IQs gavel sent and waits for;
+	// DroppedIQs counts IQ answers dropped because they came from another
+	// JID than the request went to (forged or misrouted).
+	PendingIQs prometheus.Gauge
+	DroppedIQs prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: none).
@@ -33,11 +38,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Commands: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gavel_commands_total", Help: "Admin commands, by command and result.",
 		}, []string{"command", "result"}),
-		Rooms:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "gavel_rooms", Help: "Rooms gavel governs now."}),
-		Occupants: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gavel_occupants", Help: "Occupants tracked in governed rooms."}),
+		Rooms:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "gavel_rooms", Help: "Rooms gavel governs now."}),
+		Occupants:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "gavel_occupants", Help: "Occupants tracked in governed rooms."}),
+		PendingIQs: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gavel_pending_iqs", Help: "IQs sent to the server and waiting for an answer."}),
+		DroppedIQs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gavel_iq_answers_dropped_total", Help: "IQ answers dropped because they did not come from the JID the request went to.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Knocks, m.KnockLatency, m.TokenLatency, m.Changes, m.Commands, m.Rooms, m.Occupants)
+		reg.MustRegister(m.Knocks, m.KnockLatency, m.TokenLatency, m.Changes, m.Commands, m.Rooms, m.Occupants, m.PendingIQs, m.DroppedIQs)
 	}
 	return m
 }
