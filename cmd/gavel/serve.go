@@ -87,12 +87,28 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	log.Info("gavel starting", zap.String("version", buildVersion()), zap.String("jid", cfg.Component.JID),
 		zap.String("server", cfg.Component.Address), zap.Int("muc_domains", len(cfg.MUC)), zap.String("data_dir", cfg.DataDir))
 
+	// The first to fail stops the other: a component that refuses to run
+	// (component.ErrDuplicateInstance) ends the process with exit code 1.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	errc := make(chan error, 2)
-	go func() { errc <- comp.Run(ctx) }()
+	go func() {
+		err := comp.Run(ctx)
+		if err != nil {
+			cancel()
+		}
+		errc <- err
+	}()
 	running := 1
 	if cfg.HTTP.Listen != "" {
 		running++
-		go func() { errc <- serveHTTP(ctx, cfg, log.Named("http"), mod, comp, reg) }()
+		go func() {
+			err := serveHTTP(ctx, cfg, log.Named("http"), mod, comp, reg)
+			if err != nil {
+				cancel()
+			}
+			errc <- err
+		}()
 	}
 	var first error
 	for ; running > 0; running-- {
