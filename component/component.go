@@ -41,6 +41,15 @@ type Options struct {
 	Moderation *Moderation
 	// OnState, if set, is called on every connection state change.
 	OnState func(connected bool)
+	// ProbeInterval is how often gavel checks that no other instance is
+	// connected under the same name (instance.go): default 30 s; negative
+	// turns the check off. The check also runs on every connection.
+	ProbeInterval time.Duration
+	// Metrics receives the session's metrics; by default the
+	// Moderation's, or unregistered ones.
+	Metrics *Metrics
+
+	iqTimeout time.Duration // tests shorten it
 }
 
 // Component keeps a session with the XMPP server alive and serves it.
@@ -54,6 +63,9 @@ type Component struct {
 	connected atomic.Bool
 	connCh    chan struct{} // closed while connected
 	wg        sync.WaitGroup
+	mux       *stanzaMux
+	prober    *prober
+	metrics   *Metrics
 
 	reconnects atomic.Uint64
 }
@@ -81,11 +93,36 @@ func New(opts Options) (*Component, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	c := &Component{opts: opts, log: opts.Logger, connCh: make(chan struct{})}
+	if opts.ProbeInterval == 0 {
+		opts.ProbeInterval = 30 * time.Second
+	}
+	if opts.Metrics == nil && opts.Moderation != nil {
+		opts.Metrics = opts.Moderation.metrics
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(nil)
+	}
+	c := &Component{opts: opts, log: opts.Logger, connCh: make(chan struct{}), metrics: opts.Metrics}
+	c.prober = newProber(c)
+	routes := append(c.routes(), handleMessage("headline", nameProbe, HandlerFunc(c.prober.handle)))
 	if opts.Moderation != nil {
 		opts.Moderation.attach(c)
+		routes = append(routes, opts.Moderation.routes()...)
 	}
+	c.mux = newMux(routes...)
 	return c, nil
+}
+
+// PendingIQs is the number of IQs sent on the current session and
+// waiting for an answer.
+func (c *Component) PendingIQs() int {
+	c.mu.Lock()
+	sess := c.sess
+	c.mu.Unlock()
+	if sess == nil {
+		return 0
+	}
+	return sess.pendingIQs()
 }
 
 // Connected reports whether the session with the server is up.
@@ -112,7 +149,9 @@ func (c *Component) WaitConnected(ctx context.Context) error {
 }
 
 // Run connects and serves until ctx ends, reconnecting with capped
-// exponential backoff and jitter. It returns nil after a clean shutdown.
+// exponential backoff and jitter. It returns nil after a clean shutdown,
+// and a *DuplicateInstanceError (errors.Is ErrDuplicateInstance) when
+// another instance started earlier is connected under the same name.
 func (c *Component) Run(ctx context.Context) error {
 	defer c.wg.Wait()
 	var (
@@ -147,6 +186,13 @@ func (c *Component) Run(ctx context.Context) error {
 			if errors.As(err, &hs) {
 				hsDelay, wait = backoff(hsDelay, time.Second, c.opts.HandshakeBackoffMax)
 				logState("refused", err.Error(), zap.Duration("retry_in", wait))
+				if hs.Condition == "conflict" {
+					// Prosody refuses a second connection under one name.
+					// This may be the second gavel, or the first one
+					// reconnecting before the server dropped its old
+					// connection: retry, and say so every time.
+					c.log.Warn("another component instance is connected as "+c.opts.Domain+": the server refused this one (conflict); retrying", zap.Duration("retry_in", wait))
+				}
 			} else {
 				delay, wait = backoff(delay, c.opts.ReconnectMin, c.opts.ReconnectMax)
 				logState("unreachable", shortNetErr(err), zap.String("address", c.opts.Address), zap.Duration("retry_in", wait))
@@ -161,7 +207,11 @@ func (c *Component) Run(ctx context.Context) error {
 		}
 		started := time.Now()
 		logState("connected", "handshake accepted", zap.String("jid", c.opts.Domain), zap.String("address", c.opts.Address))
-		reason := c.serve(ctx, sess)
+		reason, fatal := c.serve(ctx, sess)
+		if fatal != nil {
+			c.log.Error("another component instance is connected as "+c.opts.Domain+": refusing to run as the second one", zap.Error(fatal))
+			return fatal
+		}
 		if ctx.Err() != nil {
 			break
 		}
@@ -180,39 +230,82 @@ func (c *Component) Run(ctx context.Context) error {
 }
 
 // serve runs one session until it ends or ctx is cancelled (then it shuts
-// down cleanly). It returns why the session ended.
-func (c *Component) serve(ctx context.Context, sess *session) string {
+// down cleanly). It returns why the session ended, and an error when this
+// instance must stop (a second instance under the same name).
+func (c *Component) serve(ctx context.Context, sess *session) (string, error) {
+	if c.opts.iqTimeout > 0 {
+		sess.iqTimeout = c.opts.iqTimeout
+	}
+	sess.iqs.onSize = func(d int) { c.metrics.PendingIQs.Add(float64(d)) }
+	sess.iqs.onDropped = func(st *stanza, want string) {
+		c.metrics.DroppedIQs.Inc()
+		c.log.Debug("IQ answer dropped: it does not come from the JID the request went to",
+			zap.String("id", st.ID), zap.String("from", st.From), zap.String("want", want))
+	}
 	c.mu.Lock()
 	c.sess = sess
-	c.connected.Store(true)
-	close(c.connCh)
 	c.mu.Unlock()
-	if c.opts.OnState != nil {
-		c.opts.OnState(true)
-	}
-	if m := c.opts.Moderation; m != nil {
-		m.connected(sess)
-	}
 
 	readErr := make(chan error, 1)
-	go func() { readErr <- sess.readLoop(func(st *stanza) { c.handle(sess, st) }) }()
+	go func() { readErr <- sess.readLoop(func(st *stanza) { c.serveStanza(sess, st) }) }()
 
+	// Before anything else (joining rooms under this instance's occupant
+	// JID), check that this is the only instance.
+	ready := make(chan struct{})
+	if c.opts.ProbeInterval > 0 {
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); c.prober.run(sess, c.opts.ProbeInterval, ready) }()
+	} else {
+		close(ready)
+	}
+	var (
+		reason string
+		fatal  error
+		up     bool
+	)
 	keepalive := time.NewTicker(30 * time.Second)
 	defer keepalive.Stop()
-	var reason string
 loop:
 	for {
 		select {
+		case <-ready:
+			ready = nil
+			up = true
+			c.mu.Lock()
+			c.connected.Store(true)
+			close(c.connCh)
+			c.mu.Unlock()
+			if c.opts.OnState != nil {
+				c.opts.OnState(true)
+			}
+			if m := c.opts.Moderation; m != nil {
+				m.connected(sess)
+			}
 		case err := <-readErr:
 			reason = describeEnd(err)
 			break loop
+		case fatal = <-c.prober.fatal:
+			reason = "another instance is connected under the same name"
+			// Leave no room: this instance's occupant JID may be the
+			// other one's. Closing the stream is enough.
+			deadline := time.Now().Add(c.opts.ShutdownTimeout)
+			if m := c.opts.Moderation; m != nil {
+				m.shutdown(nil, deadline)
+			}
+			sess.close(deadline)
+			<-readErr
+			break loop
 		case <-keepalive.C:
-			_ = sess.write([]byte(" "))
+			_ = sess.queue([]byte(" "))
 		case <-ctx.Done():
 			reason = "shutdown"
 			deadline := time.Now().Add(c.opts.ShutdownTimeout)
 			if m := c.opts.Moderation; m != nil {
-				m.shutdown(sess, deadline)
+				leave := sess
+				if !up {
+					leave = nil // this session never entered a room
+				}
+				m.shutdown(leave, deadline)
 			}
 			sess.close(deadline)
 			<-readErr
@@ -220,17 +313,21 @@ loop:
 		}
 	}
 	sess.conn.Close()
+	<-sess.wdone
 	c.mu.Lock()
-	c.connected.Store(false)
-	c.connCh = make(chan struct{})
+	c.sess = nil
+	wasUp := c.connected.Swap(false)
+	if wasUp {
+		c.connCh = make(chan struct{})
+	}
 	c.mu.Unlock()
 	if m := c.opts.Moderation; m != nil {
 		m.disconnected()
 	}
-	if c.opts.OnState != nil {
+	if c.opts.OnState != nil && wasUp {
 		c.opts.OnState(false)
 	}
-	return reason
+	return reason, fatal
 }
 
 func describeEnd(err error) string {

@@ -40,10 +40,14 @@ func TestConnectAnswersDiscoPingVersion(t *testing.T) {
 	for _, f := range info.Query.Features {
 		features = append(features, f.Var)
 	}
-	for _, want := range []string{"urn:xmpp:ping", "urn:gavel:knock:0", "http://jabber.org/protocol/commands", "http://jabber.org/protocol/disco#info"} {
+	for _, want := range []string{"urn:xmpp:ping", "jabber:iq:version", "http://jabber.org/protocol/disco#info"} {
 		if !strings.Contains(strings.Join(features, " "), want) {
 			t.Errorf("feature %s missing from %v", want, features)
 		}
+	}
+	// Without moderation there is no knock to serve: it is not advertised.
+	if strings.Contains(strings.Join(features, " "), "urn:gavel:knock:0") {
+		t.Errorf("knock advertised without moderation: %v", features)
 	}
 	if err := cl.IQ(ctx, prosodytest.Component, "get", `<ping xmlns='urn:xmpp:ping'/>`, nil); err != nil {
 		t.Errorf("ping: %v", err)

@@ -116,7 +116,7 @@ func (m *Moderation) listRooms(sess *session, muc string, method *listMethod) (m
 			// Cancel at once: the command must never complete, and an
 			// open session would stay in Prosody's memory.
 			if r.Command.SessionID != "" {
-				_ = sess.iqAsync(m.c.opts.Domain, muc, "set", func(b *xb) {
+				_ = sess.iqNoWait(m.c.opts.Domain, muc, "set", func(b *xb) {
 					b.empty("command", "xmlns", nsCommands, "node", nodeListRooms, "sessionid", r.Command.SessionID, "action", "cancel")
 				})
 			}

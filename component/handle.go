@@ -1,52 +1,50 @@
 package component
 
 import (
+	"encoding/xml"
+
 	"go.uber.org/zap"
 )
 
-// handle dispatches one incoming stanza. It runs on the read loop, so it
-// must not wait on the server: small answers are written at once, anything
-// that needs round trips is handed to other goroutines.
-func (c *Component) handle(sess *session, st *stanza) {
-	switch st.XMLName.Local {
-	case "iq":
-		if st.Type != "get" && st.Type != "set" {
-			return // stray result or error: nobody waits for it
-		}
-		c.handleIQ(sess, st)
-	case "presence":
-		if m := c.opts.Moderation; m != nil {
-			m.presence(st)
-		}
-	case "message":
-		if st.Type == "error" {
+// This file holds the component's own answers (ping, version, disco) and
+// the reply helpers every feature uses. Features register their handlers
+// on the mux (mux.go); nothing here knows about knocks or commands.
+//
+// The answers are written by hand rather than with mellium's ping,
+// version and disco handlers: those are mux.IQHandlers that write to the
+// xmlstream.TokenReadEncoder of mellium's Session.Serve, and gavel runs
+// its own read loop (Serve answers every IQ its handler did not answer in
+// line with service-unavailable, which rules out answering knocks off the
+// read loop). Feeding them would take a fake encoder per stanza.
+
+var (
+	namePing       = xml.Name{Space: nsPing, Local: "ping"}
+	nameVersion    = xml.Name{Space: nsVersion, Local: "query"}
+	nameDiscoInfo  = xml.Name{Space: nsDiscoInfo, Local: "query"}
+	nameDiscoItems = xml.Name{Space: nsDiscoItems, Local: "query"}
+	nameKnock      = xml.Name{Space: NSKnock, Local: "knock"}
+	nameCommand    = xml.Name{Space: nsCommands, Local: "command"}
+)
+
+// routes are the handlers of the component itself.
+func (c *Component) routes() []muxOption {
+	return []muxOption{
+		handleIQ("get", namePing, HandlerFunc(func(sess *session, st *stanza) { c.reply(sess, st, nil) })),
+		handleIQ("get", nameVersion, HandlerFunc(func(sess *session, st *stanza) {
+			c.reply(sess, st, func(b *xb) {
+				b.open("query", "xmlns", nsVersion).elem("name", "gavel").elem("version", Version).close("query")
+			})
+		})),
+		handleIQ("get", nameDiscoInfo, HandlerFunc(c.discoInfo)),
+		handleIQ("get", nameDiscoItems, HandlerFunc(c.discoItems)),
+		handleMessage("error", xml.Name{}, HandlerFunc(func(_ *session, st *stanza) {
 			c.log.Debug("message bounced", zap.String("from", st.From))
-		}
+		})),
 	}
 }
 
-func (c *Component) handleIQ(sess *session, st *stanza) {
-	switch {
-	case st.Ping != nil && st.Type == "get":
-		c.reply(sess, st, nil)
-	case st.DiscoInfo != nil && st.Type == "get":
-		c.discoInfo(sess, st)
-	case st.DiscoItems != nil && st.Type == "get":
-		c.discoItems(sess, st)
-	case st.Version != nil && st.Type == "get":
-		c.reply(sess, st, func(b *xb) {
-			b.open("query", "xmlns", nsVersion).elem("name", "gavel").elem("version", Version).close("query")
-		})
-	case st.Knock != nil && st.Type == "set" && c.opts.Moderation != nil:
-		c.opts.Moderation.knock(sess, st)
-	case st.Command != nil && st.Type == "set" && c.opts.Moderation != nil:
-		c.opts.Moderation.command(sess, st)
-	default:
-		c.replyError(sess, st, &stanzaError{Type: "cancel", Condition: "service-unavailable"})
-	}
-}
-
-// reply answers an IQ with a result carrying payload (may be nil).
+// reply answers an IQ with a result carrying payload (may be nil). It
+// never waits for the socket: the answer is queued (session.queue).
 func (c *Component) reply(sess *session, st *stanza, payload func(*xb)) {
 	var b xb
 	b.open("iq", "from", st.To, "to", st.From, "type", "result", "id", st.ID)
@@ -54,16 +52,23 @@ func (c *Component) reply(sess *session, st *stanza, payload func(*xb)) {
 		payload(&b)
 	}
 	b.close("iq")
-	_ = sess.write(b.Bytes())
+	c.queue(sess, st, b.Bytes())
 }
 
-// replyError answers a stanza with an error.
+// replyError answers a stanza with an error. It never waits for the
+// socket.
 func (c *Component) replyError(sess *session, st *stanza, e *stanzaError) {
 	var b xb
 	b.open(st.XMLName.Local, "from", st.To, "to", st.From, "type", "error", "id", st.ID)
 	e.xml(&b)
 	b.close(st.XMLName.Local)
-	_ = sess.write(b.Bytes())
+	c.queue(sess, st, b.Bytes())
+}
+
+func (c *Component) queue(sess *session, st *stanza, b []byte) {
+	if err := sess.queue(b); err == errQueueFull {
+		c.log.Warn("answer dropped: the server is not reading", zap.String("to", st.From), zap.String("id", st.ID))
+	}
 }
 
 func (c *Component) discoInfo(sess *session, st *stanza) {
@@ -78,7 +83,7 @@ func (c *Component) discoInfo(sess *session, st *stanza) {
 		switch {
 		case node == "":
 			b.empty("identity", "category", "component", "type", "generic", "name", "gavel")
-			for _, f := range []string{nsDiscoInfo, nsDiscoItems, nsPing, nsVersion, nsCommands, NSKnock} {
+			for _, f := range c.mux.features() {
 				b.empty("feature", "var", f)
 			}
 		case node == nsCommands:

@@ -13,6 +13,11 @@ type Metrics struct {
 	Changes        *prometheus.CounterVec // affiliation and role changes by kind and result
 	Rooms          prometheus.Gauge
 	Occupants      prometheus.Gauge
+	// PendingIQs is the number of IQs gavel sent and waits for;
+	// DroppedIQs counts IQ answers dropped because they came from another
+	// JID than the request went to (forged or misrouted).
+	PendingIQs prometheus.Gauge
+	DroppedIQs prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: none).
@@ -35,11 +40,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Changes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gavel_room_changes_total", Help: "Affiliation and role changes sent to rooms, by kind and result.",
 		}, []string{"kind", "result"}),
-		Rooms:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "gavel_rooms", Help: "Rooms gavel governs now."}),
-		Occupants: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gavel_occupants", Help: "Occupants tracked in governed rooms."}),
+		Rooms:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "gavel_rooms", Help: "Rooms gavel governs now."}),
+		Occupants:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "gavel_occupants", Help: "Occupants tracked in governed rooms."}),
+		PendingIQs: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gavel_pending_iqs", Help: "IQs sent to the server and waiting for an answer."}),
+		DroppedIQs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gavel_iq_answers_dropped_total", Help: "IQ answers dropped because they did not come from the JID the request went to.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Knocks, m.KnockLatency, m.TokenLatency, m.KnocksInFlight, m.Changes, m.Rooms, m.Occupants)
+		reg.MustRegister(m.Knocks, m.KnockLatency, m.TokenLatency, m.KnocksInFlight, m.Changes, m.Rooms, m.Occupants, m.PendingIQs, m.DroppedIQs)
 	}
 	return m
 }

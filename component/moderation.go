@@ -167,6 +167,16 @@ func NewModeration(opts ModerationOptions) (*Moderation, error) {
 	return m, nil
 }
 
+// routes registers what Moderation serves: knocks, ad-hoc commands and
+// the presence of governed rooms.
+func (m *Moderation) routes() []muxOption {
+	return []muxOption{
+		handleIQ("set", nameKnock, HandlerFunc(m.knock)),
+		handleIQ("set", nameCommand, HandlerFunc(m.command)),
+		handlePresence(HandlerFunc(func(_ *session, st *stanza) { m.presence(st) })),
+	}
+}
+
 func (m *Moderation) attach(c *Component) {
 	m.c = c
 	m.log = c.log
@@ -240,7 +250,7 @@ func (m *Moderation) shutdown(sess *session, deadline time.Time) {
 		b.empty("presence", "from", from, "to", r.jid+"/"+m.c.opts.Nick, "type", "unavailable")
 		r.push(event{kind: evShutdown})
 	}
-	if b.Len() > 0 {
+	if b.Len() > 0 && sess != nil { // nil: leave no room (a duplicate instance)
 		_ = sess.write(b.Bytes())
 	}
 	done := make(chan struct{})

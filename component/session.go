@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
 	mcomponent "mellium.im/xmpp/component"
 	"mellium.im/xmpp/jid"
@@ -33,29 +34,52 @@ func (e *HandshakeError) Error() string {
 	case "not-authorized":
 		return fmt.Sprintf("component: the server refused the secret for %s (not-authorized): component.secret must equal the server's component_secret", e.Domain)
 	case "conflict":
-		return fmt.Sprintf("component: another component is already connected as %s (conflict): is a second gavel running?", e.Domain)
+		return fmt.Sprintf("component: another component is already connected as %s (conflict): is a second gavel running? Retrying, in case it is this gavel's previous connection", e.Domain)
 	case "host-unknown", "improper-addressing":
 		return fmt.Sprintf("component: the server does not know component %s (%s): add it to the server config", e.Domain, e.Condition)
 	}
 	return fmt.Sprintf("component: the server refused the handshake for %s: %s", e.Domain, e.Condition)
 }
 
+// Timeouts of the session.
+const (
+	// defaultIQTimeout bounds every wait for an IQ answer.
+	defaultIQTimeout = 15 * time.Second
+	// writeTimeout bounds one socket write: a server that does not read
+	// for that long has the connection closed.
+	writeTimeout = 10 * time.Second
+	// replyQueue is how many answers may wait for the socket. The read
+	// loop never writes: it queues, and when the queue is full (the
+	// server has not read for a while) the answer is dropped.
+	replyQueue = 1024
+)
+
+// errQueueFull is returned for a reply dropped because the socket is slow.
+var errQueueFull = errors.New("component: the outgoing queue is full: the server is not reading")
+
 // session is one XEP-0114 connection. mellium negotiates the stream; after
 // that gavel reads stanzas itself (so IQs can be answered asynchronously) and
-// writes whole stanzas under one lock.
+// writes whole stanzas under one lock. Replies go through a queue that a
+// writer goroutine drains, so the read loop never waits on the socket.
 type session struct {
 	domain string
 	conn   net.Conn
 	xs     *xmpp.Session
 	epoch  string
 
-	wmu    sync.Mutex
+	wmu    sync.Mutex // held only around one socket write, never with another lock
 	closed atomic.Bool
 
-	pmu     sync.Mutex
-	pending map[string]chan *stanza
-	seq     atomic.Uint64
-	done    chan struct{}
+	iqs       *iqTracker
+	iqTimeout time.Duration
+	out       chan []byte   // queued replies
+	quit      chan struct{} // closed by close: drain out, then stop the writer
+	wdone     chan struct{} // closed when the writer has stopped
+	done      chan struct{} // closed when the read loop has ended
+
+	dropped   atomic.Uint64 // replies dropped on a full queue
+	iqsSent   atomic.Uint64 // IQs sent
+	closeOnce sync.Once
 }
 
 // dial connects and performs the handshake.
@@ -89,35 +113,77 @@ func dial(ctx context.Context, addr, domain string, secret []byte, epoch int) (*
 		return nil, fmt.Errorf("component: handshake with %s: %w", addr, err)
 	}
 	_ = conn.SetDeadline(time.Time{})
-	return &session{
-		domain:  domain,
-		conn:    conn,
-		xs:      xs,
-		epoch:   strconv.Itoa(epoch),
-		pending: map[string]chan *stanza{},
-		done:    make(chan struct{}),
-	}, nil
+	s := &session{
+		domain:    domain,
+		conn:      conn,
+		xs:        xs,
+		epoch:     strconv.Itoa(epoch),
+		iqs:       newTracker(domain),
+		iqTimeout: defaultIQTimeout,
+		out:       make(chan []byte, replyQueue),
+		quit:      make(chan struct{}),
+		wdone:     make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	go s.writer()
+	return s, nil
 }
 
-// write sends one complete stanza.
+// write sends one complete stanza, waiting for the socket (at most
+// writeTimeout). A failed write closes the connection: the read loop
+// ends and the component reconnects.
 func (s *session) write(b []byte) error {
 	if s.closed.Load() {
 		return ErrNotConnected
 	}
 	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	_ = s.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_ = s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 	_, err := s.conn.Write(b)
+	s.wmu.Unlock()
 	if err != nil {
 		s.closed.Store(true)
+		s.conn.Close()
 		return fmt.Errorf("component: write: %w", err)
 	}
 	return nil
 }
 
-// nextID returns a stanza id unique for this connection.
-func (s *session) nextID() string {
-	return "g" + s.epoch + "-" + strconv.FormatUint(s.seq.Add(1), 36)
+// queue hands one complete stanza to the writer without waiting. It is
+// what code on the read loop uses.
+func (s *session) queue(b []byte) error {
+	if s.closed.Load() {
+		return ErrNotConnected
+	}
+	select {
+	case s.out <- b:
+		return nil
+	default:
+		s.dropped.Add(1)
+		return errQueueFull
+	}
+}
+
+// writer writes queued stanzas until the session ends; on close it
+// drains the queue first.
+func (s *session) writer() {
+	defer close(s.wdone)
+	for {
+		select {
+		case b := <-s.out:
+			_ = s.write(b)
+		case <-s.done:
+			return
+		case <-s.quit:
+			for {
+				select {
+				case b := <-s.out:
+					_ = s.write(b)
+				default:
+					return
+				}
+			}
+		}
+	}
 }
 
 // iq sends an IQ and waits for its response (at most 15 s, or until ctx
@@ -126,11 +192,75 @@ func (s *session) iq(ctx context.Context, from, to, typ string, payload func(*xb
 	return s.send(from, to, typ, payload)(ctx)
 }
 
+// iqAsync sends an IQ and returns a function that waits for its response,
+// so several IQs can be in flight at once. Not calling the function leaks
+// nothing: the request is forgotten at its deadline.
+func (s *session) iqAsync(from, to, typ string, payload func(*xb)) func() (*stanza, error) {
+	wait := s.send(from, to, typ, payload)
+	return func() (*stanza, error) { return wait(context.Background()) }
+}
+
+// iqNoWait sends an IQ whose answer nobody needs: nothing is kept for it,
+// and its answer, when it comes, is dropped as a stray one.
+func (s *session) iqNoWait(from, to, typ string, payload func(*xb)) error {
+	var b xb
+	b.open("iq", "from", from, "to", to, "type", typ, "id", newID())
+	payload(&b)
+	b.close("iq")
+	s.iqsSent.Add(1)
+	return s.write(b.Bytes())
+}
+
+// PendingIQs is the number of IQs waiting for an answer.
+func (s *session) pendingIQs() int { return s.iqs.Len() }
+
+// send writes an IQ and returns the wait for its response: at most 15 s,
+// or until ctx ends or the session does. Only a result or an error from
+// to is an answer (iqTracker).
+func (s *session) send(from, to, typ string, payload func(*xb)) func(context.Context) (*stanza, error) {
+	id, p := s.iqs.track(to, s.iqTimeout)
+	var b xb
+	b.open("iq", "from", from, "to", to, "type", typ, "id", id)
+	payload(&b)
+	b.close("iq")
+	s.iqsSent.Add(1)
+	if err := s.write(b.Bytes()); err != nil {
+		s.iqs.forget(id, p)
+		return func(context.Context) (*stanza, error) { return nil, err }
+	}
+	return func(ctx context.Context) (*stanza, error) {
+		select {
+		case r := <-p.resp:
+			if r.Type == "error" {
+				if r.Error == nil {
+					return r, &stanzaError{Type: "cancel", Condition: "undefined-condition"}
+				}
+				return r, r.Error
+			}
+			return r, nil
+		case <-p.expired:
+			if s.closed.Load() {
+				return nil, ErrNotConnected
+			}
+			return nil, fmt.Errorf("component: no answer from %s within %v", to, s.iqTimeout)
+		case <-s.done:
+			s.iqs.forget(id, p)
+			return nil, ErrNotConnected
+		case <-ctx.Done():
+			s.iqs.forget(id, p)
+			return nil, fmt.Errorf("component: no answer from %s: %w", to, ctx.Err())
+		}
+	}
+}
+
 // readLoop reads stanzas until the stream ends; IQ responses go to their
-// waiters, everything else to handle. It returns why the stream ended.
+// waiters, everything else to handle. It returns why the stream ended:
+// io.EOF when the server closed it (or the connection), an error naming
+// the problem otherwise.
 func (s *session) readLoop(handle func(*stanza)) error {
 	defer func() {
 		s.closed.Store(true)
+		s.iqs.close()
 		close(s.done)
 	}()
 	r := s.xs.TokenReader()
@@ -139,14 +269,7 @@ func (s *session) readLoop(handle func(*stanza)) error {
 	for {
 		tok, err := d.Token()
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return io.EOF
-			}
-			var se *xml.SyntaxError
-			if errors.As(err, &se) {
-				return io.EOF // the server closed the stream (Prosody sends a bare EOF)
-			}
-			return err
+			return readError(err)
 		}
 		start, ok := tok.(xml.StartElement)
 		if !ok {
@@ -155,36 +278,81 @@ func (s *session) readLoop(handle func(*stanza)) error {
 			}
 			continue // whitespace keepalive
 		}
-		if start.Name.Space == stream.NS && start.Name.Local == "error" {
-			var se stream.Error
-			if err := d.DecodeElement(&se, &start); err != nil {
-				return err
-			}
-			return fmt.Errorf("component: the server closed the stream: %s", se.Err)
+		st, err := decodeStanza(d, start)
+		if err != nil {
+			return readError(err)
 		}
-		st := new(stanza)
-		if err := d.DecodeElement(st, &start); err != nil {
-			return fmt.Errorf("component: malformed stanza from server: %w", err)
-		}
-		if st.XMLName.Local == "iq" && (st.Type == "result" || st.Type == "error") {
-			s.pmu.Lock()
-			ch, ok := s.pending[st.ID]
-			s.pmu.Unlock()
-			if ok {
-				select {
-				case ch <- st:
-				default:
-				}
-				continue
-			}
+		if st.XMLName.Local == "iq" && s.iqs.deliver(st) {
+			continue
 		}
 		handle(st)
 	}
 }
 
-// close ends the stream politely and closes the connection after the
-// server's answer or the deadline.
+// readError says why reading the stream failed.
+func readError(err error) error {
+	var syn *xml.SyntaxError
+	var se stream.Error
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return io.EOF
+	case errors.As(err, &syn) && syn.Msg == "unexpected EOF":
+		// The connection ended inside the stream: Prosody closes the
+		// component stream without </stream:stream> when it stops.
+		return io.EOF
+	case errors.As(err, &syn):
+		return fmt.Errorf("component: XML syntax error from the server at line %d: %s", syn.Line, syn.Msg)
+	case errors.As(err, &se):
+		return fmt.Errorf("component: the server closed the stream: %s", se.Err)
+	}
+	return err
+}
+
+// decodeStanza decodes the stanza that start opens, reading the rest of it
+// from r, and notes the name of its payload for the mux.
+func decodeStanza(r xml.TokenReader, start xml.StartElement) (*stanza, error) {
+	st := new(stanza)
+	names := &payloadName{r: r}
+	d := xml.NewTokenDecoder(xmlstream.MultiReader(xmlstream.Token(start), names))
+	if err := d.Decode(st); err != nil {
+		return nil, err
+	}
+	st.payload = names.first
+	return st, nil
+}
+
+// payloadName passes a stanza's tokens through and notes the name of its
+// first child element.
+type payloadName struct {
+	r     xml.TokenReader
+	depth int
+	first xml.Name
+	found bool
+}
+
+func (p *payloadName) Token() (xml.Token, error) {
+	tok, err := p.r.Token()
+	switch t := tok.(type) {
+	case xml.StartElement:
+		if p.depth == 0 && !p.found {
+			p.first, p.found = t.Name, true
+		}
+		p.depth++
+	case xml.EndElement:
+		p.depth--
+	}
+	return tok, err
+}
+
+// close ends the stream politely: queued replies are written first, then
+// the stream end; the connection is closed after the server's answer or
+// the deadline.
 func (s *session) close(deadline time.Time) {
+	s.closeOnce.Do(func() { close(s.quit) })
+	select {
+	case <-s.wdone:
+	case <-time.After(time.Until(deadline)):
+	}
 	if !s.closed.Swap(true) {
 		s.wmu.Lock()
 		_ = s.conn.SetWriteDeadline(deadline)
@@ -197,55 +365,4 @@ func (s *session) close(deadline time.Time) {
 	case <-time.After(time.Until(deadline)):
 	}
 	s.conn.Close()
-}
-
-// iqAsync sends an IQ and returns a function that waits for its response,
-// so several IQs can be in flight at once.
-func (s *session) iqAsync(from, to, typ string, payload func(*xb)) func() (*stanza, error) {
-	wait := s.send(from, to, typ, payload)
-	return func() (*stanza, error) { return wait(context.Background()) }
-}
-
-// send writes an IQ and returns the wait for its response: at most 15 s,
-// or until ctx ends or the session does.
-func (s *session) send(from, to, typ string, payload func(*xb)) func(context.Context) (*stanza, error) {
-	id := s.nextID()
-	ch := make(chan *stanza, 1)
-	s.pmu.Lock()
-	s.pending[id] = ch
-	s.pmu.Unlock()
-	forget := func() {
-		s.pmu.Lock()
-		delete(s.pending, id)
-		s.pmu.Unlock()
-	}
-	var b xb
-	b.open("iq", "from", from, "to", to, "type", typ, "id", id)
-	payload(&b)
-	b.close("iq")
-	if err := s.write(b.Bytes()); err != nil {
-		forget()
-		return func(context.Context) (*stanza, error) { return nil, err }
-	}
-	return func(ctx context.Context) (*stanza, error) {
-		defer forget()
-		t := time.NewTimer(15 * time.Second)
-		defer t.Stop()
-		select {
-		case r := <-ch:
-			if r.Type == "error" {
-				if r.Error == nil {
-					return r, &stanzaError{Type: "cancel", Condition: "undefined-condition"}
-				}
-				return r, r.Error
-			}
-			return r, nil
-		case <-s.done:
-			return nil, ErrNotConnected
-		case <-ctx.Done():
-			return nil, fmt.Errorf("component: no answer from %s: %w", to, ctx.Err())
-		case <-t.C:
-			return nil, fmt.Errorf("component: no answer from %s within 15s", to)
-		}
-	}
 }

@@ -43,7 +43,12 @@ type stanza struct {
 	Command    *commandEl   `xml:"http://jabber.org/protocol/commands command"`
 	Version    *versionEl   `xml:"jabber:iq:version query"`
 	AdminQuery *adminQuery  `xml:"http://jabber.org/protocol/muc#admin query"`
+	Probe      *probeEl     `xml:"urn:gavel:instance:0 probe"`
 	Other      []anyEl      `xml:",any"`
+
+	// payload is the name of the first child element, what the mux
+	// dispatches on (set by the read loop).
+	payload xml.Name
 }
 
 type anyEl struct{ XMLName xml.Name }

@@ -33,10 +33,11 @@ func FuzzStanza(f *testing.F) {
 		if !wellFormed(data) {
 			return
 		}
-		var st stanza
-		if err := d.DecodeElement(&st, &start); err != nil {
+		st, err := decodeStanza(d, start)
+		if err != nil {
 			t.Fatalf("well-formed stanza failed to decode: %v\n%s", err, data)
 		}
+		newMux(append((&Component{}).routes(), handlePresence(HandlerFunc(func(*session, *stanza) {})))...).lookup(st)
 		st.MUCUser.has(110)
 		if st.Command != nil {
 			st.Command.Form.value("user")

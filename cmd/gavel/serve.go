@@ -111,15 +111,29 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOpt
 	}
 
 	// Whichever of the two stops first with an error stops the other: gavel
-	// does not run on without its API, nor the API without XMPP.
+	// does not run on without its API, nor the API without XMPP (and a
+	// component that refuses to run, component.ErrDuplicateInstance, ends
+	// the process with exit code 1).
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 2)
-	go func() { errc <- comp.Run(ctx) }()
+	go func() {
+		err := comp.Run(ctx)
+		if err != nil {
+			cancel()
+		}
+		errc <- err
+	}()
 	running := 1
 	if httpLn != nil {
 		running++
-		go func() { errc <- serveHTTP(ctx, cfg, log.Named("http"), cmds, comp, reg, httpLn) }()
+		go func() {
+			err := serveHTTP(ctx, cfg, log.Named("http"), cmds, comp, reg, httpLn)
+			if err != nil {
+				cancel()
+			}
+			errc <- err
+		}()
 	}
 	var first error
 	for ; running > 0; running-- {
