@@ -54,6 +54,8 @@ func commandError(err error) *apiError {
 		return &apiError{http.StatusNotFound, "not-governed", err.Error()}
 	case errors.Is(err, commands.ErrUnavailable):
 		return &apiError{http.StatusServiceUnavailable, "not-connected", err.Error()}
+	case errors.Is(err, commands.ErrStoreUnavailable):
+		return &apiError{http.StatusServiceUnavailable, "store-unavailable", err.Error()}
 	case errors.Is(err, context.DeadlineExceeded):
 		return &apiError{http.StatusGatewayTimeout, "timeout", "the command did not finish in time"}
 	}

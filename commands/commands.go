@@ -39,6 +39,9 @@ var (
 	// ErrUnavailable is a command that needs the XMPP server while gavel
 	// is not connected to it.
 	ErrUnavailable = errors.New("commands: not connected to the XMPP server")
+	// ErrStoreUnavailable is a command that could not be stored (a full
+	// or read-only disk): nothing was acknowledged, retry later.
+	ErrStoreUnavailable = errors.New("commands: the store cannot take writes")
 	// ErrNoSuchBan is an unban of a ban that is not stored.
 	ErrNoSuchBan = errors.New("commands: no such ban")
 	// ErrIncomplete is a ban that is stored (and refuses every new join)
@@ -319,10 +322,14 @@ func tenantShown(k Key, kerr error, raw string) string {
 	return clip(raw)
 }
 
-// storeErr maps the store's validation errors onto ErrInvalid.
+// storeErr maps the store's validation errors onto ErrInvalid and its
+// write failures onto ErrStoreUnavailable.
 func storeErr(err error) error {
-	if errors.Is(err, store.ErrInvalid) {
+	switch {
+	case errors.Is(err, store.ErrInvalid):
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	case errors.Is(err, store.ErrUnavailable):
+		return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 	}
 	return err
 }

@@ -172,6 +172,8 @@ func commandError(err error) *stanzaError {
 		return &stanzaError{Type: "cancel", Condition: "not-allowed", Text: err.Error()}
 	case errors.Is(err, commands.ErrUnavailable):
 		return &stanzaError{Type: "wait", Condition: "remote-server-timeout", Text: err.Error()}
+	case errors.Is(err, commands.ErrStoreUnavailable):
+		return &stanzaError{Type: "wait", Condition: "internal-server-error", Text: err.Error()}
 	case errors.Is(err, context.DeadlineExceeded):
 		return &stanzaError{Type: "wait", Condition: "remote-server-timeout", Text: "the command did not finish in time"}
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/gavelxmpp/gavel/api"
 	"github.com/gavelxmpp/gavel/auth"
 	"github.com/gavelxmpp/gavel/commands"
-	"github.com/gavelxmpp/gavel/component"
 	"github.com/gavelxmpp/gavel/config"
 )
 
@@ -38,7 +37,7 @@ func listenHTTP(addr string) (net.Listener, error) {
 
 // serveHTTP runs the admin API, health and metrics server on ln, and
 // closes ln.
-func serveHTTP(ctx context.Context, cfg *config.Config, log *zap.Logger, cmds *commands.Service, comp *component.Component, reg *prometheus.Registry, ln net.Listener) (err error) {
+func serveHTTP(ctx context.Context, cfg *config.Config, log *zap.Logger, cmds *commands.Service, ready func() error, reg *prometheus.Registry, ln net.Listener) (err error) {
 	defer func() {
 		if err != nil {
 			_ = ln.Close()
@@ -49,13 +48,8 @@ func serveHTTP(ctx context.Context, cfg *config.Config, log *zap.Logger, cmds *c
 		return err
 	}
 	srv, err := api.New(api.Options{
-		Commands: cmds,
-		Ready: func() error {
-			if !comp.Connected() {
-				return component.ErrNotConnected
-			}
-			return nil
-		},
+		Commands:      cmds,
+		Ready:         ready,
 		Keys:          keys,
 		Registry:      reg,
 		Logger:        log,

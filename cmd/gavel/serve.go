@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -128,7 +129,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOpt
 	if httpLn != nil {
 		running++
 		go func() {
-			err := serveHTTP(ctx, cfg, log.Named("http"), cmds, comp, reg, httpLn)
+			err := serveHTTP(ctx, cfg, log.Named("http"), cmds, readiness(comp, st), reg, httpLn)
 			if err != nil {
 				cancel()
 			}
@@ -229,4 +230,17 @@ func authSettings(t config.Token, path string) (auth.Settings, error) {
 	s.MaxTokenBytes = t.MaxTokenBytes
 	s.MUCDomainPrefix = t.MUCDomainPrefix
 	return s, nil
+}
+
+// readiness is /readyz: connected to the XMPP server, and a store that
+// takes writes (a full or read-only disk fails it until it recovers).
+func readiness(comp *component.Component, st store.Store) func() error {
+	return func() error {
+		if !comp.Connected() {
+			return component.ErrNotConnected
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return st.Check(ctx)
+	}
 }
