@@ -8,6 +8,7 @@ type Metrics struct {
 	KnockLatency prometheus.Histogram
 	TokenLatency prometheus.Histogram
 	Changes      *prometheus.CounterVec // affiliation and role changes by kind and result
+	Joins        *prometheus.CounterVec // gavel's joins of rooms, by outcome
 	Commands     *prometheus.CounterVec // by command and result
 	Rooms        prometheus.Gauge
 	Occupants    prometheus.Gauge
@@ -30,6 +31,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Changes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gavel_room_changes_total", Help: "Affiliation and role changes sent to rooms, by kind and result.",
 		}, []string{"kind", "result"}),
+		Joins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gavel_room_joins_total", Help: "gavel's joins of rooms, by outcome: joined, refused, retried, timeout, nick-taken.",
+		}, []string{"outcome"}),
 		Commands: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gavel_commands_total", Help: "Admin commands, by command and result.",
 		}, []string{"command", "result"}),
@@ -37,7 +41,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Occupants: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gavel_occupants", Help: "Occupants tracked in governed rooms."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Knocks, m.KnockLatency, m.TokenLatency, m.Changes, m.Commands, m.Rooms, m.Occupants)
+		reg.MustRegister(m.Knocks, m.KnockLatency, m.TokenLatency, m.Changes, m.Joins, m.Commands, m.Rooms, m.Occupants)
 	}
 	return m
 }
