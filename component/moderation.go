@@ -346,6 +346,28 @@ func (m *Moderation) retire(r *room) bool {
 	return true
 }
 
+// waiting returns how many knocks wait for room roomJID: queued, or held
+// while gavel joins it. For tests and diagnostics.
+func (m *Moderation) waiting(roomJID string) int {
+	m.mu.Lock()
+	r := m.rooms[roomJID]
+	m.mu.Unlock()
+	if r == nil {
+		return 0
+	}
+	done := make(chan int, 1)
+	if !r.push(event{kind: evCommand, cmd: func(r *room) error {
+		r.qmu.Lock()
+		n := r.nknocks
+		r.qmu.Unlock()
+		done <- n + len(r.deferred)
+		return nil
+	}}) {
+		return 0
+	}
+	return <-done
+}
+
 // Rooms returns the JIDs of the rooms gavel currently governs.
 func (m *Moderation) Rooms() []string {
 	m.mu.Lock()
