@@ -494,7 +494,7 @@ func (r *room) decideAll(ks []*knockReq) {
 	errs := r.perform(acts)
 	for _, x := range gs {
 		k, grant := x.k, x.g
-		if i := slices.IndexFunc(errs, func(e actionErr) bool { return e.bare == k.bare || e.bare == "" }); i >= 0 {
+		if i := slices.IndexFunc(errs, func(e actionErr) bool { return e.bare == k.bare || errors.Is(e.err, ErrNotConnected) }); i >= 0 {
 			m.refuse(k.sess, k.st, "wait", "service-unavailable", condRoomUnavailable, "the room refused gavel's change: "+errs[i].err.Error(), k.started)
 			continue
 		}
