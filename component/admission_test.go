@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,49 +11,7 @@ import (
 	"github.com/gavelxmpp/gavel/internal/prosodytest"
 	"github.com/gavelxmpp/gavel/internal/xclient"
 	"github.com/gavelxmpp/gavel/policy"
-	"github.com/gavelxmpp/gavel/store"
 )
-
-// fakeClock is a clock the test moves by hand.
-type fakeClock struct{ ns atomic.Int64 }
-
-func newFakeClock() *fakeClock {
-	c := &fakeClock{}
-	c.ns.Store(time.Now().UnixNano())
-	return c
-}
-func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
-
-// startModeratedWith is startModerated with a hook on the options.
-func startModeratedWith(t *testing.T, srv *server, tenants map[string]Tenant, mutate func(*ModerationOptions)) *moderated {
-	t.Helper()
-	v, err := auth.New(map[string]auth.Settings{"": func() auth.Settings {
-		s := auth.DefaultSettings("gavel-test")
-		s.Secrets = [][]byte{[]byte(testSecret)}
-		return s
-	}()}, auth.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { v.Close() })
-	opts := ModerationOptions{
-		MUCs:     []MUC{{Domain: prosodytest.MUC}},
-		Verifier: v,
-		Store:    store.NewMemory(),
-		Tenant:   tenantsFunc(tenants),
-	}
-	if mutate != nil {
-		mutate(&opts)
-	}
-	mod, err := NewModeration(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := startComponent(t, srv, func(o *Options) { o.Moderation = mod })
-	r.waitConnected(t, 5*time.Second)
-	return &moderated{running: r, mod: mod, store: opts.Store}
-}
 
 // outcome returns the application condition of a knock's answer.
 func outcome(err error) string {
@@ -91,10 +48,10 @@ func TestUnknownTenantsShareTheDefaultBucket(t *testing.T) {
 // A joiner that keeps knocking faster than its limit gets its burst once:
 // no mass reset hands everyone a fresh burst every few minutes.
 func TestKnockLimitHasNoMassReset(t *testing.T) {
-	clock := newFakeClock()
+	clock := &fakeClock{now: time.Now()}
 	ten := tenant(policy.Token, policy.GuestsDeny)
 	ten.KnocksPerMinutePerJID = 6 // one knock every 10 s, burst 5
-	startModeratedWith(t, shared, map[string]Tenant{"": ten}, func(o *ModerationOptions) { o.Now = clock.Now })
+	startModeratedWith(t, shared, MUC{Domain: prosodytest.MUC}, map[string]Tenant{"": ten}, nil, func(o *ModerationOptions) { o.Clock = clock })
 	cl := login(t, shared)
 	ctx := ctxT(t, 60*time.Second)
 	room := newRoom("")

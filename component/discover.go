@@ -3,6 +3,8 @@ package component
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -223,48 +225,26 @@ func (m *Moderation) forgetDormant(muc string, listed map[string]bool) {
 }
 
 // adoptCreators runs as gavel enters a room that a client created while
-// gavel watched: the owners it finds there, bots apart, are owners only
-// because they created it. The policy is shown them without it; admit
-// settles it for each (settleCreator).
-func (r *room) adoptCreators(present []policy.Presence) {
-	opts := r.policyOptions()
-	for i := range present {
-		p := &present[i]
-		if p.Affiliation != policy.Owner || containsFold(opts.BotDomains, domainOf(p.BareJID)) {
-			continue
-		}
-		r.creators[p.BareJID] = false
-		p.Affiliation = policy.None
-		p.Role = policy.Participant
-		r.m.log.Debug("room creator found", zap.String("room", r.jid), zap.String("jid", p.FullJID))
+// gavel watched: it returns the occupants as the policy is to see them and
+// notes the creators (policy.Room.AdoptCreators).
+func (r *room) adoptCreators(present []policy.Presence) []policy.Presence {
+	shown, creators := r.pol.AdoptCreators(present)
+	for _, c := range creators {
+		r.creators[c] = false
+		r.m.log.Debug("room creator found", zap.String("room", r.jid), zap.String("jid", c))
 	}
+	return shown
 }
 
 // holdCreatorGrants removes from acts the owner grants for creators (they
 // are owners already) and notes that the policy wants them owner.
 func (r *room) holdCreatorGrants(acts []policy.Action) []policy.Action {
 	if len(r.creators) == 0 {
-		return acts
+		return slices.Clone(acts)
 	}
-	out := acts[:0:0]
-	for _, a := range acts {
-		if _, ok := r.creators[a.BareJID]; ok && a.Kind == policy.ActionSetAffiliation && a.Affiliation == policy.Owner {
-			r.creators[a.BareJID] = true
-			continue
-		}
-		out = append(out, a)
-	}
-	return out
-}
-
-// withoutGrantsTo removes the affiliation grants for bare from acts.
-func withoutGrantsTo(acts []policy.Action, bare string) []policy.Action {
-	out := acts[:0:0]
-	for _, a := range acts {
-		if a.Kind == policy.ActionSetAffiliation && a.BareJID == bare && a.Affiliation >= policy.Member {
-			continue
-		}
-		out = append(out, a)
+	out, wanted := policy.HoldCreatorGrants(acts, slices.Collect(maps.Keys(r.creators)))
+	for _, w := range wanted {
+		r.creators[w] = true
 	}
 	return out
 }

@@ -141,9 +141,11 @@ func (r *room) admitAll(now time.Time) {
 	for o := range r.pol.Occupants() {
 		fulls = append(fulls, o.FullJID)
 	}
+	var acts []policy.Action
 	for _, f := range fulls {
-		r.admit(f, now)
+		acts = append(acts, r.admit(f, now)...)
 	}
+	r.perform(acts)
 }
 
 // resolve says what the server says of the occupant full (of bare): a
@@ -175,16 +177,12 @@ func (r *room) resolve(full, bare string) (id *policy.Identity, key string, read
 }
 
 // deniedGuest reports whether the occupant full, which did not knock, is
-// a guest the tenant refuses: no trusted identity, no secure domain, no
-// affiliation of its own when it joined. Such a guest cannot enter a
-// members-only room; gavel removes it from an open one (a room a client
-// created, or one that must stay open for clients that never knock).
+// a guest the tenant refuses (policy.Room.DeniesGuest). Such a guest cannot
+// enter a members-only room; gavel removes it from an open one (a room a
+// client created, or one that must stay open for clients that never knock).
 func (r *room) deniedGuest(full, bare string) bool {
-	if r.tenant.Policy.Guests != policy.GuestsDeny || r.knocked(full) {
-		return false
-	}
 	id, _, ready := r.resolve(full, bare)
-	return ready && id == nil && r.joinAff[full] < policy.Member
+	return ready && r.pol.DeniesGuest(policy.Joiner{Knocked: r.knocked(full), Identified: id != nil, JoinAffiliation: r.joinAff[full]})
 }
 
 func (r *room) knocked(full string) bool {
@@ -192,11 +190,12 @@ func (r *room) knocked(full string) bool {
 	return ok
 }
 
-// admit applies to an occupant that did not knock what the server says of
-// it (resolve). It checks bans (the knock does that for knockers), settles
-// a room creator's ownership in a room gavel adopted, and removes guests
-// the tenant denies. It acts once per occupant and identity.
-func (r *room) admit(full string, now time.Time) {
+// admit returns the actions for an occupant that did not knock, from what
+// the server says of it (resolve). It checks bans (the knock does that for
+// knockers), settles a room creator's ownership in a room gavel adopted,
+// and removes guests the tenant denies. It acts once per occupant and
+// identity.
+func (r *room) admit(full string, now time.Time) []policy.Action {
 	var o policy.Occupant
 	found := false
 	for x := range r.pol.Occupants() {
@@ -206,11 +205,11 @@ func (r *room) admit(full string, now time.Time) {
 		}
 	}
 	if !found || o.Bot || r.knocked(full) {
-		return
+		return nil
 	}
 	id, key, ready := r.resolve(full, o.BareJID)
 	if !ready || r.admitted[full] == key {
-		return // admitted when the identity check ends; or done already
+		return nil // admitted when the identity check ends; or done already
 	}
 	first := r.admitted[full] == ""
 	r.admitted[full] = key
@@ -222,25 +221,19 @@ func (r *room) admit(full string, now time.Time) {
 	if ban, banned := r.m.bannedJoiner(r.ar.Tenant, o.BareJID, userID); banned {
 		r.m.log.Info("banned joiner removed", zap.String("room", r.jid), zap.String("jid", full), zap.String("ban", string(ban.Kind)))
 		delete(r.creators, o.BareJID)
-		r.perform([]policy.Action{{Kind: policy.ActionSetAffiliation, BareJID: o.BareJID, Affiliation: policy.Outcast, Reason: "ban"}})
-		return
+		return r.pol.Ban(nil, o.BareJID)
 	}
 	if first && r.deniedGuest(full, o.BareJID) {
-		// Whatever it holds came from creating the room or from the
-		// policy (auto-owner): take it back, or it would outlive the kick.
 		_, creator := r.creators[o.BareJID]
 		delete(r.creators, o.BareJID)
-		if creator || r.pol.Known(o.BareJID) >= policy.Member {
-			r.perform([]policy.Action{{Kind: policy.ActionSetAffiliation, BareJID: o.BareJID, Affiliation: policy.None, Reason: "token-required"}})
-		}
-		r.kick(o.Nick, "this room needs a token")
-		return
+		r.m.log.Debug("guest removed", zap.String("room", r.jid), zap.String("nick", o.Nick))
+		return r.pol.KickGuest(o.Nick, o.BareJID, creator)
 	}
 	var acts []policy.Action
 	if id != nil {
 		acts = append(acts, r.pol.SetIdentity(full, *id, now)...)
 	}
-	r.perform(r.settleCreator(o.BareJID, acts))
+	return r.settleCreator(o.BareJID, acts)
 }
 
 // bannedJoiner checks a joiner that never knocked against the bans the
@@ -256,43 +249,17 @@ func (m *Moderation) bannedJoiner(tenant, bare, userID string) (store.Ban, bool)
 	return store.Ban{}, false
 }
 
-// settleCreator decides, once, the ownership a client got by creating a
-// room gavel adopted: it stays when the policy grants owner anyway (when
-// the room was adopted, or now: the grant is dropped, there is nothing to
-// send), and is taken away otherwise (the policy already treats the
-// creator as holding none).
+// settleCreator settles, once, the ownership a client got by creating a
+// room gavel adopted (policy.SettleCreator).
 func (r *room) settleCreator(bare string, acts []policy.Action) []policy.Action {
 	wants, ok := r.creators[bare]
 	if !ok {
 		return acts
 	}
 	delete(r.creators, bare)
-	out := acts[:0:0]
-	for _, a := range acts {
-		if a.Kind == policy.ActionSetAffiliation && a.BareJID == bare && a.Affiliation == policy.Owner {
-			wants = true
-			continue
-		}
-		out = append(out, a)
+	out, withdrawn := policy.SettleCreator(bare, wants, acts)
+	if withdrawn {
+		r.m.log.Debug("room creator's ownership withdrawn", zap.String("room", r.jid), zap.String("jid", bare))
 	}
-	if wants {
-		return out
-	}
-	r.m.log.Debug("room creator's ownership withdrawn", zap.String("room", r.jid), zap.String("jid", bare))
-	return append([]policy.Action{{Kind: policy.ActionSetAffiliation, BareJID: bare, Affiliation: policy.None, Reason: "creator"}}, out...)
-}
-
-// kick removes the occupant nick with a reason the client shows.
-func (r *room) kick(nick, reason string) {
-	if r.sess == nil || r.state != joined {
-		return
-	}
-	_, err := r.sess.iq(context.Background(), r.m.occupantJID(), r.jid, "set", func(b *xb) {
-		b.open("query", "xmlns", nsMUCAdmin).open("item", "nick", nick, "role", "none").elem("reason", reason).close("item").close("query")
-	})
-	if err != nil {
-		r.m.log.Warn("room refused a kick", zap.String("room", r.jid), zap.String("nick", nick), zap.Error(err))
-		return
-	}
-	r.m.log.Debug("guest removed", zap.String("room", r.jid), zap.String("nick", nick), zap.String("reason", reason))
+	return out
 }

@@ -55,6 +55,8 @@ const (
 	knockTokenKeyUnavailable
 	knockTokenInvalid
 	knockRoomUnavailable
+	knockRoomBusy
+	knockViewerNotAdmitted
 	knockShuttingDown
 	numKnockOutcomes
 )
@@ -91,6 +93,8 @@ var knockOutcomes = [numKnockOutcomes]outcomeInfo{
 	knockTokenKeyUnavailable:      {"token-key-unavailable", "wait", "service-unavailable", "the token's key cannot be fetched now: try again later"},
 	knockTokenInvalid:             {"token-invalid", "auth", "not-authorized", "the token was refused"},
 	knockRoomUnavailable:          {"room-unavailable", "wait", "service-unavailable", "gavel could not enter or change the room"},
+	knockRoomBusy:                 {"room-busy", "wait", "resource-constraint", "too many knocks wait for this room: try again in a moment"},
+	knockViewerNotAdmitted:        {"viewer-not-admitted", "auth", "forbidden", "this tenant's rooms do not admit viewers"},
 	knockShuttingDown:             {"shutting-down", "wait", "service-unavailable", "gavel is shutting down"},
 }
 
@@ -138,6 +142,8 @@ func policyOutcome(refusal string) knockOutcome {
 		return knockBanned
 	case policy.RefusalTokenExpired:
 		return knockTokenExpired
+	case policy.RefusalViewerNotAdmitted:
+		return knockViewerNotAdmitted
 	}
 	return knockTokenRequired
 }

@@ -50,7 +50,9 @@ func TestLeavesRoomWhenLastPersonLeaves(t *testing.T) {
 		knockJoin(t, b, room, mint(t, room, false, nil), "b")
 		waitRooms(t, g.mod, 1)
 		_ = a.Leave(ctxT(t, time.Second), room, "a")
-		time.Sleep(100 * time.Millisecond)
+		// gavel has seen a leave once it tracks one occupant; it is still
+		// in the room then.
+		waitFor(t, "gavel to see a leave", func() bool { return gauge(g.mod.metrics.Occupants) == 1 })
 		if len(g.mod.Rooms()) != 1 {
 			t.Fatal("gavel left while someone was still in the room")
 		}

@@ -11,6 +11,7 @@ type Metrics struct {
 	// MaxKnocksInFlight).
 	KnocksInFlight prometheus.Gauge
 	Changes        *prometheus.CounterVec // affiliation and role changes by kind and result
+	Joins          *prometheus.CounterVec // gavel's joins of rooms, by outcome
 	Rooms          prometheus.Gauge
 	Occupants      prometheus.Gauge
 	// PendingIQs is the number of IQs gavel sent and waits for;
@@ -40,6 +41,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Changes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gavel_room_changes_total", Help: "Affiliation and role changes sent to rooms, by kind and result.",
 		}, []string{"kind", "result"}),
+		Joins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gavel_room_joins_total", Help: "gavel's joins of rooms, by outcome: joined, refused, retried, timeout, nick-taken.",
+		}, []string{"outcome"}),
 		Rooms:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "gavel_rooms", Help: "Rooms gavel governs now."}),
 		Occupants:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "gavel_occupants", Help: "Occupants tracked in governed rooms."}),
 		PendingIQs: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gavel_pending_iqs", Help: "IQs sent to the server and waiting for an answer."}),
@@ -48,7 +52,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Knocks, m.KnockLatency, m.TokenLatency, m.KnocksInFlight, m.Changes, m.Rooms, m.Occupants, m.PendingIQs, m.DroppedIQs)
+		reg.MustRegister(m.Knocks, m.KnockLatency, m.TokenLatency, m.KnocksInFlight, m.Changes, m.Joins, m.Rooms, m.Occupants, m.PendingIQs, m.DroppedIQs)
 	}
 	return m
 }

@@ -83,9 +83,33 @@ type ModerationOptions struct {
 	// whose token failed, over all tenants (default
 	// DefaultUnauthenticatedKnocksPerMinute).
 	UnauthenticatedKnocksPerMinute int
-	// Now is the clock (time.Now when nil).
-	Now func() time.Time
+	// Clock tells the time and runs the rooms' timers (SystemClock when
+	// nil).
+	Clock Clock
+	// JoinTimeout is how long gavel waits for a room to answer its join
+	// before trying again (DefaultJoinTimeout when zero); JoinRetries how
+	// many times it tries again, with a growing pause, before refusing the
+	// knocks that wait for the room (DefaultJoinRetries when zero; -1 for
+	// none).
+	JoinTimeout time.Duration
+	JoinRetries int
+	// IQTimeout bounds each request gavel makes to a room (affiliation,
+	// role, configuration), so one silent request cannot hold up a room's
+	// other events for long (DefaultIQTimeout when zero).
+	IQTimeout time.Duration
+	// MaxQueuedKnocks bounds the knocks waiting in one room's queue
+	// (DefaultMaxQueuedKnocks when zero); more are refused at once with
+	// wait/resource-constraint.
+	MaxQueuedKnocks int
 }
+
+// Defaults of ModerationOptions.
+const (
+	DefaultJoinTimeout     = 2 * time.Second
+	DefaultJoinRetries     = 2
+	DefaultIQTimeout       = 5 * time.Second
+	DefaultMaxQueuedKnocks = 256
+)
 
 // Moderation governs the rooms of the configured MUC services: it answers
 // knocks, tracks occupants, and applies each tenant's policy.
@@ -123,15 +147,30 @@ func NewModeration(opts ModerationOptions) (*Moderation, error) {
 	if opts.Verifier == nil || opts.Store == nil || opts.Tenant == nil {
 		return nil, errors.New("component: moderation needs a verifier, a store and tenant settings")
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = SystemClock{}
+	}
+	if opts.JoinTimeout <= 0 {
+		opts.JoinTimeout = DefaultJoinTimeout
+	}
+	switch {
+	case opts.JoinRetries == 0:
+		opts.JoinRetries = DefaultJoinRetries
+	case opts.JoinRetries < 0:
+		opts.JoinRetries = 0
+	}
+	if opts.IQTimeout <= 0 {
+		opts.IQTimeout = DefaultIQTimeout
+	}
+	if opts.MaxQueuedKnocks <= 0 {
+		opts.MaxQueuedKnocks = DefaultMaxQueuedKnocks
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(nil)
 	}
 	m := &Moderation{
 		opts:    opts,
-		now:     opts.Now,
+		now:     opts.Clock.Now,
 		mucs:    map[string]MUC{},
 		admins:  map[string]bool{},
 		metrics: opts.Metrics,
@@ -247,7 +286,7 @@ func (m *Moderation) shutdown(sess *session, deadline time.Time) {
 	m.mu.Unlock()
 	var b xb
 	for _, r := range rooms {
-		b.empty("presence", "from", from, "to", r.jid+"/"+m.c.opts.Nick, "type", "unavailable")
+		b.empty("presence", "from", from, "to", r.jid+"/"+r.ownNick(), "type", "unavailable")
 		r.push(event{kind: evShutdown})
 	}
 	if b.Len() > 0 && sess != nil { // nil: leave no room (a duplicate instance)
@@ -269,21 +308,34 @@ func (m *Moderation) session() *session {
 	return m.sess
 }
 
-// roomFor returns the worker of roomJID, starting one if create is set.
-// Events must be pushed while m.mu is held, so a worker never exits with
-// work queued: use deliver.
+// deliver hands ev to the worker of roomJID, starting one if create is set.
+// It reports whether a worker took it. A knock over the room's bound is
+// refused here, at once (wait/resource-constraint), and counts as taken.
 func (m *Moderation) deliver(roomJID string, create bool, ev event) bool {
+	taken, full := m.route(roomJID, create, ev)
+	if full {
+		k := ev.knock
+		m.refuse(k.sess, k.st, knockRoomBusy, "", k.started)
+		return true
+	}
+	return taken
+}
+
+// route pushes ev to the worker of roomJID. Events are pushed while m.mu is
+// held, so a worker never exits with work queued; nothing is written to
+// the server meanwhile. full is set when a knock was over the bound.
+func (m *Moderation) route(roomJID string, create bool, ev event) (taken, full bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r := m.rooms[roomJID]
 	if r == nil {
 		if !create || m.closing {
-			return false
+			return false, false
 		}
 		var err error
 		r, err = m.newRoom(roomJID)
 		if err != nil {
-			return false
+			return false, false
 		}
 		m.rooms[roomJID] = r
 		delete(m.dormant, roomJID)
@@ -294,8 +346,10 @@ func (m *Moderation) deliver(roomJID string, create bool, ev event) bool {
 			r.push(event{kind: evConnected, sess: m.sess})
 		}
 	}
-	r.push(ev)
-	return true
+	if !r.pushBounded(ev, m.opts.MaxQueuedKnocks) {
+		return false, true
+	}
+	return true, false
 }
 
 // retire removes r if nothing is queued for it; it reports whether it did.
@@ -310,6 +364,28 @@ func (m *Moderation) retire(r *room) bool {
 		m.metrics.Rooms.Set(float64(len(m.rooms)))
 	}
 	return true
+}
+
+// waiting returns how many knocks wait for room roomJID: queued, or held
+// while gavel joins it. For tests and diagnostics.
+func (m *Moderation) waiting(roomJID string) int {
+	m.mu.Lock()
+	r := m.rooms[roomJID]
+	m.mu.Unlock()
+	if r == nil {
+		return 0
+	}
+	done := make(chan int, 1)
+	if !r.push(event{kind: evCommand, cmd: func(r *room) error {
+		r.qmu.Lock()
+		n := r.nknocks
+		r.qmu.Unlock()
+		done <- n + len(r.deferred)
+		return nil
+	}}) {
+		return 0
+	}
+	return <-done
 }
 
 // Rooms returns the JIDs of the rooms gavel currently governs.

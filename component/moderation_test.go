@@ -53,6 +53,13 @@ func startModerated(t *testing.T, srv *server, tenants map[string]Tenant, st sto
 // startModeratedMUC is startModerated with the MUC's settings (Jitsi mode).
 func startModeratedMUC(t *testing.T, srv *server, muc MUC, tenants map[string]Tenant, st store.Store) *moderated {
 	t.Helper()
+	return startModeratedWith(t, srv, muc, tenants, st, nil)
+}
+
+// startModeratedWith is startModeratedMUC with a change to the moderation
+// options (a fake clock, short join timeouts).
+func startModeratedWith(t *testing.T, srv *server, muc MUC, tenants map[string]Tenant, st store.Store, mutate func(*ModerationOptions)) *moderated {
+	t.Helper()
 	v, err := auth.New(map[string]auth.Settings{"": func() auth.Settings {
 		s := auth.DefaultSettings("gavel-test")
 		s.Secrets = [][]byte{[]byte(testSecret)}
@@ -65,13 +72,17 @@ func startModeratedMUC(t *testing.T, srv *server, muc MUC, tenants map[string]Te
 	if st == nil {
 		st = store.NewMemory()
 	}
-	mod, err := NewModeration(ModerationOptions{
+	opts := ModerationOptions{
 		MUCs:     []MUC{muc},
 		Verifier: v,
 		Store:    st,
 		Tenant:   tenantsFunc(tenants),
 		Admins:   []string{"admin@" + prosodytest.Host},
-	})
+	}
+	if mutate != nil {
+		mutate(&opts)
+	}
+	mod, err := NewModeration(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

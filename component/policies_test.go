@@ -164,10 +164,13 @@ func TestOwnerLeavesDuringJoins(t *testing.T) {
 			}
 		}
 		wg.Wait()
-		// Exactly one owner among those present, seen by the last joiner.
-		time.Sleep(300 * time.Millisecond)
+		// One more knock and join: gavel answers it only after handling
+		// every presence the server sent before it, and the joiner gets
+		// the room as the server has it then.
+		last := login(t, srv)
+		knockJoin(t, last, room, mint(t, room, false, nil), "last")
 		owners := map[string]bool{}
-		for _, p := range clients[9].Presences() {
+		for _, p := range last.Presences() {
 			if !strings.HasPrefix(strings.ToLower(p.From), room+"/") || p.Type != "" {
 				continue
 			}
@@ -261,25 +264,61 @@ func TestGuestsOnAnonymousHost(t *testing.T) {
 	})
 }
 
+// TestViewerClaim: a viewer's first presence is already visitor, and the
+// server refuses its messages, on both servers, in rooms of a tenant that
+// admits viewers (the room is moderated from its creation, also where
+// guests are denied). Where rooms are not moderated the viewer is refused:
+// it would get voice first.
 func TestViewerClaim(t *testing.T) {
 	onEachServer(t, func(t *testing.T, srv *server) {
-		startModerated(t, srv, map[string]Tenant{"": tenant(policy.Token, policy.GuestsMember)}, nil)
-		room := newRoom("")
-		host := login(t, srv)
-		knockJoin(t, host, room, mint(t, room, true, nil), "host")
-		viewer := login(t, srv)
-		res, p := knockJoin(t, viewer, room, mint(t, room, false, func(r *auth.MintRequest) { r.Role = "viewer" }), "viewer")
-		if res.Role != "visitor" {
-			t.Errorf("viewer knock: %+v", res)
+		for _, guests := range []policy.Guests{policy.GuestsDeny, policy.GuestsMember} {
+			t.Run("guests "+guests.String(), func(t *testing.T) {
+				ten := tenant(policy.Token, guests)
+				ten.Policy.Viewers = true
+				startModerated(t, srv, map[string]Tenant{"": ten}, nil)
+				room := newRoom("")
+				host, part, viewer := login(t, srv), login(t, srv), login(t, srv)
+				knockJoin(t, host, room, mint(t, room, true, nil), "host")
+				res, p := knockJoin(t, viewer, room, mint(t, room, false, func(r *auth.MintRequest) { r.Role = "viewer" }), "viewer")
+				if res.Role != "visitor" || p.Role != "visitor" {
+					t.Errorf("viewer: knock %+v, first presence %s/%s, want visitor", res, p.Affiliation, p.Role)
+				}
+				_, pp := knockJoin(t, part, room, mint(t, room, false, nil), "part")
+				if pp.Role != "participant" {
+					t.Errorf("token participant in a room with viewers: %s/%s", pp.Affiliation, pp.Role)
+				}
+				ctx := ctxT(t, 5*time.Second)
+				if err := viewer.Send(ctx, `<message to='`+room+`' type='groupchat' id='v1'><body>from the viewer</body></message>`); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := viewer.WaitMessage(ctx, func(m xclient.Message) bool {
+					return m.Type == "error" && strings.HasPrefix(strings.ToLower(m.From), room)
+				}); err != nil {
+					t.Errorf("the viewer's message was not refused: %v", err)
+				}
+				if err := part.Send(ctx, `<message to='`+room+`' type='groupchat'><body>from the participant</body></message>`); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := viewer.WaitMessage(ctx, func(m xclient.Message) bool {
+					return m.Type == "groupchat" && m.Body == "from the participant"
+				}); err != nil {
+					t.Errorf("the participant's message did not go through: %v", err)
+				}
+				for _, m := range host.Messages() {
+					if m.Body == "from the viewer" {
+						t.Errorf("the viewer's message reached the host")
+					}
+				}
+			})
 		}
-		// The role may arrive with the first presence (moderated room) or right after it.
-		if p.Role != "visitor" {
-			if _, err := viewer.WaitPresence(ctxT(t, 3*time.Second), func(p xclient.Presence) bool {
-				return strings.EqualFold(p.From, room+"/viewer") && p.Role == "visitor"
-			}); err != nil {
-				t.Errorf("viewer never became visitor (first presence %s)", p.Role)
-			}
-		}
+		t.Run("not admitted", func(t *testing.T) {
+			startModerated(t, srv, map[string]Tenant{"": tenant(policy.Token, policy.GuestsMember)}, nil)
+			room := newRoom("")
+			host, viewer := login(t, srv), login(t, srv)
+			knockJoin(t, host, room, mint(t, room, true, nil), "host")
+			_, err := viewer.Knock(ctxT(t, 5*time.Second), prosodytest.Component, room, mint(t, room, false, func(r *auth.MintRequest) { r.Role = "viewer" }))
+			wantRefusal(t, err, "auth", "forbidden", "viewer-not-admitted")
+		})
 	})
 }
 

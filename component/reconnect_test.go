@@ -30,8 +30,10 @@ func TestConnectionDropMidMeeting(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	g.waitConnected(t, 3*time.Second)
-	// Let the rejoin and the read-back finish.
-	time.Sleep(300 * time.Millisecond)
+	// The rejoin is done, and the worker has finished the read-back and
+	// what followed once a command queued after it has run.
+	waitFor(t, "the rejoin", func() bool { return counter(g.mod.metrics.Joins.WithLabelValues("joined")) == 2 })
+	g.mod.waiting(room)
 	for _, p := range dave.Presences() {
 		if strings.EqualFold(p.From, room+"/dave") && p.Affiliation == "owner" {
 			t.Fatalf("dave became owner while carol still owned the room")

@@ -2,7 +2,10 @@ package component
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -25,6 +28,8 @@ const (
 	evShutdown
 	evAdopt         // discovery found the room: enter it
 	evIdentityReady // the identity check of the room's MUC has ended
+	evJoinTimeout   // the room did not answer join number gen in time
+	evJoinRetry     // the pause after a join timeout has passed
 )
 
 // event is one thing that happened to a room; a room's events are handled
@@ -37,9 +42,16 @@ type event struct {
 	knock *knockReq
 	cmd   func(r *room) error
 	done  chan error
-	fresh bool // evAdopt: the room appeared after gavel's first look
+	fresh bool   // evAdopt: the room appeared after gavel's first look
+	gen   uint64 // evJoinTimeout, evJoinRetry: the join they belong to
 }
 
+// joinState is where gavel stands with a room. idle: not in it (a knock
+// starts a join). joining: a join presence is on its way; knocks wait in
+// deferred. A join that gets no answer within JoinTimeout is sent again
+// after a pause, JoinRetries times; then the waiting knocks are refused
+// with room-unavailable and the room goes back to idle, so the next knock
+// tries afresh. joined: gavel is an occupant and acts on events at once.
 type joinState uint8
 
 const (
@@ -47,6 +59,13 @@ const (
 	joining
 	joined
 )
+
+// condRoomBusy refuses a knock when too many knocks wait for its room.
+const condRoomBusy = "room-busy"
+
+// maxNickTries bounds how many other nicks gavel tries when its nick is
+// taken in a room.
+const maxNickTries = 3
 
 // room is one governed room. All its events go through one worker
 // goroutine, which owns the policy state; nothing else touches it.
@@ -57,9 +76,15 @@ type room struct {
 	muc    MUC
 	tenant Tenant
 
-	qmu   sync.Mutex
-	queue []event
-	wake  chan struct{}
+	qmu     sync.Mutex
+	queue   []event
+	nknocks int // knocks in queue
+	wake    chan struct{}
+
+	// nick is gavel's nick in the room: the configured one, or another
+	// when a client holds it. The worker sets it; others read it to leave.
+	nickMu sync.Mutex
+	nick   string
 
 	// Worker state.
 	// held is set once gavel has been in the room, so a reconnect knows to
@@ -70,9 +95,15 @@ type room struct {
 	state    joinState
 	deferred []*knockReq
 	present  []policy.Presence // occupants seen while joining
-	timer    *time.Timer
+	timer    Timer
 	timerAt  time.Time
 	lastLen  int
+	// The join under way: its number (a timeout of an older one is
+	// stale), the timers, and how many times it was sent again.
+	joinGen   uint64
+	joinTimer Timer
+	joinTries int
+	nickTries int
 	// knocks maps the full JIDs of occupants and of granted knockers not
 	// yet seen joining to what they knocked with, for bans: a ban must
 	// also catch the joiner whose presence is still on its way.
@@ -105,21 +136,50 @@ func (m *Moderation) newRoom(jid string) (*room, error) {
 	opts.BotDomains = append(append([]string(nil), opts.BotDomains...), m.c.opts.Domain)
 	return &room{
 		m: m, jid: ar.JID, ar: ar, muc: m.mucs[ar.Domain], tenant: t,
-		wake: make(chan struct{}, 1), knocks: map[string]knockRecord{},
+		wake: make(chan struct{}, 1), knocks: map[string]knockRecord{}, nick: m.c.opts.Nick,
 		idents: map[string]*identityEl{}, admitted: map[string]string{}, joinAff: map[string]policy.Affiliation{},
 		creators: map[string]bool{},
 		pol:      policy.NewRoom(ar.JID, opts),
 	}, nil
 }
 
-func (r *room) push(ev event) {
+// push queues ev for the worker. Knocks are bounded: push refuses one
+// (returns false) when max knocks wait already. Everything else is kept:
+// a presence dropped would leave the policy with a wrong picture of the
+// room, and the server bounds what it sends.
+func (r *room) push(ev event) bool {
+	return r.pushBounded(ev, 0)
+}
+
+func (r *room) pushBounded(ev event, max int) bool {
 	r.qmu.Lock()
+	if ev.kind == evKnock {
+		if max > 0 && r.nknocks >= max {
+			r.qmu.Unlock()
+			return false
+		}
+		r.nknocks++
+	}
 	r.queue = append(r.queue, ev)
 	r.qmu.Unlock()
 	select {
 	case r.wake <- struct{}{}:
 	default:
 	}
+	return true
+}
+
+// ownNick returns gavel's nick in the room.
+func (r *room) ownNick() string {
+	r.nickMu.Lock()
+	defer r.nickMu.Unlock()
+	return r.nick
+}
+
+func (r *room) setNick(nick string) {
+	r.nickMu.Lock()
+	r.nick = nick
+	r.nickMu.Unlock()
 }
 
 func (r *room) queued() int {
@@ -133,6 +193,9 @@ func (r *room) next() event {
 		r.qmu.Lock()
 		if len(r.queue) > 0 {
 			ev := r.queue[0]
+			if ev.kind == evKnock {
+				r.nknocks--
+			}
 			r.queue[0] = event{}
 			r.queue = r.queue[1:]
 			if len(r.queue) == 0 {
@@ -155,7 +218,9 @@ func (r *room) run() {
 		if ev.kind == evShutdown {
 			r.failDeferred(knockShuttingDown, "")
 			r.stopTimer()
+			r.stopJoinTimer()
 			m.retire(r)
+			r.refuseQueued()
 			r.account(0)
 			return
 		}
@@ -164,8 +229,23 @@ func (r *room) run() {
 		r.account(r.pol.Len())
 		if r.idle() && r.leaveAndRetire() {
 			r.stopTimer()
+			r.stopJoinTimer()
 			r.account(0)
 			return
+		}
+	}
+}
+
+// refuseQueued answers the knocks still queued when the worker stops.
+func (r *room) refuseQueued() {
+	r.qmu.Lock()
+	q := r.queue
+	r.queue, r.nknocks = nil, 0
+	r.qmu.Unlock()
+	for _, ev := range q {
+		if ev.kind == evKnock {
+			k := ev.knock
+			r.m.refuse(k.sess, k.st, knockShuttingDown, "", k.started)
 		}
 	}
 }
@@ -176,27 +256,40 @@ func (r *room) idle() bool {
 }
 
 // leaveAndRetire leaves the room and forgets it, unless events arrived.
+// No lock is held while it writes: the read loop may be waiting for one.
 func (r *room) leaveAndRetire() bool {
 	m := r.m
+	left := false
+	if r.state == joined && r.sess != nil {
+		r.writeLeave()
+		// gavel is out: an event that arrives meanwhile starts over.
+		r.state = idle
+		left = true
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if r.queued() > 0 && !m.closing {
 		return false
 	}
-	if r.state == joined && r.sess != nil {
-		var b xb
-		b.empty("presence", "from", m.c.opts.Domain+"/"+m.resource, "to", r.jid+"/"+m.c.opts.Nick, "type", "unavailable")
-		_ = r.sess.write(b.Bytes())
-	}
 	if m.rooms[r.jid] == r {
 		delete(m.rooms, r.jid)
 		m.metrics.Rooms.Set(float64(len(m.rooms)))
 	}
-	if r.state == joined && r.muc.Discover {
+	if left && r.muc.Discover {
 		m.dormant[r.jid] = m.now() // discovery leaves it alone for a while
 	}
 	m.log.Debug("room left", zap.String("room", r.jid))
 	return true
+}
+
+// writeLeave sends gavel's unavailable presence to the room.
+func (r *room) writeLeave() {
+	if r.sess == nil {
+		return
+	}
+	var b xb
+	b.empty("presence", "from", r.m.occupantJID(), "to", r.jid+"/"+r.ownNick(), "type", "unavailable")
+	_ = r.sess.write(b.Bytes())
 }
 
 func (r *room) account(n int) {
@@ -218,11 +311,13 @@ func (r *room) handle(ev event) {
 			r.reset()
 			return
 		}
+		r.joinTries = 0
 		r.join()
 	case evDisconnected:
 		r.sess = nil
 		r.state = idle
 		r.adopting = false
+		r.stopJoinTimer()
 		r.deferred = nil // their IQs cannot be answered on a dead stream
 	case evKnock:
 		r.onKnock(ev.knock)
@@ -243,6 +338,7 @@ func (r *room) handle(ev event) {
 			if r.sess == nil {
 				r.sess = r.m.session()
 			}
+			r.joinTries = 0
 			r.join()
 		}
 		if r.state == joining {
@@ -252,11 +348,20 @@ func (r *room) handle(ev event) {
 		if r.state == joined {
 			r.admitAll(r.m.now())
 		}
+	case evJoinTimeout:
+		if ev.gen == r.joinGen && r.state == joining {
+			r.joinTimedOut()
+		}
+	case evJoinRetry:
+		if ev.gen == r.joinGen && r.state == joining {
+			r.join()
+		}
 	}
 }
 
 // join enters the room under the session's resource, after removing the
-// previous session's ghost occupant if there may be one.
+// previous session's ghost occupant if there may be one, and arms the join
+// timeout.
 func (r *room) join() {
 	if r.sess == nil {
 		return
@@ -266,7 +371,7 @@ func (r *room) join() {
 	cur, prev := m.resource, m.previous
 	m.mu.Unlock()
 	var b xb
-	to := r.jid + "/" + m.c.opts.Nick
+	to := r.jid + "/" + r.ownNick()
 	if prev != "" && prev != cur && r.state != idle || prev != "" && r.lastLen > 0 {
 		b.empty("presence", "from", m.c.opts.Domain+"/"+prev, "to", to, "type", "unavailable")
 	}
@@ -278,15 +383,76 @@ func (r *room) join() {
 	}
 	r.state = joining
 	r.present = r.present[:0]
+	r.after(m.opts.JoinTimeout, evJoinTimeout)
 }
+
+// after arms the join timer: an event of kind in d, for a new join number.
+func (r *room) after(d time.Duration, kind evKind) {
+	r.stopJoinTimer()
+	r.joinGen++
+	gen := r.joinGen
+	r.joinTimer = r.m.opts.Clock.AfterFunc(d, func() { r.push(event{kind: kind, gen: gen}) })
+}
+
+func (r *room) stopJoinTimer() {
+	if r.joinTimer != nil {
+		r.joinTimer.Stop()
+		r.joinTimer = nil
+	}
+	r.joinGen++ // whatever was armed is stale now
+}
+
+// joinTimedOut runs when the room did not answer a join in time (ejabberd
+// drops a join that races the room's teardown): it tries again after a
+// pause, and in the end refuses the waiting knocks and goes back to idle.
+func (r *room) joinTimedOut() {
+	m := r.m
+	if r.joinTries < m.opts.JoinRetries {
+		r.joinTries++
+		pause := min(m.opts.JoinTimeout, 100*time.Millisecond<<r.joinTries)
+		m.metrics.Joins.WithLabelValues(string(joinRetried)).Inc()
+		m.log.Warn("the room did not answer gavel's join: trying again", zap.String("room", r.jid),
+			zap.Int("retry", r.joinTries), zap.Duration("pause", pause))
+		r.after(pause, evJoinRetry)
+		return
+	}
+	m.metrics.Joins.WithLabelValues(string(joinTimeout)).Inc()
+	m.log.Warn("the room did not answer gavel's join: giving up", zap.String("room", r.jid),
+		zap.Int("tries", r.joinTries+1), zap.Int("knocks_refused", len(r.deferred)))
+	// Should the server let gavel in after all, it leaves again: the next
+	// knock starts afresh.
+	r.writeLeave()
+	r.stopJoinTimer()
+	r.state = idle
+	r.joinTries = 0
+	r.adopting = false
+	r.failDeferred(knockRoomUnavailable, "the room did not answer gavel's join")
+}
+
+// joinOutcome is how one join of a room ended, as counted in
+// gavel_room_joins_total.
+type joinOutcome string
+
+const (
+	joinJoined    joinOutcome = "joined"
+	joinRefused   joinOutcome = "refused"
+	joinRetried   joinOutcome = "retried"
+	joinTimeout   joinOutcome = "timeout"
+	joinNickTaken joinOutcome = "nick-taken"
+)
 
 func (r *room) onKnock(k *knockReq) {
 	if r.state != joined {
+		if len(r.deferred) >= r.m.opts.MaxQueuedKnocks {
+			r.m.refuse(k.sess, k.st, knockRoomBusy, "", k.started)
+			return
+		}
 		r.deferred = append(r.deferred, k)
 		if r.state == idle {
 			if r.sess == nil {
 				r.sess = r.m.session()
 			}
+			r.joinTries = 0
 			r.join()
 		}
 		return
@@ -295,34 +461,48 @@ func (r *room) onKnock(k *knockReq) {
 }
 
 // decide applies the policy to a knock, performs its actions and answers.
-func (r *room) decide(k *knockReq) {
+func (r *room) decide(k *knockReq) { r.decideAll([]*knockReq{k}) }
+
+// decideAll applies the policy to knocks in order, performs all their
+// actions at once and answers each knock.
+func (r *room) decideAll(ks []*knockReq) {
 	m := r.m
-	grant, actions := r.pol.Knock(k.bare, k.full, k.id, m.now())
-	if grant.Refused() {
-		m.refuse(k.sess, k.st, policyOutcome(grant.Refusal), "", k.started)
-		return
+	type granted struct {
+		k *knockReq
+		g policy.Grant
 	}
-	if errs := r.perform(actions); len(errs) > 0 {
-		for _, e := range errs {
-			if e.bare == k.bare {
-				m.refuse(k.sess, k.st, knockRoomUnavailable, "the room refused gavel's change: "+e.err.Error(), k.started)
-				return
-			}
+	var acts []policy.Action
+	gs := make([]granted, 0, len(ks))
+	for _, k := range ks {
+		grant, actions := r.pol.Knock(k.bare, k.full, k.id, m.now())
+		if grant.Refused() {
+			m.refuse(k.sess, k.st, policyOutcome(grant.Refusal), "", k.started)
+			continue
 		}
+		acts = append(acts, actions...)
+		gs = append(gs, granted{k, grant})
 	}
-	var expires string
-	if grant.Affiliation == policy.Owner && !k.id.Expires.IsZero() {
-		expires = k.id.Expires.UTC().Format(time.RFC3339)
+	errs := r.perform(acts)
+	for _, x := range gs {
+		k, grant := x.k, x.g
+		if i := slices.IndexFunc(errs, func(e actionErr) bool { return e.bare == k.bare || errors.Is(e.err, ErrNotConnected) }); i >= 0 {
+			m.refuse(k.sess, k.st, knockRoomUnavailable, "the room refused gavel's change: "+errs[i].err.Error(), k.started)
+			continue
+		}
+		var expires string
+		if grant.Affiliation == policy.Owner && !k.id.Expires.IsZero() {
+			expires = k.id.Expires.UTC().Format(time.RFC3339)
+		}
+		r.remember(k)
+		m.c.reply(k.sess, k.st, func(b *xb) {
+			b.empty("knock", "xmlns", NSKnock, "room", r.jid,
+				"affiliation", grant.Affiliation.String(), "role", grant.Role.String(),
+				"reason", grant.Reason, "expires", expires)
+		})
+		m.count(knockGranted, k.started)
+		m.log.Debug("knock granted", zap.String("from", k.full), zap.String("room", r.jid),
+			zap.String("affiliation", grant.Affiliation.String()), zap.String("role", grant.Role.String()), zap.String("reason", grant.Reason))
 	}
-	r.remember(k)
-	m.c.reply(k.sess, k.st, func(b *xb) {
-		b.empty("knock", "xmlns", NSKnock, "room", r.jid,
-			"affiliation", grant.Affiliation.String(), "role", grant.Role.String(),
-			"reason", grant.Reason, "expires", expires)
-	})
-	m.count(knockGranted, k.started)
-	m.log.Debug("knock granted", zap.String("from", k.full), zap.String("room", r.jid),
-		zap.String("affiliation", grant.Affiliation.String()), zap.String("role", grant.Role.String()), zap.String("reason", grant.Reason))
 }
 
 // knockRecord is what a granted knock said, kept for bans.
@@ -377,8 +557,12 @@ type actionErr struct {
 	err  error
 }
 
-// perform carries out actions on the server: all IQs are sent at once,
-// then their answers are collected.
+// perform is the one executor of policy actions: affiliation and role
+// changes, kicks and room configuration. Every request is sent at once, in
+// order (the server handles them in that order), then the answers are
+// collected, each waiting at most IQTimeout from the start. Several
+// affiliation items in one muc#admin request are not used: Prosody 0.12
+// applies only the first item and answers success.
 func (r *room) perform(actions []policy.Action) []actionErr {
 	if len(actions) == 0 {
 		return nil
@@ -391,52 +575,98 @@ func (r *room) perform(actions []policy.Action) []actionErr {
 	from := m.occupantJID()
 	type inflight struct {
 		a    policy.Action
+		kind string
 		wait func() (*stanza, error)
 	}
 	waits := make([]inflight, 0, len(actions))
 	for _, a := range actions {
-		a := a
-		var w func() (*stanza, error)
+		var kind, to, typ = "", r.jid, "set"
+		var payload func(b *xb)
 		switch a.Kind {
 		case policy.ActionSetAffiliation:
-			w = sess.iqAsync(from, r.jid, "set", func(b *xb) {
+			kind = "affiliation"
+			payload = func(b *xb) {
 				b.open("query", "xmlns", nsMUCAdmin)
 				b.empty("item", "affiliation", a.Affiliation.String(), "jid", a.BareJID)
 				b.close("query")
-			})
+			}
 		case policy.ActionSetRole:
-			w = sess.iqAsync(from, r.jid, "set", func(b *xb) {
+			kind = "role"
+			payload = func(b *xb) {
 				b.open("query", "xmlns", nsMUCAdmin)
 				b.empty("item", "role", a.Role.String(), "nick", a.Nick)
 				b.close("query")
-			})
+			}
+		case policy.ActionKick:
+			kind = "kick"
+			payload = func(b *xb) {
+				b.open("query", "xmlns", nsMUCAdmin).open("item", "nick", a.Nick, "role", "none")
+				if a.Text != "" {
+					b.elem("reason", a.Text)
+				}
+				b.close("item").close("query")
+			}
+		case policy.ActionConfigure:
+			kind = "configure"
+			payload = func(b *xb) { roomConfigForm(b, a.Config) }
 		default:
 			continue
 		}
-		waits = append(waits, inflight{a: a, wait: w})
+		waits = append(waits, inflight{a: a, kind: kind, wait: sess.iqAsync(from, to, typ, payload)})
 	}
+	deadline := time.Now().Add(m.opts.IQTimeout)
 	var errs []actionErr
 	for _, w := range waits {
-		_, err := w.wait()
-		kind := "affiliation"
-		if w.a.Kind == policy.ActionSetRole {
-			kind = "role"
-		}
+		_, err := waitUntil(deadline, w.wait)
 		if err != nil {
-			m.metrics.Changes.WithLabelValues(kind, "error").Inc()
+			m.metrics.Changes.WithLabelValues(w.kind, "error").Inc()
 			m.log.Warn("room refused a change", zap.String("room", r.jid), zap.String("action", w.a.String()), zap.Error(err))
 			errs = append(errs, actionErr{bare: w.a.BareJID, err: err})
 			continue
 		}
-		m.metrics.Changes.WithLabelValues(kind, "ok").Inc()
+		m.metrics.Changes.WithLabelValues(w.kind, "ok").Inc()
 		m.log.Debug("room changed", zap.String("room", r.jid), zap.String("action", w.a.String()))
 	}
 	return errs
 }
 
+// waitUntil waits for an IQ's answer until deadline: a room that does not
+// answer holds its worker for that long, not for the session's 15 s.
+func waitUntil(deadline time.Time, wait func() (*stanza, error)) (*stanza, error) {
+	type answer struct {
+		st  *stanza
+		err error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		st, err := wait()
+		ch <- answer{st, err}
+	}()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case a := <-ch:
+		return a.st, a.err
+	case <-t.C:
+		return nil, errors.New("component: the room did not answer in time")
+	}
+}
+
+// roomConfigForm writes the muc#owner form that sets cfg.
+func roomConfigForm(b *xb, cfg policy.RoomConfig) {
+	b.open("query", "xmlns", nsMUCOwner).open("x", "xmlns", nsData, "type", "submit")
+	field(b, "FORM_TYPE", "hidden", "http://jabber.org/protocol/muc#roomconfig")
+	field(b, "muc#roomconfig_membersonly", "", boolValue(cfg.MembersOnly))
+	field(b, "muc#roomconfig_moderatedroom", "", boolValue(cfg.Moderated))
+	// ejabberd gives newcomers to a moderated room voice unless told
+	// not to; Prosody ignores the field.
+	field(b, "members_by_default", "", boolValue(!cfg.Moderated))
+	b.close("x").close("query")
+}
+
 func (r *room) onPresence(st *stanza, nick string) {
 	m := r.m
-	self := nick == m.c.opts.Nick && (st.MUCUser.has(110) || st.Type == "error" || st.MUCUser == nil ||
+	self := nick == r.ownNick() && (st.MUCUser.has(110) || st.Type == "error" || st.MUCUser == nil ||
 		st.MUCUser.Destroy != nil || // ejabberd sends the destroy notice without status 110
 		len(st.MUCUser.Items) > 0 && strings.EqualFold(bareOf(st.MUCUser.Items[0].JID), m.c.opts.Domain))
 	if self {
@@ -463,13 +693,12 @@ func (r *room) onPresence(st *stanza, nick string) {
 		if isNew {
 			r.joinAff[full] = p.Affiliation
 		}
-		acts := r.pol.Joined(p, now)
+		acts := slices.Clone(r.pol.Joined(p, now)) // admit asks the policy again
 		if isNew && r.deniedGuest(full, p.BareJID) {
 			// It is about to be removed: grant it nothing meanwhile.
-			acts = withoutGrantsTo(acts, p.BareJID)
+			acts = policy.WithoutGrantsTo(acts, p.BareJID)
 		}
-		r.perform(acts)
-		r.admit(full, now)
+		r.perform(append(acts, r.admit(full, now)...))
 	case "unavailable":
 		if r.state == joining {
 			return
@@ -495,7 +724,22 @@ func (r *room) onSelfPresence(st *stanza) {
 		if r.state != joining {
 			return
 		}
+		r.stopJoinTimer()
+		if st.Error != nil && st.Error.Condition == "conflict" && r.nickTries < maxNickTries {
+			// A client holds gavel's nick (a room a client created):
+			// enter under another one.
+			r.nickTries++
+			taken := r.ownNick()
+			r.setNick(m.c.opts.Nick + "-" + randomSuffix())
+			m.metrics.Joins.WithLabelValues(string(joinNickTaken)).Inc()
+			m.log.Info("gavel's nick is taken in the room: joining under another", zap.String("room", r.jid),
+				zap.String("taken", taken), zap.String("nick", r.ownNick()))
+			r.join()
+			return
+		}
 		r.state = idle
+		r.joinTries = 0
+		m.metrics.Joins.WithLabelValues(string(joinRefused)).Inc()
 		text := "gavel could not enter the room"
 		if st.Error != nil {
 			text += ": " + st.Error.Type + "/" + st.Error.Condition
@@ -521,7 +765,7 @@ func (r *room) onSelfPresence(st *stanza) {
 		case st.MUCUser != nil && st.MUCUser.Destroy != nil:
 			why = "destroyed"
 		}
-		if why == "left" && r.state == joining {
+		if why == "left" && r.state != joined {
 			// The echo of gavel's own earlier leave (the room was retired,
 			// then a knock brought gavel back): the join that follows it is
 			// still on its way. Nothing was refused.
@@ -530,44 +774,49 @@ func (r *room) onSelfPresence(st *stanza) {
 		if r.state == joined {
 			m.log.Info("removed from room", zap.String("room", r.jid), zap.String("why", why))
 		}
+		r.stopJoinTimer()
 		r.failDeferred(knockRoomUnavailable, "the room was "+why)
 		r.reset()
 	case r.state == joining:
+		r.stopJoinTimer()
 		r.state = joined
 		r.held = true
 		r.adopting = false
+		r.joinTries = 0
+		m.metrics.Joins.WithLabelValues(string(joinJoined)).Inc()
 		created := st.MUCUser.has(201)
-		if created {
-			r.configure()
-		}
 		now := m.now()
 		present := r.present
 		if r.fresh && !created {
-			r.adoptCreators(present)
+			present = r.adoptCreators(present)
 		}
 		r.fresh = false
 		for _, p := range present {
 			r.joinAff[p.FullJID] = p.Affiliation
 		}
+		var acts []policy.Action
 		affs := map[string]policy.Affiliation{}
-		if !created {
+		if created {
+			open := r.muc.TrustIdentity || len(r.muc.SecureDomains) > 0 || r.muc.Discover
+			acts = append(acts, r.pol.Configure(open))
+		} else {
 			affs = r.readAffiliations(present)
 		}
-		r.perform(r.holdCreatorGrants(r.pol.Reconcile(affs, present, now)))
+		acts = append(acts, r.holdCreatorGrants(r.pol.Reconcile(affs, present, now))...)
 		r.present = r.present[:0]
 		for _, p := range present {
-			r.admit(p.FullJID, now)
+			acts = append(acts, r.admit(p.FullJID, now)...)
 		}
+		r.perform(acts)
 		deferred := r.deferred
 		r.deferred = nil
-		for _, k := range deferred {
-			r.decide(k)
-		}
+		r.decideAll(deferred)
 	}
 }
 
 // readAffiliations reads the room's owner (and, where it matters, member)
-// list back, the requests in flight at once. If the room refuses, the present occupants' affiliations stand in,
+// list back, the requests in flight at once. If the room refuses, the
+// present occupants' affiliations stand in,
 // so policy never takes a failed read for "everyone is none".
 func (r *room) readAffiliations(present []policy.Presence) map[string]policy.Affiliation {
 	affs := make(map[string]policy.Affiliation, len(present))
@@ -592,8 +841,9 @@ func (r *room) readAffiliations(present []policy.Presence) map[string]policy.Aff
 			b.open("query", "xmlns", nsMUCAdmin).empty("item", "affiliation", name).close("query")
 		})
 	}
+	deadline := time.Now().Add(r.m.opts.IQTimeout)
 	for i, wait := range waits {
-		res, err := wait()
+		res, err := waitUntil(deadline, wait)
 		if err != nil || res.AdminQuery == nil {
 			r.m.log.Warn("could not read an affiliation list back", zap.String("room", r.jid),
 				zap.String("affiliation", lists[i].String()), zap.Error(err))
@@ -617,6 +867,7 @@ func (r *room) readAffiliations(present []policy.Presence) map[string]policy.Aff
 func (r *room) reset() {
 	r.state = idle
 	r.held = false
+	r.joinTries = 0
 	r.pol = policy.NewRoom(r.jid, r.policyOptions())
 	clear(r.knocks)
 	clear(r.idents)
@@ -628,7 +879,7 @@ func (r *room) reset() {
 // exists asks the server whether the room still exists, without creating
 // it (disco#info). Anything but item-not-found counts as existing.
 func (r *room) exists() bool {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), r.m.opts.IQTimeout)
 	defer cancel()
 	_, err := r.sess.iq(ctx, r.m.occupantJID(), r.jid, "get", func(b *xb) {
 		b.empty("query", "xmlns", nsDiscoInfo)
@@ -643,34 +894,18 @@ func (r *room) policyOptions() policy.Options {
 	return opts
 }
 
-// configure unlocks a room gavel created, with the tenant's room settings.
-func (r *room) configure() {
-	cfg := r.pol.Config()
-	if r.muc.TrustIdentity || len(r.muc.SecureDomains) > 0 || r.muc.Discover {
-		// Clients that never knock join this MUC: a members-only room
-		// would refuse them. gavel removes denied guests itself.
-		cfg.MembersOnly = false
-	}
-	_, err := r.sess.iq(context.Background(), r.m.occupantJID(), r.jid, "set", func(b *xb) {
-		b.open("query", "xmlns", nsMUCOwner).open("x", "xmlns", nsData, "type", "submit")
-		field(b, "FORM_TYPE", "hidden", "http://jabber.org/protocol/muc#roomconfig")
-		field(b, "muc#roomconfig_membersonly", "", boolValue(cfg.MembersOnly))
-		field(b, "muc#roomconfig_moderatedroom", "", boolValue(cfg.Moderated))
-		// ejabberd gives newcomers to a moderated room voice unless told
-		// not to; Prosody ignores the field.
-		field(b, "members_by_default", "", boolValue(!cfg.Moderated))
-		b.close("x").close("query")
-	})
-	if err != nil {
-		r.m.log.Warn("room configuration refused", zap.String("room", r.jid), zap.Error(err))
-	}
-}
-
 func boolValue(v bool) string {
 	if v {
 		return "1"
 	}
 	return "0"
+}
+
+// randomSuffix returns a short random word for a fallback nick.
+func randomSuffix() string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func (r *room) failDeferred(o knockOutcome, text string) {
@@ -680,6 +915,7 @@ func (r *room) failDeferred(o knockOutcome, text string) {
 	r.deferred = nil
 }
 
+// armTimer arms the room's one policy timer, on the injected clock.
 func (r *room) armTimer() {
 	at := r.pol.NextDeadline()
 	if at.IsZero() {
@@ -691,7 +927,7 @@ func (r *room) armTimer() {
 	}
 	r.stopTimer()
 	r.timerAt = at
-	r.timer = time.AfterFunc(time.Until(at), func() { r.push(event{kind: evTick}) })
+	r.timer = r.m.opts.Clock.AfterFunc(at.Sub(r.m.now()), func() { r.push(event{kind: evTick}) })
 }
 
 func (r *room) stopTimer() {

@@ -99,6 +99,10 @@ type Tenant struct {
 	ReassertOwners bool `yaml:"reassert_owners"`
 	// ClearOnLeave resets affiliations gavel granted when their holder leaves.
 	ClearOnLeave bool `yaml:"clear_on_leave"`
+	// Viewers admits tokens whose context.user.role is viewer: the tenant's
+	// rooms are then moderated from their creation (and never members-only),
+	// so viewers join without voice. Without it such knocks are refused.
+	Viewers bool `yaml:"viewers"`
 	// TopLevelModerator accepts a top-level "moderator": true claim.
 	TopLevelModerator bool `yaml:"top_level_moderator"`
 	// BotDomains are JID domains never chosen as auto-owner (recorders, gateways).

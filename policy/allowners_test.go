@@ -14,8 +14,11 @@ func TestAllOwners(t *testing.T) {
 			{"join dave", "", []string{"aff dave owner all-owners"}},
 			{"leave dave", "", []string{"aff dave none clear-on-leave"}},
 		}},
-		{name: "viewers stay visitors", opts: all, steps: []step{
-			{"enter carl viewer", "none/visitor viewer-claim", []string{"role carl visitor viewer-claim"}},
+		{name: "viewers stay visitors", opts: Options{Kind: AllOwners, Guests: GuestsMember, Viewers: true}, steps: []step{
+			{"enter carl viewer", "none/visitor viewer-claim", nil},
+		}},
+		{name: "viewers are refused where rooms are not moderated", opts: all, steps: []step{
+			{"knock carl viewer", "refused viewer-not-admitted", nil},
 		}},
 		{name: "visitor guests stay visitors", opts: Options{Kind: AllOwners, Guests: GuestsVisitor}, steps: []step{
 			{"enter guest1 guest", "none/visitor guest-visitor", nil},

@@ -44,6 +44,11 @@ func (r *Room) Knock(bareJID, fullJID string, id Identity, now time.Time) (Grant
 	}
 	bot := r.isBot(bareJID)
 	g, base, exp := r.decide(bareJID, id, !bot, n)
+	if !g.Refused() && id.HasToken && id.Viewer && !r.cfg.Moderated && g.Affiliation < Admin {
+		// The server would give the viewer voice, and it could speak
+		// until a role change caught up.
+		g = Grant{Affiliation: g.Affiliation, Refusal: RefusalViewerNotAdmitted}
+	}
 	if g.Refused() {
 		return g, r.finish(n, ReasonHandover)
 	}

@@ -46,11 +46,20 @@ func TestTokenPolicy(t *testing.T) {
 			{"join guest2", "", nil},
 			{"enter carl viewer", "none/visitor viewer-claim", nil},
 		}},
-		{name: "viewer in an open room loses voice after joining", opts: Options{Kind: Token, Guests: GuestsMember}, steps: []step{
-			{"enter carl viewer", "none/visitor viewer-claim", []string{"role carl visitor viewer-claim"}},
+		{name: "viewer refused in an open room: it would speak", opts: Options{Kind: Token, Guests: GuestsMember}, steps: []step{
+			{"knock carl viewer", "refused viewer-not-admitted", nil},
 		}},
-		{name: "viewer in a members-only room needs member, then loses voice", opts: Options{Kind: Token, Guests: GuestsDeny}, steps: []step{
-			{"enter carl viewer", "member/visitor viewer-claim set", []string{"aff carl member viewer-claim", "role carl visitor viewer-claim"}},
+		{name: "viewer refused in a members-only room: member gives voice", opts: Options{Kind: Token, Guests: GuestsDeny}, steps: []step{
+			{"knock carl viewer", "refused viewer-not-admitted", nil},
+		}},
+		{name: "viewers with guests denied: open, moderated room", opts: Options{Kind: Token, Guests: GuestsDeny, Viewers: true}, steps: []step{
+			{"enter carl viewer", "none/visitor viewer-claim", nil},
+			{"enter bob tok", "member/participant token-participant set", []string{"aff bob member token-participant"}},
+			{"knock guest1 guest", "refused token-required", nil},
+		}},
+		{name: "an owner's viewer token keeps the owner", opts: Options{Kind: Token, Guests: GuestsMember}, steps: []step{
+			{"enter alice mod", "owner/moderator token-moderator set", []string{"aff alice owner token-moderator"}},
+			{"knock alice viewer", "owner/moderator existing-affiliation", nil},
 		}},
 		{name: "viewer claim wins over moderator", opts: Options{Kind: Token, Guests: GuestsVisitor}, steps: []step{
 			{"enter carl modview", "none/visitor viewer-claim", nil},

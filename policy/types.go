@@ -154,8 +154,10 @@ type Options struct {
 	// knocking, and when a granted knock expires without a join.
 	ClearOnLeave bool
 	// Viewers says tokens of this tenant may carry the viewer claim. The room
-	// is then moderated, so viewers join as visitors without a role change,
-	// while token participants need the member affiliation.
+	// is then moderated (and not members-only), so viewers join as visitors
+	// without a role change, while token participants need the member
+	// affiliation. Where rooms are not moderated, a knock with the viewer
+	// claim is refused (RefusalViewerNotAdmitted): it would get voice.
 	Viewers bool
 	// BotDomains are JID domains (exact, case-insensitive) never chosen as
 	// auto-owner and not counted as owners or occupants. Joiners of these
@@ -180,9 +182,16 @@ type RoomConfig struct {
 }
 
 // RoomConfig returns the configuration rooms with these options need.
+//
+// A room that admits viewers is moderated from its creation, so that a
+// viewer's first presence is already visitor and the server refuses its
+// messages. Such a room is never members-only: a member of a moderated room
+// gets voice as it joins, and a viewer would need member to enter. Guests a
+// tenant denies can then enter it without knocking; they join voiceless and
+// the caller removes them (DeniesGuest).
 func (o Options) RoomConfig() RoomConfig {
 	return RoomConfig{
-		MembersOnly: o.Guests == GuestsDeny,
+		MembersOnly: o.Guests == GuestsDeny && !o.Viewers,
 		Moderated:   o.Guests == GuestsVisitor || o.Viewers,
 	}
 }
@@ -230,6 +239,9 @@ const (
 	RefusalTokenExpired = "token-expired"
 	// RefusalBanned: the joiner's bare JID is an outcast of the room.
 	RefusalBanned = "banned"
+	// RefusalViewerNotAdmitted: the token claims viewer, and the room is not
+	// moderated, so the server would give the viewer voice.
+	RefusalViewerNotAdmitted = "viewer-not-admitted"
 )
 
 // Grant is the answer to a knock.
@@ -262,6 +274,10 @@ const (
 	ActionSetAffiliation ActionKind = iota + 1
 	// ActionSetRole sets the role of the occupant Nick.
 	ActionSetRole
+	// ActionKick removes the occupant Nick (role none), telling it Text.
+	ActionKick
+	// ActionConfigure submits Config as the room's configuration.
+	ActionConfigure
 )
 
 // Action is one change the caller must make on the server.
@@ -272,6 +288,8 @@ type Action struct {
 	Affiliation Affiliation
 	Role        Role
 	Reason      string
+	Text        string     // ActionKick: what the removed occupant is told
+	Config      RoomConfig // ActionConfigure
 }
 
 // String describes a for logs.
@@ -281,6 +299,10 @@ func (a Action) String() string {
 		return fmt.Sprintf("set-affiliation %s %s (%s)", a.BareJID, a.Affiliation, a.Reason)
 	case ActionSetRole:
 		return fmt.Sprintf("set-role %s %s (%s)", a.Nick, a.Role, a.Reason)
+	case ActionKick:
+		return fmt.Sprintf("kick %s (%s)", a.Nick, a.Reason)
+	case ActionConfigure:
+		return fmt.Sprintf("configure members-only=%t moderated=%t (%s)", a.Config.MembersOnly, a.Config.Moderated, a.Reason)
 	}
 	return fmt.Sprintf("Action(%d)", uint8(a.Kind))
 }

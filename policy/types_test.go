@@ -117,7 +117,7 @@ func TestRoomConfig(t *testing.T) {
 		{"guests member", Options{Guests: GuestsMember}, RoomConfig{}},
 		{"guests visitor", Options{Guests: GuestsVisitor}, RoomConfig{Moderated: true}},
 		{"viewers", Options{Guests: GuestsMember, Viewers: true}, RoomConfig{Moderated: true}},
-		{"viewers and deny", Options{Guests: GuestsDeny, Viewers: true}, RoomConfig{MembersOnly: true, Moderated: true}},
+		{"viewers and deny: never members-only", Options{Guests: GuestsDeny, Viewers: true}, RoomConfig{Moderated: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -161,7 +161,7 @@ func buildTenants(cfg *config.Config) (map[string]component.Tenant, error) {
 		out[name] = component.Tenant{
 			Policy: policy.Options{
 				Kind: kind, Guests: guests,
-				ReassertOwners: t.ReassertOwners, ClearOnLeave: t.ClearOnLeave,
+				ReassertOwners: t.ReassertOwners, ClearOnLeave: t.ClearOnLeave, Viewers: t.Viewers,
 				BotDomains: t.BotDomains, ModeratedRooms: t.ModeratedRooms,
 			},
 			Name:                  name,

@@ -291,6 +291,13 @@ func (c *Client) Presences() []Presence {
 	return append([]Presence(nil), c.presences...)
 }
 
+// Messages returns a copy of every message received so far.
+func (c *Client) Messages() []Message {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Message(nil), c.messages...)
+}
+
 // Count returns how many presences and messages the client received.
 func (c *Client) Count() (presences, messages int) {
 	c.mu.Lock()
