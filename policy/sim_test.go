@@ -424,6 +424,11 @@ func (s *sim) do(step string) string {
 		s.apply(s.r.Joined(s.presence(o), s.now))
 	case "reconcile":
 		s.reconcile()
+	case "restart": // gavel's process restarts: only the snapshot survives
+		s.away = true
+		snap := s.r.Snapshot()
+		s.r = NewRoom(s.r.JID(), s.opts)
+		s.r.Restore(snap)
 	// Things that happen while gavel is away: it sees none of them.
 	case "forget": // an occupant leaves
 		s.away = true
