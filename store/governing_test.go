@@ -61,8 +61,9 @@ func TestRoomsSurviveRestart(t *testing.T) {
 	ctx := context.Background()
 	at := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	a := RoomState{Room: "a@conference.example.test", Updated: at,
-		Grants:   []Grant{{JID: "x@example.test", Affiliation: "owner", Reason: "token-moderator", Expires: at.Add(time.Hour)}},
-		Arrivals: []Arrival{{JID: "x@example.test/r", At: at}}}
+		Grants:    []Grant{{JID: "x@example.test", Affiliation: "owner", Expires: at.Add(time.Hour)}},
+		Occupants: []Occupant{{JID: "x@example.test/r", Nick: "x", Joined: at, Flags: []string{"knocked", "token", "moderator"}}},
+		Knocks:    []Knock{{JID: "y@example.test/r", Until: at.Add(time.Minute), Affiliation: "member", Base: "member", Role: "participant"}}}
 	c := RoomState{Room: "c@conference.example.test", Updated: at}
 	// Concurrent writers share commits; each must see its own write done.
 	var wg sync.WaitGroup

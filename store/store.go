@@ -59,42 +59,71 @@ type Ban struct {
 }
 
 // RoomState is what gavel needs to keep governing a room across its own
-// restarts: the affiliations it granted and when each occupant arrived.
+// restarts: the affiliations it granted, the occupants it knew in join order
+// (the auto-owner order) with what their knock said, and the granted knocks
+// still waiting for their join. What the server knows is read back on
+// rejoin; this is what only gavel knew.
 type RoomState struct {
 	// Room is the bare room JID.
 	Room string `json:"room"`
 	// Grants are the affiliations gavel set and still governs.
 	Grants []Grant `json:"grants,omitempty"`
-	// Arrivals are the occupants' first-seen times, for auto-owner's
-	// "longest present" order.
-	Arrivals []Arrival `json:"arrivals,omitempty"`
+	// Occupants are the occupants gavel knew, in join order.
+	Occupants []Occupant `json:"occupants,omitempty"`
+	// Knocks are granted knocks whose join gavel had not seen.
+	Knocks []Knock `json:"knocks,omitempty"`
 	// Updated is when the state was last written.
 	Updated time.Time `json:"updated"`
 }
 
 // Grant is an affiliation gavel set for a bare JID.
 type Grant struct {
-	JID         string    `json:"jid"`
-	Affiliation string    `json:"affiliation"`
-	Reason      string    `json:"reason,omitempty"`
-	Expires     time.Time `json:"expires,omitzero"`
+	JID         string `json:"jid"`
+	Affiliation string `json:"affiliation"`
+	// Expires is the expiry of the token behind the grant; Expired is set
+	// once it passed while its holder stayed.
+	Expires time.Time `json:"expires,omitzero"`
+	Expired bool      `json:"expired,omitempty"`
 }
 
-// Arrival is when an occupant (full JID) was first seen in a room.
-type Arrival struct {
-	JID string    `json:"jid"`
-	At  time.Time `json:"at"`
+// Occupant is an occupant (full JID) as gavel knew it.
+type Occupant struct {
+	JID          string    `json:"jid"`
+	Nick         string    `json:"nick"`
+	UserID       string    `json:"user_id,omitempty"`
+	Joined       time.Time `json:"joined"`
+	TokenExpires time.Time `json:"token_expires,omitzero"`
+	// TokenHash is the hex SHA-256 of the token it knocked with (for token
+	// bans); Flags what the knock said: knocked, token, moderator, viewer,
+	// guest, bot, demoted.
+	TokenHash string   `json:"token_hash,omitempty"`
+	Flags     []string `json:"flags,omitempty"`
 }
 
-// MaxRoomEntries bounds the grants and arrivals of one stored room.
+// Knock is a granted knock (full JID) waiting for its join.
+type Knock struct {
+	JID          string    `json:"jid"`
+	UserID       string    `json:"user_id,omitempty"`
+	Reason       string    `json:"reason,omitempty"`
+	Until        time.Time `json:"until"`
+	Expires      time.Time `json:"expires,omitzero"`
+	TokenExpires time.Time `json:"token_expires,omitzero"`
+	Affiliation  string    `json:"affiliation"`
+	Base         string    `json:"base"`
+	Role         string    `json:"role"`
+	TokenHash    string    `json:"token_hash,omitempty"`
+	Flags        []string  `json:"flags,omitempty"`
+}
+
+// MaxRoomEntries bounds the grants, occupants and knocks of one stored room.
 const MaxRoomEntries = 10000
 
 func (r RoomState) valid() error {
 	if err := validString("room", r.Room); err != nil {
 		return err
 	}
-	if len(r.Grants) > MaxRoomEntries || len(r.Arrivals) > MaxRoomEntries {
-		return invalid("room %q has more than %d grants or arrivals", r.Room, MaxRoomEntries)
+	if len(r.Grants) > MaxRoomEntries || len(r.Occupants) > MaxRoomEntries || len(r.Knocks) > MaxRoomEntries {
+		return invalid("room %q has more than %d grants, occupants or knocks", r.Room, MaxRoomEntries)
 	}
 	for _, g := range r.Grants {
 		if err := validString("grant JID", g.JID); err != nil {
@@ -106,8 +135,13 @@ func (r RoomState) valid() error {
 			return invalid("grant affiliation %q is unknown", g.Affiliation)
 		}
 	}
-	for _, a := range r.Arrivals {
-		if err := validString("arrival JID", a.JID); err != nil {
+	for _, o := range r.Occupants {
+		if err := validString("occupant JID", o.JID); err != nil {
+			return err
+		}
+	}
+	for _, k := range r.Knocks {
+		if err := validString("knock JID", k.JID); err != nil {
 			return err
 		}
 	}
@@ -376,7 +410,8 @@ func normalize(b Ban, now time.Time) (Ban, error) {
 
 func cloneRoom(r RoomState) RoomState {
 	r.Grants = slices.Clone(r.Grants)
-	r.Arrivals = slices.Clone(r.Arrivals)
+	r.Occupants = slices.Clone(r.Occupants)
+	r.Knocks = slices.Clone(r.Knocks)
 	return r
 }
 
