@@ -12,6 +12,7 @@ type Metrics struct {
 	KnocksInFlight prometheus.Gauge
 	Changes        *prometheus.CounterVec // affiliation and role changes by kind and result
 	Joins          *prometheus.CounterVec // gavel's joins of rooms, by outcome
+	StateWrites    *prometheus.CounterVec // rooms' governing state written to the store, by result
 	Rooms          prometheus.Gauge
 	Occupants      prometheus.Gauge
 	// PendingIQs is the number of IQs gavel sent and waits for;
@@ -41,6 +42,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Changes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gavel_room_changes_total", Help: "Affiliation and role changes sent to rooms, by kind and result.",
 		}, []string{"kind", "result"}),
+		StateWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gavel_room_state_writes_total", Help: "Writes of rooms' governing state to the store, by result (ok, error).",
+		}, []string{"result"}),
 		Joins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gavel_room_joins_total", Help: "gavel's joins of rooms, by outcome: joined, refused, retried, timeout, nick-taken.",
 		}, []string{"outcome"}),
@@ -52,7 +56,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Knocks, m.KnockLatency, m.TokenLatency, m.KnocksInFlight, m.Changes, m.Joins, m.Rooms, m.Occupants, m.PendingIQs, m.DroppedIQs)
+		reg.MustRegister(m.Knocks, m.KnockLatency, m.TokenLatency, m.KnocksInFlight, m.Changes, m.Joins, m.StateWrites, m.Rooms, m.Occupants, m.PendingIQs, m.DroppedIQs)
 	}
 	return m
 }

@@ -130,6 +130,8 @@ type Moderation struct {
 	loops    sync.WaitGroup            // per-session identity checks and discovery
 	sess     *session
 	resource string // gavel's resource in rooms for the current session
+	instance string // random, per run of gavel: part of the resource
+	restored bool   // the stored rooms were loaded (restoreRooms)
 	previous string // the previous session's resource (ghost occupants)
 	closing  bool
 	workers  sync.WaitGroup
@@ -169,13 +171,14 @@ func NewModeration(opts ModerationOptions) (*Moderation, error) {
 		opts.Metrics = NewMetrics(nil)
 	}
 	m := &Moderation{
-		opts:    opts,
-		now:     opts.Clock.Now,
-		mucs:    map[string]MUC{},
-		admins:  map[string]bool{},
-		metrics: opts.Metrics,
-		rooms:   map[string]*room{},
-		adm:     newAdmission(opts.UnauthenticatedKnocksPerMinute),
+		opts:     opts,
+		now:      opts.Clock.Now,
+		mucs:     map[string]MUC{},
+		admins:   map[string]bool{},
+		metrics:  opts.Metrics,
+		rooms:    map[string]*room{},
+		adm:      newAdmission(opts.UnauthenticatedKnocksPerMinute),
+		instance: randomSuffix(),
 	}
 	m.knockCounts = opts.Metrics.knockCounters()
 	m.trust, m.dormant = map[string]*identityTrust{}, map[string]time.Time{}
@@ -231,10 +234,17 @@ func (m *Moderation) occupantJID() string {
 // connected starts a session: every governed room is rejoined at once
 // under a fresh resource, and ghosts of the previous session are removed.
 func (m *Moderation) connected(sess *session) {
+	if !m.restored {
+		m.restored = true
+		m.restoreRooms()
+	}
 	m.mu.Lock()
 	m.sess = sess
 	m.previous = m.resource
-	m.resource = m.c.opts.Nick + "-" + sess.epoch
+	// The resource is new in every run of gavel (instance) and every
+	// session: a restarted gavel must not take its ghost's JID, or its
+	// join would be read as that ghost's presence update.
+	m.resource = m.c.opts.Nick + "-" + m.instance + "-" + sess.epoch
 	rooms := make([]*room, 0, len(m.rooms))
 	for _, r := range m.rooms {
 		rooms = append(rooms, r)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gavelxmpp/gavel/auth"
 	"github.com/gavelxmpp/gavel/policy"
+	"github.com/gavelxmpp/gavel/store"
 )
 
 type evKind uint8
@@ -124,6 +125,13 @@ type room struct {
 	fresh    bool
 	adopting bool // the join under way is discovery's
 	creators map[string]bool
+
+	// Durable state (persist.go): what was last stored, and gavel's
+	// occupant JID and nick in the room as a previous run of gavel left
+	// them (its ghost, removed before the first join).
+	saved     store.RoomState
+	ghost     string
+	ghostNick string
 }
 
 func (m *Moderation) newRoom(jid string) (*room, error) {
@@ -225,6 +233,9 @@ func (r *room) run() {
 			return
 		}
 		r.handle(ev)
+		if r.state == joined {
+			r.save()
+		}
 		r.armTimer()
 		r.account(r.pol.Len())
 		if r.idle() && r.leaveAndRetire() {
@@ -274,6 +285,9 @@ func (r *room) leaveAndRetire() bool {
 	if m.rooms[r.jid] == r {
 		delete(m.rooms, r.jid)
 		m.metrics.Rooms.Set(float64(len(m.rooms)))
+	}
+	if !m.closing {
+		r.forgetState()
 	}
 	if left && r.muc.Discover {
 		m.dormant[r.jid] = m.now() // discovery leaves it alone for a while
@@ -374,6 +388,16 @@ func (r *room) join() {
 	to := r.jid + "/" + r.ownNick()
 	if prev != "" && prev != cur && r.state != idle || prev != "" && r.lastLen > 0 {
 		b.empty("presence", "from", m.c.opts.Domain+"/"+prev, "to", to, "type", "unavailable")
+	}
+	if r.ghost != "" && r.ghost != m.c.opts.Domain+"/"+cur {
+		// A previous run of gavel left its occupant behind (a crash):
+		// remove it, or it holds gavel's nick and the room never empties.
+		nick := r.ghostNick
+		if nick == "" {
+			nick = r.ownNick()
+		}
+		b.empty("presence", "from", r.ghost, "to", r.jid+"/"+nick, "type", "unavailable")
+		r.ghost = ""
 	}
 	b.open("presence", "from", m.c.opts.Domain+"/"+cur, "to", to)
 	b.open("x", "xmlns", nsMUC).empty("history", "maxstanzas", "0").close("x")
@@ -572,6 +596,9 @@ func (r *room) perform(actions []policy.Action) []actionErr {
 		return []actionErr{{err: ErrNotConnected}}
 	}
 	m := r.m
+	if slices.ContainsFunc(actions, func(a policy.Action) bool { return a.Kind == policy.ActionSetAffiliation }) {
+		r.save() // a grant is durable before the server applies it
+	}
 	from := m.occupantJID()
 	type inflight struct {
 		a    policy.Action
@@ -865,6 +892,7 @@ func (r *room) readAffiliations(present []policy.Presence) map[string]policy.Aff
 // reset forgets everything gavel knew of the room: it is gone or gavel
 // was removed from it.
 func (r *room) reset() {
+	r.forgetState()
 	r.state = idle
 	r.held = false
 	r.joinTries = 0

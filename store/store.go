@@ -66,6 +66,10 @@ type Ban struct {
 type RoomState struct {
 	// Room is the bare room JID.
 	Room string `json:"room"`
+	// Self is gavel's own occupant JID in the room and Nick its nick, so a
+	// restarted gavel can remove its ghost before joining again.
+	Self string `json:"self,omitempty"`
+	Nick string `json:"nick,omitempty"`
 	// Grants are the affiliations gavel set and still governs.
 	Grants []Grant `json:"grants,omitempty"`
 	// Occupants are the occupants gavel knew, in join order.
