@@ -138,8 +138,11 @@ const (
 func decodeClaims(payload []byte) (*Claims, *Error) {
 	c := &Claims{}
 	if err := c.decode(payload); err != nil {
-		if e, ok := err.(*Error); ok {
-			return nil, e
+		switch err := err.(type) {
+		case *Error:
+			return nil, err
+		case *errType:
+			return nil, newError(ReasonWrongType, err.Error())
 		}
 		return nil, newError(ReasonMalformed, jsonDetail("payload", err))
 	}

@@ -338,11 +338,10 @@ func (v *Verifier) parse(ctx context.Context, cfg *tenantConfig, token string) (
 	if err != nil {
 		return nil, newError(ReasonMalformed, jsonDetail("header", err))
 	}
-	if !h.hasTyp {
-		return nil, newError(ReasonWrongType, `header has no typ; want "JWT"`)
-	}
-	if !strings.EqualFold(h.typ, "JWT") {
-		return nil, newError(ReasonWrongType, fmt.Sprintf(`header typ is %q; want "JWT"`, clip(h.typ)))
+	// typ is optional (RFC 7519 section 5.1); when present it must say JWT,
+	// in any case, so that other kinds of JOSE object are not taken for one.
+	if h.hasTyp && !strings.EqualFold(h.typ, "JWT") {
+		return nil, newError(ReasonMalformed, fmt.Sprintf(`not a JWT: header typ is %q; want "JWT" or no typ`, clip(h.typ)))
 	}
 	if h.alg == "" {
 		return nil, newError(ReasonMalformed, "header has no alg")

@@ -133,6 +133,11 @@ func (m *Moderation) banned(tenant, bare string, c *auth.Claims, token string) (
 // refuseToken answers a knock whose token was refused.
 func (m *Moderation) refuseToken(sess *session, st *stanza, err error, started time.Time) {
 	reason := auth.ReasonOf(err)
+	if reason == auth.ReasonClosed {
+		// The verifier closes only when gavel stops: say so, as documented.
+		m.refuse(sess, st, "wait", "service-unavailable", condShuttingDown, "gavel is shutting down", started)
+		return
+	}
 	typ, cond := "auth", "not-authorized"
 	switch reason {
 	case auth.ReasonWrongRoom, auth.ReasonWrongTenant:
