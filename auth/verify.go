@@ -299,6 +299,20 @@ func segmentCount(token string) int { return strings.Count(token, ".") + 1 }
 // parse checks everything that does not depend on the room or the clock:
 // structure, header, key, signature, claim types, issuer and audience.
 func (v *Verifier) parse(ctx context.Context, cfg *tenantConfig, token string) (*Claims, *Error) {
+	c, e := parseSigned(ctx, cfg, token)
+	if e != nil {
+		return nil, e
+	}
+	if e := cfg.checkStatic(c, v.rooms); e != nil {
+		return nil, e
+	}
+	return c, nil
+}
+
+// parseSigned checks a token's structure, header, key and signature, and
+// decodes its claims: what every token gavel reads goes through, user
+// tokens and admin tokens alike.
+func parseSigned(ctx context.Context, cfg *tenantConfig, token string) (*Claims, *Error) {
 	d1 := strings.IndexByte(token, '.')
 	if d1 < 0 {
 		return nil, newError(ReasonMalformed, "not a JWT: want three dot-separated segments, got 1")
@@ -382,7 +396,7 @@ func (v *Verifier) parse(ctx context.Context, cfg *tenantConfig, token string) (
 	payload = payload[:n]
 
 	// Signature: the key, never the token, decides.
-	if e := v.checkSignature(ctx, cfg, alg, kid, token[:d2], sig); e != nil {
+	if e := checkSignature(ctx, cfg, alg, kid, token[:d2], sig); e != nil {
 		return nil, e
 	}
 
@@ -393,8 +407,8 @@ func (v *Verifier) parse(ctx context.Context, cfg *tenantConfig, token string) (
 	}
 	c.Algorithm, c.KeyID = algNames[alg], kid
 	c.TokenHash = sha256.Sum256(bytesOf(token[:d2]))
-	if e := cfg.checkStatic(c, v.rooms); e != nil {
-		return nil, e
+	if !c.Expires.IsZero() {
+		c.ValidUntil = c.Expires.Add(cfg.leeway)
 	}
 	return c, nil
 }
@@ -409,7 +423,7 @@ func (c *tenantConfig) label() string {
 // checkSignature verifies the signature with the tenant's keys that allow
 // alg: secrets for HS*; for the others, static keys (exact kid first), then
 // the JWKS, then the key server.
-func (v *Verifier) checkSignature(ctx context.Context, cfg *tenantConfig, alg algID, kid, signed string, sig []byte) *Error {
+func checkSignature(ctx context.Context, cfg *tenantConfig, alg algID, kid, signed string, sig []byte) *Error {
 	method := algMethods[alg]
 	if hsAlgs.has(alg) {
 		for i := range cfg.secrets {
@@ -534,14 +548,8 @@ func contains(list []string, s string) bool {
 // checkContext applies the rules that depend on the clock and the room. It
 // runs on every verification, cached or not.
 func (v *Verifier) checkContext(c *Claims, cfg *tenantConfig, room Room, now time.Time) *Error {
-	if !c.Expires.IsZero() && !now.Before(c.Expires.Add(cfg.leeway)) {
-		return newError(ReasonExpired, fmt.Sprintf("token expired at %s (now %s, leeway %v)", stamp(c.Expires), stamp(now), cfg.leeway))
-	}
-	if !c.NotBefore.IsZero() && now.Add(cfg.leeway).Before(c.NotBefore) {
-		return newError(ReasonNotYetValid, fmt.Sprintf("token is not valid before %s (now %s, leeway %v)", stamp(c.NotBefore), stamp(now), cfg.leeway))
-	}
-	if !c.IssuedAt.IsZero() && now.Add(cfg.leeway).Before(c.IssuedAt) {
-		return newError(ReasonIssuedInFuture, fmt.Sprintf("token is issued at %s, in the future (now %s, leeway %v)", stamp(c.IssuedAt), stamp(now), cfg.leeway))
+	if e := checkTimes(c, cfg.leeway, now); e != nil {
+		return e
 	}
 
 	// Tenant: sub names the tenant ([tenant]room) or the MUC domain
@@ -576,6 +584,23 @@ func (v *Verifier) checkContext(c *Claims, cfg *tenantConfig, room Room, now tim
 		}
 	case c.Room != room.Name:
 		return newError(ReasonWrongRoom, fmt.Sprintf("token is for room %q, not %q", clip(c.Room), clip(room.Name)))
+	}
+	return nil
+}
+
+// checkTimes is gavel's one rule for exp, nbf and iat, with the same leeway
+// on each: a token is valid from nbf (and iat) minus the leeway, up to but
+// not including exp plus the leeway (Claims.ValidUntil). User tokens and
+// admin tokens use it.
+func checkTimes(c *Claims, leeway time.Duration, now time.Time) *Error {
+	if !c.ValidUntil.IsZero() && !now.Before(c.ValidUntil) {
+		return newError(ReasonExpired, fmt.Sprintf("token expired at %s (now %s, leeway %v)", stamp(c.Expires), stamp(now), leeway))
+	}
+	if !c.NotBefore.IsZero() && now.Add(leeway).Before(c.NotBefore) {
+		return newError(ReasonNotYetValid, fmt.Sprintf("token is not valid before %s (now %s, leeway %v)", stamp(c.NotBefore), stamp(now), leeway))
+	}
+	if !c.IssuedAt.IsZero() && now.Add(leeway).Before(c.IssuedAt) {
+		return newError(ReasonIssuedInFuture, fmt.Sprintf("token is issued at %s, in the future (now %s, leeway %v)", stamp(c.IssuedAt), stamp(now), leeway))
 	}
 	return nil
 }

@@ -105,7 +105,9 @@ func identityOf(c *auth.Claims, t Tenant) policy.Identity {
 		UserID:    c.UserID,
 		Moderator: c.Moderator || (t.TopLevelModerator && c.TopLevelModerator),
 		Viewer:    c.Role == "viewer",
-		Expires:   c.Expires,
+		// auth's one expiry rule: exp plus the tenant's leeway, the instant
+		// from which Verify refuses the token too.
+		Expires: c.ValidUntil,
 	}
 }
 
