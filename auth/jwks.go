@@ -58,7 +58,7 @@ type jwksSnapshot struct {
 func newJWKSSource(ctx context.Context, url string, client *http.Client, o *Options) *jwksSource {
 	return &jwksSource{
 		url:        url,
-		client:     client,
+		client:     sameOriginClient(client, "JWKS URL", url),
 		timeout:    o.FetchTimeout,
 		defRefresh: o.JWKSRefresh,
 		minRefresh: o.JWKSMinRefresh,

@@ -65,7 +65,7 @@ func newKeyServer(ctx context.Context, base string, client *http.Client, o *Opti
 	neg, _ := lru.New[string, ksNegative](o.KeyCacheSize)
 	return &keyServer{
 		base:    base,
-		client:  client,
+		client:  sameOriginClient(client, "key server", base),
 		timeout: o.FetchTimeout,
 		ttl:     o.KeyTTL,
 		negTTL:  o.NegativeTTL,

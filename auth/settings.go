@@ -50,11 +50,13 @@ type Settings struct {
 	Algorithms []string
 	// KeyServer is the base http(s) URL of a Jitsi "ASAP" key server: the key
 	// for kid K is fetched from KeyServer/hex(sha256(K)).pem. It serves RSA
-	// keys only, for RS256/384/512 tokens that carry a kid.
+	// keys only, for RS256/384/512 tokens that carry a kid. Redirects are
+	// followed only within the URL's scheme, host and port.
 	KeyServer string
 	// JWKSURL is an http(s) URL of a JSON Web Key Set, refreshed in the
 	// background as its Cache-Control max-age says (else every
 	// Options.JWKSRefresh) and on demand when an unknown kid shows up.
+	// Redirects are followed only within the URL's scheme, host and port.
 	JWKSURL string
 	// Issuers are the accepted iss values; default [AppID]. "*" accepts any
 	// issuer. JaaS tokens carry iss "chat". iss is always required.
