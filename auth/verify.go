@@ -124,6 +124,19 @@ func (v *Verifier) Forget(tokenHash [32]byte) {
 	}
 }
 
+// SkippedJWKSKeys counts the JWKS keys skipped as unusable (invalid, an
+// unknown "use", a weak or unsupported key, an alg that does not fit), over
+// every refresh of every tenant since New: one per key per refresh. Each is
+// also logged, once per refresh and kid. Register it as a counter, e.g.
+// prometheus.NewCounterFunc(opts, func() float64 { return float64(v.SkippedJWKSKeys()) }).
+func (v *Verifier) SkippedJWKSKeys() int64 {
+	var n int64
+	for _, j := range v.jwks {
+		n += j.skipped.Load()
+	}
+	return n
+}
+
 // TokenHash returns the key that identifies a token for bans and Forget, as
 // in Claims.TokenHash: the SHA-256 of its signed part (header.payload, the
 // text before the last dot). The signature is left out because ECDSA
