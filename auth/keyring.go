@@ -106,7 +106,7 @@ func (k *KeyRing) verify(token string) (*Claims, *Error) {
 		return nil, newError(ReasonUnknownKey, "no keys are configured")
 	}
 	// Only static keys: no fetch ever waits on this context.
-	c, e := parseSigned(context.Background(), cfg, token)
+	c, _, e := parseSigned(context.Background(), cfg, token)
 	if e != nil {
 		return nil, e
 	}

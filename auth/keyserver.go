@@ -45,6 +45,10 @@ type keyServer struct {
 	group   singleflight.Group
 
 	fetches atomic.Int64 // HTTP requests sent, for tests and metrics
+	// gen increases whenever a key is revoked (the server no longer has
+	// it) or replaced, so that cached verifications made with it are not
+	// used.
+	gen atomic.Uint64
 }
 
 type ksKey struct {
@@ -76,6 +80,12 @@ func newKeyServer(ctx context.Context, base string, client *http.Client, o *Opti
 		neg:     neg,
 		limiter: rate.NewLimiter(rate.Limit(o.KeyFetchRate), o.KeyFetchBurst),
 	}
+}
+
+// fresh reports whether the key for kid is cached and younger than KeyTTL.
+func (ks *keyServer) fresh(kid string) bool {
+	k, ok := ks.keys.Peek(kid)
+	return ok && ks.now().Sub(k.fetched) < ks.ttl
 }
 
 // keyURL is where the key for kid lives.
@@ -133,12 +143,19 @@ func (ks *keyServer) fetch(kid string, refresh bool) (any, error) {
 	defer cancel()
 	key, e := ks.request(ctx, kid)
 	now := ks.now()
+	old, had := ks.keys.Peek(kid)
 	switch {
 	case e == nil:
+		if had && !old.key.Equal(key) {
+			ks.gen.Add(1) // replaced
+		}
 		ks.keys.Add(kid, ksKey{key: key, fetched: now})
 		ks.neg.Remove(kid)
 		return key, nil
 	case e.Reason == ReasonUnknownKey:
+		if had {
+			ks.gen.Add(1) // revoked
+		}
 		ks.keys.Remove(kid) // revoked or never existed
 		ks.neg.Add(kid, ksNegative{until: now.Add(ks.negTTL), err: e})
 	default:

@@ -213,6 +213,20 @@ type tenantConfig struct {
 	mucPrefix    string
 }
 
+// keyGen is the generation of the tenant's fetched key sets: it changes
+// whenever the JWKS or the key server loses or replaces a key. Secrets and
+// configured public keys never change within a Verifier.
+func (c *tenantConfig) keyGen() uint64 {
+	var g uint64
+	if c.jwks != nil {
+		g += c.jwks.gen.Load()
+	}
+	if c.keyServer != nil {
+		g += c.keyServer.gen.Load()
+	}
+	return g
+}
+
 // validHTTPURL checks a key-server or JWKS URL.
 func validHTTPURL(field, raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
