@@ -16,7 +16,6 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
-	"golang.org/x/time/rate"
 )
 
 // maxKeyBytes bounds a key server's answer.
@@ -41,7 +40,7 @@ type keyServer struct {
 
 	keys    *lru.Cache[string, ksKey]
 	neg     *lru.Cache[string, ksNegative]
-	limiter *rate.Limiter
+	limiter *fairLimiter
 	group   singleflight.Group
 
 	fetches atomic.Int64 // HTTP requests sent, for tests and metrics
@@ -78,7 +77,7 @@ func newKeyServer(ctx context.Context, base string, client *http.Client, o *Opti
 		ctx:     ctx,
 		keys:    keys,
 		neg:     neg,
-		limiter: rate.NewLimiter(rate.Limit(o.KeyFetchRate), o.KeyFetchBurst),
+		limiter: newFairLimiter(o),
 	}
 }
 
@@ -110,8 +109,9 @@ func (ks *keyServer) get(ctx context.Context, kid string) (*rsa.PublicKey, *Erro
 		}
 		return nil, n.err
 	}
+	who := requesterOf(ctx)
 	ch := ks.group.DoChan(kid, func() (any, error) {
-		return ks.fetch(kid, have)
+		return ks.fetch(ctx, who, kid, have)
 	})
 	select {
 	case res := <-ch:
@@ -134,10 +134,15 @@ func (ks *keyServer) get(ctx context.Context, kid string) (*rsa.PublicKey, *Erro
 	}
 }
 
-// fetch runs once per kid at a time (singleflight). Its errors are *Error.
-func (ks *keyServer) fetch(kid string, refresh bool) (any, error) {
-	if !refresh && !ks.limiter.Allow() {
-		return nil, newError(ReasonKeyUnavailable, "key server fetch rate limit reached; try again shortly")
+// fetch runs once per kid at a time (singleflight). A kid not cached yet
+// is charged to the budget of who (the first caller) and then to the
+// global one, waiting for it at most until ctx (the first caller's) ends.
+// Its errors are *Error.
+func (ks *keyServer) fetch(ctx context.Context, who, kid string, refresh bool) (any, error) {
+	if !refresh {
+		if e := ks.limiter.wait(ctx, who); e != nil {
+			return nil, e
+		}
 	}
 	ctx, cancel := context.WithTimeout(ks.ctx, ks.timeout)
 	defer cancel()

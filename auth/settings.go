@@ -134,6 +134,11 @@ type Options struct {
 	// not in its cache (default 10 per second, burst 20).
 	KeyFetchRate  float64
 	KeyFetchBurst int
+	// RequesterFetchRate and RequesterFetchBurst are each requester's own
+	// budget of such fetches (see WithRequester), spent before the global
+	// one (default 1 every 10 seconds, burst 3).
+	RequesterFetchRate  float64
+	RequesterFetchBurst int
 	// JWKSRefresh is the JWKS refresh period when the server sends no
 	// Cache-Control max-age (default 6h, as Jitsi).
 	JWKSRefresh time.Duration
@@ -172,6 +177,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.KeyFetchBurst <= 0 {
 		o.KeyFetchBurst = 20
+	}
+	if o.RequesterFetchRate <= 0 {
+		o.RequesterFetchRate = 0.1
+	}
+	if o.RequesterFetchBurst <= 0 {
+		o.RequesterFetchBurst = 3
 	}
 	if o.JWKSRefresh <= 0 {
 		o.JWKSRefresh = 6 * time.Hour
