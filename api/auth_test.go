@@ -1,6 +1,8 @@
 package api
 
 import (
+	"encoding/base64"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -248,4 +250,63 @@ func TestBy(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAdminClaimsStrict: admin tokens go through auth's claim decoder, so
+// numeric dates must be JSON numbers and admin must be JSON true or the
+// exact string "true" (as context.user.moderator), never "TRUE" or "1".
+func TestAdminClaimsStrict(t *testing.T) {
+	now := testEpoch
+	exp := now.Add(time.Hour).Unix()
+	cases := []struct {
+		name   string
+		claims jwt.MapClaims
+		status int
+		code   string
+		detail string // a substring of the message
+	}{
+		{"exp string", jwt.MapClaims{"sub": testTenant, "admin": true, "exp": "9999999999"}, 401, "unauthorized", `wrong-type: claim \"exp\"`},
+		{"nbf string", jwt.MapClaims{"sub": testTenant, "admin": true, "exp": exp, "nbf": "0"}, 401, "unauthorized", `wrong-type: claim \"nbf\"`},
+		{"admin TRUE", jwt.MapClaims{"sub": testTenant, "admin": "TRUE", "exp": exp}, 403, "not-admin", ""},
+		{"admin string 1", jwt.MapClaims{"sub": testTenant, "admin": "1", "exp": exp}, 403, "not-admin", ""},
+		{"admin number 1", jwt.MapClaims{"sub": testTenant, "admin": 1, "exp": exp}, 401, "unauthorized", `wrong-type: claim \"admin\"`},
+		{"admin object", jwt.MapClaims{"sub": testTenant, "admin": map[string]any{}, "exp": exp}, 401, "unauthorized", `wrong-type`},
+		{"admin twice is broken JSON", nil, 401, "unauthorized", "appears twice"},
+		{"admin string true", jwt.MapClaims{"sub": testTenant, "admin": "true", "exp": exp}, 200, "", ""},
+		{"admin true", jwt.MapClaims{"sub": testTenant, "admin": true, "exp": exp}, 200, "", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			var tok string
+			if tc.claims == nil {
+				tok = signRawJSON(t, `{"sub":"`+testTenant+`","admin":false,"admin":true,"exp":`+fmt.Sprint(exp)+`}`)
+			} else {
+				tok = signRaw(t, jwt.SigningMethodHS256, testSecret, tc.claims)
+			}
+			resp := f.do(t, "GET", "/jaccess/v1/access-management/acme/bans", tok, "")
+			if resp.status != tc.status {
+				t.Fatalf("status = %d, want %d; body %s", resp.status, tc.status, resp.body)
+			}
+			if tc.code != "" && resp.errorCode(t) != tc.code {
+				t.Errorf("error = %q, want %q", resp.errorCode(t), tc.code)
+			}
+			if !strings.Contains(resp.body, tc.detail) {
+				t.Errorf("body %s lacks %q", resp.body, tc.detail)
+			}
+		})
+	}
+}
+
+// signRawJSON signs a raw HS256 payload with the test secret, for JSON that
+// a claims map cannot express.
+func signRawJSON(t *testing.T, payload string) string {
+	t.Helper()
+	enc := base64.RawURLEncoding.EncodeToString
+	signing := enc([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + enc([]byte(payload))
+	sig, err := jwt.SigningMethodHS256.Sign(signing, testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signing + "." + enc(sig)
 }

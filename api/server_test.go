@@ -44,14 +44,14 @@ func TestNewValidates(t *testing.T) {
 		{"empty secret", func(o *Options) { o.Keys.Secrets = [][]byte{nil} }, "at least 16"},
 		{"weak RSA", func(o *Options) { o.Keys.PublicKeys = []auth.PublicKey{{Key: &weakRSA.PublicKey}} }, "1024 bits"},
 		{"P-224", func(o *Options) { o.Keys.PublicKeys = []auth.PublicKey{{Key: &p224.PublicKey}} }, "curve"},
-		{"private key", func(o *Options) { o.Keys.PublicKeys = []auth.PublicKey{{Key: rsaKey()}} }, "unsupported key type"},
-		{"nil key", func(o *Options) { o.Keys.PublicKeys = []auth.PublicKey{{}} }, "unsupported key type"},
+		{"private key", func(o *Options) { o.Keys.PublicKeys = []auth.PublicKey{{Key: rsaKey()}} }, "unsupported public key type *rsa.PrivateKey"},
+		{"nil key", func(o *Options) { o.Keys.PublicKeys = []auth.PublicKey{{}} }, "public key #1: no key"},
 		{"algorithm of another family", func(o *Options) {
 			o.Keys.PublicKeys = []auth.PublicKey{{Key: &rsaKey().PublicKey, Algorithms: []string{"HS256"}}}
 		}, "cannot verify"},
 		{"algorithm none", func(o *Options) {
 			o.Keys.PublicKeys = []auth.PublicKey{{Key: edKey().Public(), Algorithms: []string{"none"}}}
-		}, "cannot verify"},
+		}, `algorithm "none" can never be allowed`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

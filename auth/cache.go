@@ -33,6 +33,8 @@ type cacheEntry struct {
 	token      string
 	claims     *Claims
 	cfg        *tenantConfig
+	src        keySource // which kind of key verified the token
+	keyGen     uint64    // cfg.keyGen() when the verification started
 	prev, next *cacheEntry
 	sameHash   *cacheEntry // next entry with the same TokenHash (re-signed token)
 }
@@ -70,7 +72,7 @@ func (c *tokenCache) get(key uint64, token string) *cacheEntry {
 }
 
 // add stores an entry unless a Forget happened since gen was read.
-func (c *tokenCache) add(key uint64, token string, claims *Claims, cfg *tenantConfig, gen uint64) {
+func (c *tokenCache) add(key uint64, token string, claims *Claims, cfg *tenantConfig, gen uint64, src keySource, keyGen uint64) {
 	s := c.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -80,7 +82,7 @@ func (c *tokenCache) add(key uint64, token string, claims *Claims, cfg *tenantCo
 	if old := s.byKey[key]; old != nil {
 		s.remove(old)
 	}
-	e := &cacheEntry{key: key, token: token, claims: claims, cfg: cfg}
+	e := &cacheEntry{key: key, token: token, claims: claims, cfg: cfg, src: src, keyGen: keyGen}
 	s.byKey[key] = e
 	e.sameHash = s.byHash[claims.TokenHash]
 	s.byHash[claims.TokenHash] = e
@@ -90,7 +92,18 @@ func (c *tokenCache) add(key uint64, token string, claims *Claims, cfg *tenantCo
 	}
 }
 
-// remove drops the entry for key if it is still e.
+// stillKeyed reports whether the key that verified e still stands: the
+// tenant's key sets have not lost a key since (keyGen is cfg.keyGen() now),
+// and a key-server key is still fresh, so that a key the server no longer
+// serves stops admitting tokens within KeyTTL, as it would uncached.
+func (e *cacheEntry) stillKeyed(keyGen uint64) bool {
+	if e.keyGen != keyGen {
+		return false
+	}
+	return e.src != fromKeyServer || e.cfg.keyServer.fresh(e.claims.KeyID)
+}
+
+// drop drops the entry for key if it is still e.
 func (c *tokenCache) drop(e *cacheEntry) {
 	s := c.shard(e.key)
 	s.mu.Lock()

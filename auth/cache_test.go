@@ -141,11 +141,11 @@ func TestCacheGenerationBlocksStaleAdd(t *testing.T) {
 	c := newTokenCache(64)
 	gen := c.gen.Load()
 	c.forget([32]byte{1})
-	c.add(1, "t", &Claims{}, nil, gen)
+	c.add(1, "t", &Claims{}, nil, gen, fromStatic, 0)
 	if c.len() != 0 {
 		t.Fatal("an add that started before a Forget was stored")
 	}
-	c.add(1, "t", &Claims{}, nil, c.gen.Load())
+	c.add(1, "t", &Claims{}, nil, c.gen.Load(), fromStatic, 0)
 	if c.len() != 1 {
 		t.Fatal("a current add was dropped")
 	}
@@ -156,12 +156,12 @@ func TestCacheBoundedLRU(t *testing.T) {
 	key := func(i int) uint64 { return uint64(i) } // all in shard 0
 	claims := func(i int) *Claims { return &Claims{TokenHash: [32]byte{byte(i)}} }
 	for i := 1; i <= 3; i++ {
-		c.add(key(i), fmt.Sprint(i), claims(i), nil, 0)
+		c.add(key(i), fmt.Sprint(i), claims(i), nil, 0, fromStatic, 0)
 	}
 	if c.get(key(1), "1") == nil { // 1 becomes the newest
 		t.Fatal("1 missing")
 	}
-	c.add(key(4), "4", claims(4), nil, 0) // evicts 2, the oldest
+	c.add(key(4), "4", claims(4), nil, 0, fromStatic, 0) // evicts 2, the oldest
 	if c.get(key(2), "2") != nil {
 		t.Fatal("LRU kept the oldest entry")
 	}
@@ -173,12 +173,12 @@ func TestCacheBoundedLRU(t *testing.T) {
 	if c.get(key(3), "collision") != nil {
 		t.Fatal("a hash collision hit")
 	}
-	c.add(key(3), "3b", claims(3), nil, 0) // replaces in place
+	c.add(key(3), "3b", claims(3), nil, 0, fromStatic, 0) // replaces in place
 	if c.get(key(3), "3") != nil || c.get(key(3), "3b") == nil || c.len() != 3 {
 		t.Fatal("replacement wrong")
 	}
 	for i := 0; i < 1000; i++ {
-		c.add(uint64(i)<<52, fmt.Sprint("x", i), claims(i), nil, 0)
+		c.add(uint64(i)<<52, fmt.Sprint("x", i), claims(i), nil, 0, fromStatic, 0)
 	}
 	if n := c.len(); n > 3*cacheShards {
 		t.Fatalf("cache grew to %d", n)
@@ -237,4 +237,102 @@ func TestCacheDisabled(t *testing.T) {
 		t.Fatal(err)
 	}
 	v.Forget(c.TokenHash)
+}
+
+// TestCacheDropsRevokedKeys: a cached verification does not outlive its
+// key. Once a key is pulled from the JWKS, replaced, or no longer served by
+// the key server, a token verified with it before is refused.
+func TestCacheDropsRevokedKeys(t *testing.T) {
+	k := fx()
+	var clock atomic.Int64
+	clock.Store(testNow.UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	cases := []struct {
+		name   string
+		room   string
+		setup  func(t *testing.T) (v *Verifier, token string, revoke func())
+		after  Reason
+		detail string
+	}{
+		{name: "JWKS key pulled", room: jwksRoomJID, after: ReasonUnknownKey, setup: func(t *testing.T) (*Verifier, string, func()) {
+			srv := newJWKSServer(t, jwksJSON(t, jwkSpec{kid: "k1", pub: &k.rsa.PublicKey}))
+			v := newJWKSVerifier(t, srv, Options{Now: now, CacheSize: 100})
+			waitFor(t, "the first refresh", func() bool { return v.jwks[0].snap.Load() != nil })
+			return v, jwksToken(t, "RS256", k.rsa, "k1"), func() {
+				srv.set(jwksJSON(t, jwkSpec{kid: "k2", pub: &k.rsa2.PublicKey}), "")
+				if _, err := v.jwks[0].refresh(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+		{name: "JWKS key replaced under the same kid", room: jwksRoomJID, after: ReasonBadSignature, setup: func(t *testing.T) (*Verifier, string, func()) {
+			srv := newJWKSServer(t, jwksJSON(t, jwkSpec{kid: "k1", pub: &k.rsa.PublicKey}))
+			v := newJWKSVerifier(t, srv, Options{Now: now, CacheSize: 100})
+			waitFor(t, "the first refresh", func() bool { return v.jwks[0].snap.Load() != nil })
+			return v, jwksToken(t, "RS256", k.rsa, "k1"), func() {
+				srv.set(jwksJSON(t, jwkSpec{kid: "k1", pub: &k.rsa2.PublicKey}), "")
+				if _, err := v.jwks[0].refresh(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+		{name: "key server no longer serves the key", room: asapRoomJID, after: ReasonUnknownKey, setup: func(t *testing.T) (*Verifier, string, func()) {
+			srv := newASAPServer(t)
+			srv.put(t, "k1", &k.rsa.PublicKey)
+			v := newASAPVerifier(t, srv, srv.URL, Options{Now: now, CacheSize: 100, KeyTTL: time.Minute})
+			return v, asapToken(t, k.rsa, "k1"), func() {
+				srv.remove("k1")
+				clock.Add(int64(time.Minute))
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			clock.Store(testNow.UnixNano())
+			v, token, revoke := tc.setup(t)
+			room := mustRoom(t, tc.room)
+			for i := 0; i < 2; i++ { // the second is a cache hit
+				if _, err := v.Verify(context.Background(), token, room); err != nil {
+					t.Fatalf("before the change, verification %d: %v", i+1, err)
+				}
+			}
+			if v.cache.len() != 1 {
+				t.Fatalf("cache holds %d entries, want 1", v.cache.len())
+			}
+			revoke()
+			_, err := v.Verify(context.Background(), token, room)
+			if ReasonOf(err) != tc.after {
+				t.Fatalf("after the change: %v, want %s", err, tc.after)
+			}
+		})
+	}
+}
+
+// TestCacheKeepsEntriesWhenKeysStay: a refresh that loses no key keeps the
+// cached verifications (a new key does not invalidate old tokens).
+func TestCacheKeepsEntriesWhenKeysStay(t *testing.T) {
+	k := fx()
+	srv := newJWKSServer(t, jwksJSON(t, jwkSpec{kid: "k1", pub: &k.rsa.PublicKey}))
+	v := newJWKSVerifier(t, srv, Options{CacheSize: 100})
+	token := jwksToken(t, "RS256", k.rsa, "k1")
+	if _, err := v.Verify(context.Background(), token, mustRoom(t, jwksRoomJID)); err != nil {
+		t.Fatal(err)
+	}
+	before := v.cfgGen(t, "jw")
+	srv.set(jwksJSON(t, jwkSpec{kid: "k1", pub: &k.rsa.PublicKey}, jwkSpec{kid: "k2", pub: &k.rsa2.PublicKey}), "")
+	if _, err := v.jwks[0].refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if after := v.cfgGen(t, "jw"); after != before {
+		t.Errorf("key generation changed from %d to %d on a refresh that only added a key", before, after)
+	}
+}
+
+func (v *Verifier) cfgGen(t *testing.T, tenant string) uint64 {
+	t.Helper()
+	c := v.tenants[tenant]
+	if c == nil {
+		t.Fatalf("no tenant %q", tenant)
+	}
+	return c.keyGen()
 }

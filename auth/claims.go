@@ -53,10 +53,24 @@ type Claims struct {
 	// Algorithm and KeyID are the header's alg and kid.
 	Algorithm string `json:"alg"`
 	KeyID     string `json:"kid,omitempty"`
+	// Admin is the top-level "admin" claim of gavel's HTTP API tokens: JSON
+	// true, or the string "true" exactly as for context.user.moderator
+	// (Jitsi issuers send "true" strings); "TRUE", "1" and other strings are
+	// false, and a number or an object refuses the token as wrong-type.
+	Admin bool `json:"admin,omitempty"`
+	// TopLevelName is the top-level "name" claim when it is a string (other
+	// types are ignored: it is descriptive only), which admin tokens may
+	// carry.
+	TopLevelName string `json:"top_level_name,omitempty"`
 	// Expires, NotBefore and IssuedAt are exp, nbf and iat; zero when absent.
 	Expires   time.Time `json:"exp,omitzero"`
 	NotBefore time.Time `json:"nbf,omitzero"`
 	IssuedAt  time.Time `json:"iat,omitzero"`
+	// ValidUntil is the instant from which the token is refused as expired:
+	// exp plus the leeway of the rules that accepted it; zero without exp.
+	// It is the one expiry rule of gavel: the knock, "gavel token verify"
+	// and the revocation of rights that end with the token all use it.
+	ValidUntil time.Time `json:"valid_until,omitzero"`
 	// TokenHash identifies the token for bans and Verifier.Forget: the
 	// SHA-256 of its signed part (see TokenHash). It marshals as the hex
 	// "token_sha256".
@@ -129,6 +143,8 @@ const (
 	seenAffiliation
 	seenRole
 	seenRegex
+	seenAdmin
+	seenTopName
 )
 
 // decodeClaims parses a verified payload. Security-relevant claims have
@@ -138,8 +154,11 @@ const (
 func decodeClaims(payload []byte) (*Claims, *Error) {
 	c := &Claims{}
 	if err := c.decode(payload); err != nil {
-		if e, ok := err.(*Error); ok {
-			return nil, e
+		switch err := err.(type) {
+		case *Error:
+			return nil, err
+		case *errType:
+			return nil, newError(ReasonWrongType, err.Error())
 		}
 		return nil, newError(ReasonMalformed, jsonDetail("payload", err))
 	}
@@ -218,6 +237,20 @@ func (c *Claims) decode(payload []byte) error {
 		case "moderator":
 			if err = s.mark(seenModerator, "moderator"); err == nil {
 				c.TopLevelModerator, err = r.flexBool("moderator")
+			}
+		case "admin":
+			if err = s.mark(seenAdmin, "admin"); err == nil {
+				c.Admin, err = r.flexBool("admin")
+			}
+		case "name":
+			if err = s.mark(seenTopName, "name"); err == nil {
+				// Descriptive only: other types are ignored rather than
+				// refusing a user token over a claim gavel does not use.
+				if r.peek() == '"' {
+					c.TopLevelName, err = r.str("name")
+				} else {
+					err = r.skip(1)
+				}
 			}
 		case "context":
 			if err = s.mark(seenContext, "context"); err == nil {

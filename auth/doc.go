@@ -18,7 +18,12 @@
 // word. Verified tokens are kept in a
 // bounded cache, keyed by a hash of the token, so that a rejoin costs well
 // under a microsecond; the time, tenant and room rules are re-checked on every
-// hit, and [Verifier.Forget] evicts a banned token.
+// hit, [Verifier.Forget] evicts a banned token, and a verification does not
+// outlive its key: entries are not used once the JWKS or the key server
+// loses or replaces a key, and one verified with a key-server key is
+// verified afresh once that key is older than Options.KeyTTL (a secret or a
+// configured public key only changes with a new Verifier, whose cache
+// starts empty).
 //
 // [Mint] signs tokens for development and demos, and [ParseRoom] splits a MUC
 // room JID such as "[acme]standup@conference.example.test" into its tenant,

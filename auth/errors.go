@@ -12,10 +12,12 @@ const (
 	ReasonMissingToken Reason = "missing-token"
 	// ReasonTooLarge: the token is longer than the tenant's MaxTokenBytes.
 	ReasonTooLarge Reason = "too-large"
-	// ReasonMalformed: not three base64url segments, bad base64, bad JSON,
-	// a claim of the wrong type, or a value out of range.
+	// ReasonMalformed: not a JWT: not three base64url segments, bad base64,
+	// bad JSON (including a claim given twice), a header typ other than
+	// "JWT", a header member of the wrong type, or a date out of range.
 	ReasonMalformed Reason = "malformed"
-	// ReasonWrongType: the header's typ is missing or not "JWT".
+	// ReasonWrongType: a claim has the wrong JSON type (a string exp, a
+	// number for room, an object for moderator).
 	ReasonWrongType Reason = "wrong-type"
 	// ReasonAlgorithmNotAllowed: "none", or an algorithm that no key of the
 	// tenant allows.

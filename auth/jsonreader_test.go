@@ -72,8 +72,12 @@ func TestDecodeClaimsJSON(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c, e := decodeClaims([]byte(tc.payload))
 			if tc.err != "" {
-				if e == nil || e.Reason != ReasonMalformed || !strings.Contains(e.Detail, tc.err) {
-					t.Fatalf("want malformed %q, got %v", tc.err, e)
+				want := ReasonMalformed
+				if strings.Contains(tc.err, "wrong type") {
+					want = ReasonWrongType
+				}
+				if e == nil || e.Reason != want || !strings.Contains(e.Detail, tc.err) {
+					t.Fatalf("want %s %q, got %v", want, tc.err, e)
 				}
 				return
 			}

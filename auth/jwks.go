@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,10 +24,10 @@ const maxJWKSBytes = 1 << 20
 // jwksSource keeps a JWKS fetched from a URL, refreshed in the background.
 //
 // jwkset (and keyfunc, built on it) refresh on a fixed interval and ignore
-// Cache-Control, so refreshes are driven here: each one is a single
-// jwkset.NewStorageFromHTTP request (jwkset decodes and validates the keys)
-// through an http.Client whose transport records the answer's Cache-Control
-// and bounds its size. A failed refresh keeps the last good set.
+// Cache-Control, and refuse a whole set for one invalid key, so refreshes
+// are driven here: each one is a single bounded GET whose keys jwkset
+// decodes and validates one by one. A failed refresh keeps the last good
+// set.
 type jwksSource struct {
 	url        string
 	client     *http.Client
@@ -46,6 +47,10 @@ type jwksSource struct {
 	lastErr     error
 
 	fetches atomic.Int64 // HTTP requests sent, for tests and metrics
+	skipped atomic.Int64 // keys skipped as unusable, over all refreshes
+	// gen increases whenever a refresh pulls or replaces a key, so that
+	// cached verifications made with the old set are not used.
+	gen atomic.Uint64
 }
 
 // jwksSnapshot is one good key set.
@@ -53,12 +58,13 @@ type jwksSnapshot struct {
 	byKID   map[string][]verifyKey
 	all     []verifyKey // tried for tokens without a kid
 	fetched time.Time
+	prints  map[string]bool // verifyKey.print of every key
 }
 
 func newJWKSSource(ctx context.Context, url string, client *http.Client, o *Options) *jwksSource {
 	return &jwksSource{
 		url:        url,
-		client:     client,
+		client:     sameOriginClient(client, "JWKS URL", url),
 		timeout:    o.FetchTimeout,
 		defRefresh: o.JWKSRefresh,
 		minRefresh: o.JWKSMinRefresh,
@@ -107,63 +113,18 @@ func (s *jwksSource) refresh() (time.Duration, error) {
 	return v.(time.Duration), nil
 }
 
-// capture is an http.RoundTripper that records the answer's Cache-Control
-// and bounds its body.
-type capture struct {
-	base         http.RoundTripper
-	cacheControl atomic.Pointer[string]
-}
-
-func (c *capture) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := c.base.RoundTrip(req)
-	if err != nil {
-		return nil, err
-	}
-	cc := resp.Header.Get("Cache-Control")
-	c.cacheControl.Store(&cc)
-	resp.Body = &limitedBody{r: resp.Body, left: maxJWKSBytes}
-	return resp, nil
-}
-
-// limitedBody fails a read past its limit instead of truncating silently.
-type limitedBody struct {
-	r    io.ReadCloser
-	left int64
-}
-
-func (l *limitedBody) Read(p []byte) (int, error) {
-	if l.left <= 0 {
-		return 0, fmt.Errorf("JWKS larger than %d bytes", maxJWKSBytes)
-	}
-	if int64(len(p)) > l.left {
-		p = p[:l.left]
-	}
-	n, err := l.r.Read(p)
-	l.left -= int64(n)
-	return n, err
-}
-
-func (l *limitedBody) Close() error { return l.r.Close() }
-
 func (s *jwksSource) fetch() (time.Duration, error) {
-	base := s.client.Transport
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	rt := &capture{base: base}
-	client := *s.client
-	client.Transport = rt
 	s.fetches.Add(1)
-	store, err := jwkset.NewStorageFromHTTP(s.url, jwkset.HTTPClientStorageOptions{
-		Client:      &client,
-		Ctx:         s.ctx,
-		HTTPTimeout: s.timeout,
-	})
+	keys, cacheControl, err := s.download()
 	if err == nil {
 		var snap *jwksSnapshot
-		snap, err = s.snapshot(store)
+		snap, err = s.snapshot(keys)
 		if err == nil {
-			s.snap.Store(snap)
+			if old := s.snap.Swap(snap); old != nil && old.lost(snap) {
+				// A key was pulled or replaced: tokens verified with it
+				// must not stay in the verified-token cache.
+				s.gen.Add(1)
+			}
 		}
 	}
 	s.mu.Lock()
@@ -173,37 +134,88 @@ func (s *jwksSource) fetch() (time.Duration, error) {
 		s.log.Warn("auth: JWKS refresh failed; keeping the last good key set", zap.String("url", s.url), zap.Error(err))
 		return 0, err
 	}
-	cc := ""
-	if p := rt.cacheControl.Load(); p != nil {
-		cc = *p
-	}
-	return refreshDelay(cc, s.defRefresh, s.minRefresh, s.maxRefresh), nil
+	return refreshDelay(cacheControl, s.defRefresh, s.minRefresh, s.maxRefresh), nil
 }
 
-// snapshot converts the fetched keys, skipping encryption keys and refusing
-// symmetric ones; an empty result counts as a failure.
-func (s *jwksSource) snapshot(store jwkset.Storage) (*jwksSnapshot, error) {
-	all, err := store.KeyReadAll(s.ctx)
+// download GETs the JWKS and splits it into its keys, each still raw, so
+// that one key gavel cannot use does not cost the others.
+func (s *jwksSource) download() ([]json.RawMessage, string, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	snap := &jwksSnapshot{byKID: make(map[string][]verifyKey), fetched: s.now()}
+	req.Header.Set("Accept", "application/jwk-set+json, application/json")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxJWKSBytes))
+		return nil, "", fmt.Errorf("JWKS URL answered %d", resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
+	if err != nil {
+		return nil, "", fmt.Errorf("reading the JWKS: %w", err)
+	}
+	if len(body) > maxJWKSBytes {
+		return nil, "", fmt.Errorf("JWKS larger than %d bytes", maxJWKSBytes)
+	}
+	var doc struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, "", fmt.Errorf("JWKS is not a JSON key set: %w", err)
+	}
+	if doc.Keys == nil {
+		return nil, "", errors.New(`JWKS has no "keys" array`)
+	}
+	return doc.Keys, resp.Header.Get("Cache-Control"), nil
+}
+
+// snapshot converts the fetched keys. Encryption keys are left out; a key
+// gavel cannot use (invalid, symmetric, weak, an unknown "use", an alg that
+// does not fit) is skipped, counted and logged once per refresh and kid,
+// and the other keys are used. No usable key at all counts as a failure.
+func (s *jwksSource) snapshot(raws []json.RawMessage) (*jwksSnapshot, error) {
+	snap := &jwksSnapshot{byKID: make(map[string][]verifyKey), fetched: s.now(), prints: make(map[string]bool)}
+	logged := make(map[string]bool)
+	skip := func(kid string, err error) {
+		if !logged[kid] {
+			logged[kid] = true
+			s.log.Warn("auth: JWKS key skipped: gavel cannot use it; the other keys stay in use",
+				zap.String("url", s.url), zap.String("kid", clip(kid)), zap.Error(err))
+		}
+		s.skipped.Add(1)
+	}
 	n := 0
-	for _, j := range all {
-		m := j.Marshal()
-		if m.USE != "" && m.USE != jwkset.UseSig {
+	for _, raw := range raws {
+		var head struct {
+			KID string `json:"kid"`
+			USE string `json:"use"`
+		}
+		_ = json.Unmarshal(raw, &head)
+		if head.USE == string(jwkset.UseEnc) {
 			continue
 		}
+		j, err := jwkset.NewJWKFromRawJSON(raw, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
+		if err != nil {
+			skip(head.KID, err)
+			continue
+		}
+		m := j.Marshal()
 		key := toPublic(j.Key())
 		algs, err := keyAlgs(key)
 		if err != nil {
-			s.log.Debug("auth: JWKS key skipped", zap.String("kid", m.KID), zap.Error(err))
+			skip(m.KID, err)
 			continue
 		}
 		if m.ALG != "" {
 			a, ok := lookupAlg(string(m.ALG))
 			if !ok || !algs.has(a) {
-				s.log.Debug("auth: JWKS key skipped: alg does not fit the key", zap.String("kid", m.KID), zap.String("alg", string(m.ALG)))
+				skip(m.KID, fmt.Errorf("alg %q does not fit the key (it allows %s)", clip(string(m.ALG)), algs.names()))
 				continue
 			}
 			algs = 1 << a
@@ -213,12 +225,24 @@ func (s *jwksSource) snapshot(store jwkset.Storage) (*jwksSnapshot, error) {
 		if m.KID != "" {
 			snap.byKID[m.KID] = append(snap.byKID[m.KID], k)
 		}
+		snap.prints[k.print()] = true
 		n++
 	}
 	if n == 0 {
 		return nil, errors.New("JWKS has no usable signature key")
 	}
 	return snap, nil
+}
+
+// lost reports whether a key of old is not in next (pulled, or its kid now
+// names another key).
+func (old *jwksSnapshot) lost(next *jwksSnapshot) bool {
+	for p := range old.prints {
+		if !next.prints[p] {
+			return true
+		}
+	}
+	return false
 }
 
 // refreshDelay reads max-age from a Cache-Control value: no-store, no-cache

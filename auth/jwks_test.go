@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/MicahParks/jwkset"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 type jwkSpec struct {
@@ -296,5 +299,59 @@ func TestRefreshDelay(t *testing.T) {
 		if got := refreshDelay(tc.cc, def, lo, hi); got != tc.want {
 			t.Errorf("refreshDelay(%q) = %v, want %v", tc.cc, got, tc.want)
 		}
+	}
+}
+
+// TestJWKSSkipsUnusableKeys: one key gavel cannot use ("use": "signing",
+// a weak RSA key, an alg that does not fit, broken key material) is
+// skipped, counted and logged once per refresh and kid; the other keys of
+// the set stay usable.
+func TestJWKSSkipsUnusableKeys(t *testing.T) {
+	k := fx()
+	set := string(jwksJSON(t,
+		jwkSpec{kid: "good", pub: &k.rsa.PublicKey},
+		jwkSpec{kid: "bad-use", pub: &k.rsa2.PublicKey},
+		jwkSpec{kid: "weak", pub: &k.rsaSmall.PublicKey},
+		jwkSpec{kid: "bad-alg", alg: "ES256", pub: &k.rsa2.PublicKey},
+	))
+	set = strings.Replace(set, `"kid":"bad-use"`, `"kid":"bad-use","use":"signing"`, 1)
+	set = strings.Replace(set, `{"keys":[`, `{"keys":[{"kty":"RSA","kid":"broken","n":"!!","e":"AQAB"},`, 1)
+	core, logs := observer.New(zapcore.WarnLevel)
+	srv := newJWKSServer(t, []byte(set))
+	v := newJWKSVerifier(t, srv, Options{Logger: zap.New(core)})
+	// The first refresh runs in the background; the rest below are caused
+	// by Verify and finish before it returns.
+	waitFor(t, "the first refresh", func() bool { return v.SkippedJWKSKeys() == 4 })
+	cases := []struct {
+		name  string
+		token string
+		want  Reason
+	}{
+		{"good key verifies", jwksToken(t, "RS256", k.rsa, "good"), ""},
+		{"skipped key's kid is unknown", jwksToken(t, "RS256", k.rsa2, "bad-use"), ReasonUnknownKey},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := v.Verify(context.Background(), tc.token, mustRoom(t, jwksRoomJID))
+			if ReasonOf(err) != tc.want {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+		})
+	}
+	refreshes := srv.hits.Load()
+	if got, want := v.SkippedJWKSKeys(), 4*refreshes; got != want {
+		t.Errorf("SkippedJWKSKeys = %d after %d refreshes, want %d", got, refreshes, want)
+	}
+	skipped := map[string]int{}
+	for _, e := range logs.FilterMessageSnippet("JWKS key skipped").All() {
+		skipped[e.ContextMap()["kid"].(string)]++
+	}
+	for _, kid := range []string{"bad-use", "weak", "bad-alg", "broken"} {
+		if skipped[kid] != int(refreshes) {
+			t.Errorf("kid %s logged %d times in %d refreshes, want once per refresh (log %v)", kid, skipped[kid], refreshes, skipped)
+		}
+	}
+	if skipped["good"] != 0 {
+		t.Errorf("usable key logged as skipped")
 	}
 }

@@ -304,3 +304,13 @@ func newStaticKey(pk PublicKey) (verifyKey, error) {
 	}
 	return verifyKey{kid: pk.KID, key: pk.Key, algs: algs}, nil
 }
+
+// print identifies a key with its kid and algorithms, to tell whether a
+// key set lost a key between two refreshes.
+func (k verifyKey) print() string {
+	der, err := x509.MarshalPKIXPublicKey(k.key)
+	if err != nil {
+		der = fmt.Appendf(nil, "%v", k.key)
+	}
+	return k.kid + "\x00" + fmt.Sprint(uint16(k.algs)) + "\x00" + string(der)
+}

@@ -16,7 +16,6 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
-	"golang.org/x/time/rate"
 )
 
 // maxKeyBytes bounds a key server's answer.
@@ -41,10 +40,14 @@ type keyServer struct {
 
 	keys    *lru.Cache[string, ksKey]
 	neg     *lru.Cache[string, ksNegative]
-	limiter *rate.Limiter
+	limiter *fairLimiter
 	group   singleflight.Group
 
 	fetches atomic.Int64 // HTTP requests sent, for tests and metrics
+	// gen increases whenever a key is revoked (the server no longer has
+	// it) or replaced, so that cached verifications made with it are not
+	// used.
+	gen atomic.Uint64
 }
 
 type ksKey struct {
@@ -65,7 +68,7 @@ func newKeyServer(ctx context.Context, base string, client *http.Client, o *Opti
 	neg, _ := lru.New[string, ksNegative](o.KeyCacheSize)
 	return &keyServer{
 		base:    base,
-		client:  client,
+		client:  sameOriginClient(client, "key server", base),
 		timeout: o.FetchTimeout,
 		ttl:     o.KeyTTL,
 		negTTL:  o.NegativeTTL,
@@ -74,8 +77,14 @@ func newKeyServer(ctx context.Context, base string, client *http.Client, o *Opti
 		ctx:     ctx,
 		keys:    keys,
 		neg:     neg,
-		limiter: rate.NewLimiter(rate.Limit(o.KeyFetchRate), o.KeyFetchBurst),
+		limiter: newFairLimiter(o),
 	}
+}
+
+// fresh reports whether the key for kid is cached and younger than KeyTTL.
+func (ks *keyServer) fresh(kid string) bool {
+	k, ok := ks.keys.Peek(kid)
+	return ok && ks.now().Sub(k.fetched) < ks.ttl
 }
 
 // keyURL is where the key for kid lives.
@@ -100,8 +109,9 @@ func (ks *keyServer) get(ctx context.Context, kid string) (*rsa.PublicKey, *Erro
 		}
 		return nil, n.err
 	}
+	who := requesterOf(ctx)
 	ch := ks.group.DoChan(kid, func() (any, error) {
-		return ks.fetch(kid, have)
+		return ks.fetch(ctx, who, kid, have)
 	})
 	select {
 	case res := <-ch:
@@ -124,21 +134,33 @@ func (ks *keyServer) get(ctx context.Context, kid string) (*rsa.PublicKey, *Erro
 	}
 }
 
-// fetch runs once per kid at a time (singleflight). Its errors are *Error.
-func (ks *keyServer) fetch(kid string, refresh bool) (any, error) {
-	if !refresh && !ks.limiter.Allow() {
-		return nil, newError(ReasonKeyUnavailable, "key server fetch rate limit reached; try again shortly")
+// fetch runs once per kid at a time (singleflight). A kid not cached yet
+// is charged to the budget of who (the first caller) and then to the
+// global one, waiting for it at most until ctx (the first caller's) ends.
+// Its errors are *Error.
+func (ks *keyServer) fetch(ctx context.Context, who, kid string, refresh bool) (any, error) {
+	if !refresh {
+		if e := ks.limiter.wait(ctx, who); e != nil {
+			return nil, e
+		}
 	}
 	ctx, cancel := context.WithTimeout(ks.ctx, ks.timeout)
 	defer cancel()
 	key, e := ks.request(ctx, kid)
 	now := ks.now()
+	old, had := ks.keys.Peek(kid)
 	switch {
 	case e == nil:
+		if had && !old.key.Equal(key) {
+			ks.gen.Add(1) // replaced
+		}
 		ks.keys.Add(kid, ksKey{key: key, fetched: now})
 		ks.neg.Remove(kid)
 		return key, nil
 	case e.Reason == ReasonUnknownKey:
+		if had {
+			ks.gen.Add(1) // revoked
+		}
 		ks.keys.Remove(kid) // revoked or never existed
 		ks.neg.Add(kid, ksNegative{until: now.Add(ks.negTTL), err: e})
 	default:

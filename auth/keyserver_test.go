@@ -340,3 +340,64 @@ func TestKeyServerBadAnswers(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyServerFairUnknownKidFetches: 40 requesters flooding tokens with
+// random kids drain the global fetch budget, yet a legitimate requester's
+// token with a new, real kid verifies: it has spent nothing of its own
+// budget, so it gets the next global fetch. Requesters whose own budget is
+// used up are refused at once, and the global cap still holds.
+func TestKeyServerFairUnknownKidFetches(t *testing.T) {
+	k := fx()
+	srv := newASAPServer(t)
+	srv.put(t, "new-real-kid", &k.rsa.PublicKey)
+	const rate, burst = 20.0, 5
+	v := newASAPVerifier(t, srv, srv.URL, Options{KeyFetchRate: rate, KeyFetchBurst: burst, FetchTimeout: time.Second, CacheSize: -1})
+	room := mustRoom(t, asapRoomJID)
+	start := time.Now()
+	var wg sync.WaitGroup
+	var budgetRefusals atomic.Int64
+	var flood [40][6]string
+	for r := range flood {
+		for i := range flood[r] {
+			flood[r][i] = asapToken(t, k.rsaEvil, fmt.Sprintf("random-%d-%d", r, i))
+		}
+	}
+	legit := asapToken(t, k.rsa, "new-real-kid")
+	for r := range flood {
+		for i := range flood[r] {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx := WithRequester(context.Background(), fmt.Sprintf("anon-%d@guest.example.test", r))
+				_, err := v.Verify(ctx, flood[r][i], room)
+				if err != nil && strings.Contains(err.Error(), "requester's budget") {
+					budgetRefusals.Add(1)
+				}
+			}()
+		}
+	}
+	// The flood has drained the global budget once fetches queue for it.
+	lim := v.keyServers[0].limiter
+	waitFor(t, "the flood to queue", func() bool {
+		lim.mu.Lock()
+		defer lim.mu.Unlock()
+		return len(lim.waiters) > 0
+	})
+	ctx, cancel := context.WithTimeout(WithRequester(context.Background(), "alice@example.test"), time.Second)
+	defer cancel()
+	asked := time.Now()
+	_, err := v.Verify(ctx, legit, room)
+	t.Logf("the legitimate token verified in %v during the flood", time.Since(asked))
+	if err != nil {
+		t.Fatalf("legitimate token with a new kid during the flood: %v", err)
+	}
+	wg.Wait()
+	// Each requester may spend its burst of 3 (the default), no more.
+	if got := budgetRefusals.Load(); got < 40*(6-3) {
+		t.Errorf("%d fetches refused by the requesters' own budgets, want at least %d", got, 40*3)
+	}
+	allowed := burst + int64(rate*time.Since(start).Seconds()) + 2
+	if got := srv.hits.Load(); got > allowed {
+		t.Errorf("%d fetches in %v, the global cap allows %d", got, time.Since(start), allowed)
+	}
+}

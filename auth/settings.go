@@ -50,11 +50,13 @@ type Settings struct {
 	Algorithms []string
 	// KeyServer is the base http(s) URL of a Jitsi "ASAP" key server: the key
 	// for kid K is fetched from KeyServer/hex(sha256(K)).pem. It serves RSA
-	// keys only, for RS256/384/512 tokens that carry a kid.
+	// keys only, for RS256/384/512 tokens that carry a kid. Redirects are
+	// followed only within the URL's scheme, host and port.
 	KeyServer string
 	// JWKSURL is an http(s) URL of a JSON Web Key Set, refreshed in the
 	// background as its Cache-Control max-age says (else every
 	// Options.JWKSRefresh) and on demand when an unknown kid shows up.
+	// Redirects are followed only within the URL's scheme, host and port.
 	JWKSURL string
 	// Issuers are the accepted iss values; default [AppID]. "*" accepts any
 	// issuer. JaaS tokens carry iss "chat". iss is always required.
@@ -132,6 +134,11 @@ type Options struct {
 	// not in its cache (default 10 per second, burst 20).
 	KeyFetchRate  float64
 	KeyFetchBurst int
+	// RequesterFetchRate and RequesterFetchBurst are each requester's own
+	// budget of such fetches (see WithRequester), spent before the global
+	// one (default 1 every 10 seconds, burst 3).
+	RequesterFetchRate  float64
+	RequesterFetchBurst int
 	// JWKSRefresh is the JWKS refresh period when the server sends no
 	// Cache-Control max-age (default 6h, as Jitsi).
 	JWKSRefresh time.Duration
@@ -171,6 +178,12 @@ func (o *Options) setDefaults() {
 	if o.KeyFetchBurst <= 0 {
 		o.KeyFetchBurst = 20
 	}
+	if o.RequesterFetchRate <= 0 {
+		o.RequesterFetchRate = 0.1
+	}
+	if o.RequesterFetchBurst <= 0 {
+		o.RequesterFetchBurst = 3
+	}
 	if o.JWKSRefresh <= 0 {
 		o.JWKSRefresh = 6 * time.Hour
 	}
@@ -209,6 +222,20 @@ type tenantConfig struct {
 	leeway       time.Duration
 	maxBytes     int
 	mucPrefix    string
+}
+
+// keyGen is the generation of the tenant's fetched key sets: it changes
+// whenever the JWKS or the key server loses or replaces a key. Secrets and
+// configured public keys never change within a Verifier.
+func (c *tenantConfig) keyGen() uint64 {
+	var g uint64
+	if c.jwks != nil {
+		g += c.jwks.gen.Load()
+	}
+	if c.keyServer != nil {
+		g += c.keyServer.gen.Load()
+	}
+	return g
 }
 
 // validHTTPURL checks a key-server or JWKS URL.

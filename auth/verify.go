@@ -124,6 +124,19 @@ func (v *Verifier) Forget(tokenHash [32]byte) {
 	}
 }
 
+// SkippedJWKSKeys counts the JWKS keys skipped as unusable (invalid, an
+// unknown "use", a weak or unsupported key, an alg that does not fit), over
+// every refresh of every tenant since New: one per key per refresh. Each is
+// also logged, once per refresh and kid. Register it as a counter, e.g.
+// prometheus.NewCounterFunc(opts, func() float64 { return float64(v.SkippedJWKSKeys()) }).
+func (v *Verifier) SkippedJWKSKeys() int64 {
+	var n int64
+	for _, j := range v.jwks {
+		n += j.skipped.Load()
+	}
+	return n
+}
+
 // TokenHash returns the key that identifies a token for bans and Forget, as
 // in Claims.TokenHash: the SHA-256 of its signed part (header.payload, the
 // text before the last dot). The signature is left out because ECDSA
@@ -177,21 +190,31 @@ func (v *Verifier) verify(ctx context.Context, token string, room Room) (*Claims
 		return nil, newError(ReasonTooLarge, fmt.Sprintf("token is %d bytes, the limit is %d", len(token), cfg.maxBytes))
 	}
 	now := v.now()
-	var key, gen uint64
+	var key, gen, keyGen uint64
 	if v.cache != nil {
 		key = maphash.String(v.seed, token)
+		// Read before the verification: a key set change during it makes
+		// the entry stale at once.
+		keyGen = cfg.keyGen()
 		if ent := v.cache.get(key, token); ent != nil && ent.cfg == cfg {
-			if e := v.checkContext(ent.claims, cfg, room, now); e != nil {
-				if e.Reason == ReasonExpired {
-					v.cache.drop(ent)
+			if !ent.stillKeyed(keyGen) {
+				// The key set changed (a key pulled from the JWKS or the
+				// key server) or a key-server key is due for a fetch:
+				// verify from scratch.
+				v.cache.drop(ent)
+			} else {
+				if e := v.checkContext(ent.claims, cfg, room, now); e != nil {
+					if e.Reason == ReasonExpired {
+						v.cache.drop(ent)
+					}
+					return nil, e
 				}
-				return nil, e
+				return withRoom(ent.claims, room), nil
 			}
-			return withRoom(ent.claims, room), nil
 		}
 		gen = v.cache.gen.Load()
 	}
-	c, e := v.parse(ctx, cfg, token)
+	c, src, e := v.parse(ctx, cfg, token)
 	if e != nil {
 		return nil, e
 	}
@@ -199,7 +222,7 @@ func (v *Verifier) verify(ctx context.Context, token string, room Room) (*Claims
 		return nil, e
 	}
 	if v.cache != nil {
-		v.cache.add(key, token, c, cfg, gen)
+		v.cache.add(key, token, c, cfg, gen, src, keyGen)
 	}
 	return withRoom(c, room), nil
 }
@@ -298,106 +321,129 @@ func segmentCount(token string) int { return strings.Count(token, ".") + 1 }
 
 // parse checks everything that does not depend on the room or the clock:
 // structure, header, key, signature, claim types, issuer and audience.
-func (v *Verifier) parse(ctx context.Context, cfg *tenantConfig, token string) (*Claims, *Error) {
+func (v *Verifier) parse(ctx context.Context, cfg *tenantConfig, token string) (*Claims, keySource, *Error) {
+	c, src, e := parseSigned(ctx, cfg, token)
+	if e != nil {
+		return nil, 0, e
+	}
+	if e := cfg.checkStatic(c, v.rooms); e != nil {
+		return nil, 0, e
+	}
+	return c, src, nil
+}
+
+// keySource says which kind of key verified a token, for the cache.
+type keySource uint8
+
+const (
+	fromStatic    keySource = iota + 1 // a secret or a configured public key
+	fromJWKS                           // a key of the JWKS
+	fromKeyServer                      // a key fetched from the key server
+)
+
+// parseSigned checks a token's structure, header, key and signature, and
+// decodes its claims: what every token gavel reads goes through, user
+// tokens and admin tokens alike.
+func parseSigned(ctx context.Context, cfg *tenantConfig, token string) (*Claims, keySource, *Error) {
 	d1 := strings.IndexByte(token, '.')
 	if d1 < 0 {
-		return nil, newError(ReasonMalformed, "not a JWT: want three dot-separated segments, got 1")
+		return nil, 0, newError(ReasonMalformed, "not a JWT: want three dot-separated segments, got 1")
 	}
 	d2 := d1 + 1 + strings.IndexByte(token[d1+1:], '.')
 	if d2 == d1 || strings.IndexByte(token[d2+1:], '.') >= 0 {
 		n := segmentCount(token)
 		if n == 5 {
-			return nil, newError(ReasonMalformed, "encrypted tokens (JWE, five segments) are not supported")
+			return nil, 0, newError(ReasonMalformed, "encrypted tokens (JWE, five segments) are not supported")
 		}
-		return nil, newError(ReasonMalformed, fmt.Sprintf("not a JWT: want three dot-separated segments, got %d", n))
+		return nil, 0, newError(ReasonMalformed, fmt.Sprintf("not a JWT: want three dot-separated segments, got %d", n))
 	}
 	// The base64 decoder skips \r and \n; refuse them so that a token has
 	// one spelling only (bans and the cache key on its text).
 	if strings.IndexByte(token, '\n') >= 0 || strings.IndexByte(token, '\r') >= 0 {
-		return nil, newError(ReasonMalformed, "token contains a line break")
+		return nil, 0, newError(ReasonMalformed, "token contains a line break")
 	}
 	h64, p64, s64 := token[:d1], token[d1+1:d2], token[d2+1:]
 	if h64 == "" || p64 == "" {
-		return nil, newError(ReasonMalformed, "empty header or payload segment")
+		return nil, 0, newError(ReasonMalformed, "empty header or payload segment")
 	}
 	if len(h64) > maxHeaderB64 {
-		return nil, newError(ReasonMalformed, fmt.Sprintf("header segment is %d bytes, at most %d are allowed", len(h64), maxHeaderB64))
+		return nil, 0, newError(ReasonMalformed, fmt.Sprintf("header segment is %d bytes, at most %d are allowed", len(h64), maxHeaderB64))
 	}
 
 	// Header.
 	hb := make([]byte, b64.DecodedLen(len(h64)))
 	n, err := b64.Decode(hb, bytesOf(h64))
 	if err != nil {
-		return nil, newError(ReasonMalformed, "header is not unpadded base64url: "+err.Error())
+		return nil, 0, newError(ReasonMalformed, "header is not unpadded base64url: "+err.Error())
 	}
 	hb = hb[:n]
 	if len(hb) == 0 || hb[0] != '{' {
-		return nil, newError(ReasonMalformed, "header is not a JSON object")
+		return nil, 0, newError(ReasonMalformed, "header is not a JSON object")
 	}
 	h, err := parseHeader(hb)
 	if err != nil {
-		return nil, newError(ReasonMalformed, jsonDetail("header", err))
+		return nil, 0, newError(ReasonMalformed, jsonDetail("header", err))
 	}
-	if !h.hasTyp {
-		return nil, newError(ReasonWrongType, `header has no typ; want "JWT"`)
-	}
-	if !strings.EqualFold(h.typ, "JWT") {
-		return nil, newError(ReasonWrongType, fmt.Sprintf(`header typ is %q; want "JWT"`, clip(h.typ)))
+	// typ is optional (RFC 7519 section 5.1); when present it must say JWT,
+	// in any case, so that other kinds of JOSE object are not taken for one.
+	if h.hasTyp && !strings.EqualFold(h.typ, "JWT") {
+		return nil, 0, newError(ReasonMalformed, fmt.Sprintf(`not a JWT: header typ is %q; want "JWT" or no typ`, clip(h.typ)))
 	}
 	if h.alg == "" {
-		return nil, newError(ReasonMalformed, "header has no alg")
+		return nil, 0, newError(ReasonMalformed, "header has no alg")
 	}
 	if strings.EqualFold(h.alg, "none") {
-		return nil, newError(ReasonAlgorithmNotAllowed, `alg "none" (unsigned token) is never accepted`)
+		return nil, 0, newError(ReasonAlgorithmNotAllowed, `alg "none" (unsigned token) is never accepted`)
 	}
 	alg, ok := lookupAlg(h.alg)
 	if !ok || !cfg.algs.has(alg) {
-		return nil, newError(ReasonAlgorithmNotAllowed, fmt.Sprintf("alg %q is not allowed for tenant %q (allowed: %s)", clip(h.alg), cfg.label(), cfg.algs.names()))
+		return nil, 0, newError(ReasonAlgorithmNotAllowed, fmt.Sprintf("alg %q is not allowed for tenant %q (allowed: %s)", clip(h.alg), cfg.label(), cfg.algs.names()))
 	}
 	if h.crit {
-		return nil, newError(ReasonMalformed, "header has crit extensions, none of which are supported")
+		return nil, 0, newError(ReasonMalformed, "header has crit extensions, none of which are supported")
 	}
 	kid := h.kid
 	if len(kid) > MaxKIDBytes {
-		return nil, newError(ReasonMalformed, fmt.Sprintf("kid is %d bytes, at most %d are allowed", len(kid), MaxKIDBytes))
+		return nil, 0, newError(ReasonMalformed, fmt.Sprintf("kid is %d bytes, at most %d are allowed", len(kid), MaxKIDBytes))
 	}
 
 	// Payload and signature must be well-formed base64url before any key work.
 	if len(s64) == 0 {
-		return nil, newError(ReasonBadSignature, "token has an empty signature")
+		return nil, 0, newError(ReasonBadSignature, "token has an empty signature")
 	}
 	if b64.DecodedLen(len(s64)) > maxSigBytes {
-		return nil, newError(ReasonBadSignature, fmt.Sprintf("signature is longer than %d bytes", maxSigBytes))
+		return nil, 0, newError(ReasonBadSignature, fmt.Sprintf("signature is longer than %d bytes", maxSigBytes))
 	}
 	sig := make([]byte, b64.DecodedLen(len(s64)))
 	n, err = b64.Decode(sig, bytesOf(s64))
 	if err != nil {
-		return nil, newError(ReasonMalformed, "signature is not unpadded base64url: "+err.Error())
+		return nil, 0, newError(ReasonMalformed, "signature is not unpadded base64url: "+err.Error())
 	}
 	sig = sig[:n]
 	payload := make([]byte, b64.DecodedLen(len(p64)))
 	n, err = b64.Decode(payload, bytesOf(p64))
 	if err != nil {
-		return nil, newError(ReasonMalformed, "payload is not unpadded base64url: "+err.Error())
+		return nil, 0, newError(ReasonMalformed, "payload is not unpadded base64url: "+err.Error())
 	}
 	payload = payload[:n]
 
 	// Signature: the key, never the token, decides.
-	if e := v.checkSignature(ctx, cfg, alg, kid, token[:d2], sig); e != nil {
-		return nil, e
+	src, e := checkSignature(ctx, cfg, alg, kid, token[:d2], sig)
+	if e != nil {
+		return nil, 0, e
 	}
 
 	// Claims.
 	c, e := decodeClaims(payload)
 	if e != nil {
-		return nil, e
+		return nil, 0, e
 	}
 	c.Algorithm, c.KeyID = algNames[alg], kid
 	c.TokenHash = sha256.Sum256(bytesOf(token[:d2]))
-	if e := cfg.checkStatic(c, v.rooms); e != nil {
-		return nil, e
+	if !c.Expires.IsZero() {
+		c.ValidUntil = c.Expires.Add(cfg.leeway)
 	}
-	return c, nil
+	return c, src, nil
 }
 
 func (c *tenantConfig) label() string {
@@ -410,15 +456,15 @@ func (c *tenantConfig) label() string {
 // checkSignature verifies the signature with the tenant's keys that allow
 // alg: secrets for HS*; for the others, static keys (exact kid first), then
 // the JWKS, then the key server.
-func (v *Verifier) checkSignature(ctx context.Context, cfg *tenantConfig, alg algID, kid, signed string, sig []byte) *Error {
+func checkSignature(ctx context.Context, cfg *tenantConfig, alg algID, kid, signed string, sig []byte) (keySource, *Error) {
 	method := algMethods[alg]
 	if hsAlgs.has(alg) {
 		for i := range cfg.secrets {
 			if method.Verify(signed, sig, cfg.secrets[i].key) == nil {
-				return nil
+				return fromStatic, nil
 			}
 		}
-		return newError(ReasonBadSignature, fmt.Sprintf("%s signature does not match any secret of tenant %q", algNames[alg], cfg.label()))
+		return 0, newError(ReasonBadSignature, fmt.Sprintf("%s signature does not match any secret of tenant %q", algNames[alg], cfg.label()))
 	}
 	tried := 0
 	for i := range cfg.static {
@@ -428,7 +474,7 @@ func (v *Verifier) checkSignature(ctx context.Context, cfg *tenantConfig, alg al
 		}
 		tried++
 		if method.Verify(signed, sig, k.key) == nil {
-			return nil
+			return fromStatic, nil
 		}
 	}
 	var unavailable *Error
@@ -444,7 +490,7 @@ func (v *Verifier) checkSignature(ctx context.Context, cfg *tenantConfig, alg al
 			}
 			tried++
 			if method.Verify(signed, sig, k.key) == nil {
-				return nil
+				return fromJWKS, nil
 			}
 		}
 	}
@@ -454,25 +500,25 @@ func (v *Verifier) checkSignature(ctx context.Context, cfg *tenantConfig, alg al
 		case e == nil:
 			tried++
 			if method.Verify(signed, sig, key) == nil {
-				return nil
+				return fromKeyServer, nil
 			}
 		case e.Reason == ReasonKeyUnavailable:
 			unavailable = e
 		case tried == 0 && unavailable == nil:
-			return e
+			return 0, e
 		}
 	}
 	switch {
 	case tried > 0 && kid == "":
-		return newError(ReasonBadSignature, fmt.Sprintf("%s signature does not verify with any key of tenant %q (token has no kid)", algNames[alg], cfg.label()))
+		return 0, newError(ReasonBadSignature, fmt.Sprintf("%s signature does not verify with any key of tenant %q (token has no kid)", algNames[alg], cfg.label()))
 	case tried > 0:
-		return newError(ReasonBadSignature, fmt.Sprintf("%s signature does not verify with any key of tenant %q for kid %q", algNames[alg], cfg.label(), clip(kid)))
+		return 0, newError(ReasonBadSignature, fmt.Sprintf("%s signature does not verify with any key of tenant %q for kid %q", algNames[alg], cfg.label(), clip(kid)))
 	case unavailable != nil:
-		return unavailable
+		return 0, unavailable
 	case kid == "":
-		return newError(ReasonUnknownKey, fmt.Sprintf("token has no kid and no %s key of tenant %q fits", algNames[alg], cfg.label()))
+		return 0, newError(ReasonUnknownKey, fmt.Sprintf("token has no kid and no %s key of tenant %q fits", algNames[alg], cfg.label()))
 	}
-	return newError(ReasonUnknownKey, fmt.Sprintf("no %s key of tenant %q has kid %q", algNames[alg], cfg.label(), clip(kid)))
+	return 0, newError(ReasonUnknownKey, fmt.Sprintf("no %s key of tenant %q has kid %q", algNames[alg], cfg.label(), clip(kid)))
 }
 
 // checkStatic applies the rules that depend neither on the room nor on the
@@ -535,14 +581,8 @@ func contains(list []string, s string) bool {
 // checkContext applies the rules that depend on the clock and the room. It
 // runs on every verification, cached or not.
 func (v *Verifier) checkContext(c *Claims, cfg *tenantConfig, room Room, now time.Time) *Error {
-	if !c.Expires.IsZero() && !now.Before(c.Expires.Add(cfg.leeway)) {
-		return newError(ReasonExpired, fmt.Sprintf("token expired at %s (now %s, leeway %v)", stamp(c.Expires), stamp(now), cfg.leeway))
-	}
-	if !c.NotBefore.IsZero() && now.Add(cfg.leeway).Before(c.NotBefore) {
-		return newError(ReasonNotYetValid, fmt.Sprintf("token is not valid before %s (now %s, leeway %v)", stamp(c.NotBefore), stamp(now), cfg.leeway))
-	}
-	if !c.IssuedAt.IsZero() && now.Add(cfg.leeway).Before(c.IssuedAt) {
-		return newError(ReasonIssuedInFuture, fmt.Sprintf("token is issued at %s, in the future (now %s, leeway %v)", stamp(c.IssuedAt), stamp(now), cfg.leeway))
+	if e := checkTimes(c, cfg.leeway, now); e != nil {
+		return e
 	}
 
 	// Tenant: sub names the tenant ([tenant]room) or the MUC domain
@@ -577,6 +617,23 @@ func (v *Verifier) checkContext(c *Claims, cfg *tenantConfig, room Room, now tim
 		}
 	case c.Room != room.Name:
 		return newError(ReasonWrongRoom, fmt.Sprintf("token is for room %q, not %q", clip(c.Room), clip(room.Name)))
+	}
+	return nil
+}
+
+// checkTimes is gavel's one rule for exp, nbf and iat, with the same leeway
+// on each: a token is valid from nbf (and iat) minus the leeway, up to but
+// not including exp plus the leeway (Claims.ValidUntil). User tokens and
+// admin tokens use it.
+func checkTimes(c *Claims, leeway time.Duration, now time.Time) *Error {
+	if !c.ValidUntil.IsZero() && !now.Before(c.ValidUntil) {
+		return newError(ReasonExpired, fmt.Sprintf("token expired at %s (now %s, leeway %v)", stamp(c.Expires), stamp(now), leeway))
+	}
+	if !c.NotBefore.IsZero() && now.Add(leeway).Before(c.NotBefore) {
+		return newError(ReasonNotYetValid, fmt.Sprintf("token is not valid before %s (now %s, leeway %v)", stamp(c.NotBefore), stamp(now), leeway))
+	}
+	if !c.IssuedAt.IsZero() && now.Add(leeway).Before(c.IssuedAt) {
+		return newError(ReasonIssuedInFuture, fmt.Sprintf("token is issued at %s, in the future (now %s, leeway %v)", stamp(c.IssuedAt), stamp(now), leeway))
 	}
 	return nil
 }

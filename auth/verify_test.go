@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -126,7 +127,6 @@ func TestVerifyAlgorithms(t *testing.T) {
 		{name: "typ lowercase jwt", token: func(t testing.TB) string {
 			return signRaw(t, "HS256", k.secret, `{"alg":"HS256","typ":"jwt"}`, payload(nil))
 		}},
-		{name: "typ missing", token: func(t testing.TB) string { return signRaw(t, "HS256", k.secret, `{"alg":"HS256"}`, payload(nil)) }, want: ReasonWrongType},
 	})
 }
 
@@ -151,13 +151,13 @@ func TestVerifyTimes(t *testing.T) {
 			}
 		}},
 		{name: "exp zero is expired, not absent", tenants: noExp, token: hs(map[string]any{"exp": 0}), want: ReasonExpired},
-		{name: "exp string", token: hs(map[string]any{"exp": "9999999999"}), want: ReasonMalformed},
+		{name: "exp string", token: hs(map[string]any{"exp": "9999999999"}), want: ReasonWrongType},
 		{name: "exp negative", token: hs(map[string]any{"exp": -1}), want: ReasonMalformed},
 		{name: "exp huge", token: hs(map[string]any{"exp": 1e300}), want: ReasonMalformed},
 		{name: "nbf future beyond leeway", token: hs(map[string]any{"nbf": now + 31}), want: ReasonNotYetValid},
 		{name: "nbf future within leeway", token: hs(map[string]any{"nbf": now + 29})},
 		{name: "nbf absent", token: hs(map[string]any{"nbf": nil})},
-		{name: "nbf string", token: hs(map[string]any{"nbf": "0"}), want: ReasonMalformed},
+		{name: "nbf string", token: hs(map[string]any{"nbf": "0"}), want: ReasonWrongType},
 		{name: "iat future beyond leeway", token: hs(map[string]any{"iat": now + 120}), want: ReasonIssuedInFuture},
 		{name: "iat future within leeway", token: hs(map[string]any{"iat": now + 10})},
 		{name: "iat absent", token: hs(map[string]any{"iat": nil})},
@@ -183,7 +183,7 @@ func TestVerifyIssuerAudience(t *testing.T) {
 		{name: "missing issuer even with *", tenants: anyIss, token: hs(map[string]any{"iss": nil}), want: ReasonMissingClaim},
 		{name: "issuer list", tenants: twoIss, token: hs(map[string]any{"iss": "chat"})},
 		{name: "issuer list refuses app id", tenants: twoIss, token: hs(nil), want: ReasonWrongIssuer},
-		{name: "issuer number", token: hs(map[string]any{"iss": 7}), want: ReasonMalformed},
+		{name: "issuer number", token: hs(map[string]any{"iss": 7}), want: ReasonWrongType},
 		{name: "audience jitsi", token: hs(map[string]any{"aud": "jitsi"})},
 		{name: "audience app id", token: hs(map[string]any{"aud": "gavel-test"})},
 		{name: "audience list with one accepted", token: hs(map[string]any{"aud": []string{"other", "jitsi"}}), check: func(t *testing.T, c *Claims) {
@@ -196,8 +196,8 @@ func TestVerifyIssuerAudience(t *testing.T) {
 		{name: "missing audience", token: hs(map[string]any{"aud": nil}), want: ReasonMissingClaim},
 		{name: "empty audience list", token: hs(map[string]any{"aud": []string{}}), want: ReasonMissingClaim},
 		{name: "any audience when configured", tenants: anyAud, token: hs(map[string]any{"aud": "meet.example.test"})},
-		{name: "audience number", token: hs(map[string]any{"aud": 1}), want: ReasonMalformed},
-		{name: "audience list of numbers", token: hs(map[string]any{"aud": []int{1}}), want: ReasonMalformed},
+		{name: "audience number", token: hs(map[string]any{"aud": 1}), want: ReasonWrongType},
+		{name: "audience list of numbers", token: hs(map[string]any{"aud": []int{1}}), want: ReasonWrongType},
 	})
 }
 
@@ -226,7 +226,7 @@ func TestVerifyRoom(t *testing.T) {
 		{name: "wildcard refused for acme", token: func(t testing.TB) string {
 			return signRaw(t, "HS256", fx().acmeSecret, hdr("HS256"), payload(map[string]any{"iss": "acme-app", "sub": "acme", "room": "*"}))
 		}, room: "[acme]standup@conference.example.test", want: ReasonWrongRoom},
-		{name: "room number", token: hs(map[string]any{"room": 12}), want: ReasonMalformed},
+		{name: "room number", token: hs(map[string]any{"room": 12}), want: ReasonWrongType},
 		{name: "room with tenant prefix refused", token: hs(map[string]any{"room": "[example.test]standup"}), want: ReasonWrongRoom},
 		{name: "regex off by default", token: hs(regexCtx("stand.*")), want: ReasonWrongRoom},
 		{name: "regex match", tenants: regex, token: hs(regexCtx("stand.*")), check: func(t *testing.T, c *Claims) {
@@ -275,7 +275,7 @@ func TestVerifyTenant(t *testing.T) {
 		{name: "domain suffix trick", token: hs(map[string]any{"sub": "test"}), room: "standup@conference.example.test", want: ReasonWrongTenant},
 		{name: "MUC prefix muc", tenants: docker, token: hs(map[string]any{"sub": "meet.jitsi"}), room: "standup@muc.meet.jitsi"},
 		{name: "missing sub", token: hs(map[string]any{"sub": nil}), want: ReasonMissingClaim},
-		{name: "sub number", token: hs(map[string]any{"sub": 5}), want: ReasonMalformed},
+		{name: "sub number", token: hs(map[string]any{"sub": 5}), want: ReasonWrongType},
 		{name: "bracket tenant", token: acme(nil), room: acmeRoom, check: func(t *testing.T, c *Claims) {
 			if c.Tenant != "acme" || c.Room != "standup" {
 				t.Errorf("Tenant %q Room %q", c.Tenant, c.Room)
@@ -327,7 +327,7 @@ func TestVerifyClaimsExtraction(t *testing.T) {
 				t.Error("moderator")
 			}
 		}},
-		{name: "moderator number refused", token: hs(ctxWith(map[string]any{"moderator": 1}, nil)), want: ReasonMalformed},
+		{name: "moderator number refused", token: hs(ctxWith(map[string]any{"moderator": 1}, nil)), want: ReasonWrongType},
 		{name: "affiliation owner", token: hs(ctxWith(map[string]any{"affiliation": "Owner"}, nil)), check: func(t *testing.T, c *Claims) {
 			if !c.Moderator || c.Affiliation != "owner" {
 				t.Errorf("Moderator %v Affiliation %q", c.Moderator, c.Affiliation)
@@ -383,10 +383,10 @@ func TestVerifyClaimsExtraction(t *testing.T) {
 				t.Errorf("Features %v", c.Features)
 			}
 		}},
-		{name: "features number refused", token: hs(ctxWith(nil, map[string]any{"features": map[string]any{"a": 1}})), want: ReasonMalformed},
-		{name: "features array refused", token: hs(ctxWith(nil, map[string]any{"features": []string{"a"}})), want: ReasonMalformed},
-		{name: "user name object refused", token: hs(ctxWith(map[string]any{"name": map[string]any{}}, nil)), want: ReasonMalformed},
-		{name: "context string refused", token: hs(map[string]any{"context": "x"}), want: ReasonMalformed},
+		{name: "features number refused", token: hs(ctxWith(nil, map[string]any{"features": map[string]any{"a": 1}})), want: ReasonWrongType},
+		{name: "features array refused", token: hs(ctxWith(nil, map[string]any{"features": []string{"a"}})), want: ReasonWrongType},
+		{name: "user name object refused", token: hs(ctxWith(map[string]any{"name": map[string]any{}}, nil)), want: ReasonWrongType},
+		{name: "context string refused", token: hs(map[string]any{"context": "x"}), want: ReasonWrongType},
 		{name: "user null", token: hs(map[string]any{"context": map[string]any{"user": nil}})},
 		{name: "unknown claims ignored", token: hs(map[string]any{"x-custom": map[string]any{"deep": []any{1, "two"}}})},
 	})
@@ -616,5 +616,60 @@ func TestTenantWithoutKeysRefusesTokens(t *testing.T) {
 	_, err = v.Verify(context.Background(), tok, room)
 	if ReasonOf(err) != ReasonUnknownKey || !strings.Contains(err.Error(), "no token keys are configured") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// TestVerifyHeaderTyp: typ is optional (RFC 7519); when present it must be
+// "JWT" in any case, and another typ is "not a JWT" (malformed), not a claim
+// of the wrong JSON type.
+func TestVerifyHeaderTyp(t *testing.T) {
+	with := func(header string) func(t testing.TB) string {
+		return func(t testing.TB) string { return signRaw(t, "HS256", fx().secret, header, payload(nil)) }
+	}
+	runVerifyCases(t, []verifyCase{
+		{name: "typ JWT", token: with(`{"alg":"HS256","typ":"JWT"}`)},
+		{name: "typ missing", token: with(`{"alg":"HS256"}`)},
+		{name: "typ lowercase jwt", token: with(`{"alg":"HS256","typ":"jwt"}`)},
+		{name: "typ null is a header member of the wrong type", token: with(`{"alg":"HS256","typ":null}`), want: ReasonMalformed},
+		{name: "typ JOSE", token: with(`{"alg":"HS256","typ":"JOSE"}`), want: ReasonMalformed},
+		{name: "typ empty", token: with(`{"alg":"HS256","typ":""}`), want: ReasonMalformed},
+		{name: "RS256 without typ", token: func(t testing.TB) string {
+			return signRaw(t, "RS256", fx().rsa, `{"alg":"RS256"}`, payload(nil))
+		}},
+	})
+}
+
+// TestClaimTypeReasons: a claim of the wrong JSON type is wrong-type, as
+// docs/protocol.md documents token-wrong-type; broken JSON is malformed.
+func TestClaimTypeReasons(t *testing.T) {
+	runVerifyCases(t, []verifyCase{
+		{name: "exp string", token: hs(map[string]any{"exp": "9999999999"}), want: ReasonWrongType},
+		{name: "iat string", token: hs(map[string]any{"iat": "0"}), want: ReasonWrongType},
+		{name: "aud number", token: hs(map[string]any{"aud": 7}), want: ReasonWrongType},
+		{name: "room number", token: hs(map[string]any{"room": 7}), want: ReasonWrongType},
+		{name: "feature number", token: hs(map[string]any{"context": map[string]any{"features": map[string]any{"recording": 1}}}), want: ReasonWrongType},
+		{name: "exp out of range", token: hs(map[string]any{"exp": -5}), want: ReasonMalformed},
+		{name: "duplicate claim", token: func(t testing.TB) string {
+			return signRaw(t, "HS256", fx().secret, hdr("HS256"), strings.Replace(payload(nil), `"room":"standup"`, `"room":"standup","room":"x"`, 1))
+		}, want: ReasonMalformed},
+	})
+}
+
+// TestReasonsDocumented: every reason the knock can give ("token-" plus the
+// Reason) is in docs/protocol.md's error table. ReasonMissingToken never
+// reaches the knock (no token is a guest) and ReasonClosed is answered as
+// shutting-down.
+func TestReasonsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/protocol.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range Reasons {
+		if r == ReasonMissingToken || r == ReasonClosed {
+			continue
+		}
+		if !strings.Contains(string(doc), "| `token-"+string(r)+"` |") {
+			t.Errorf("reason %q is not in the error table of docs/protocol.md", "token-"+r)
+		}
 	}
 }

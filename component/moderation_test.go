@@ -235,3 +235,43 @@ func TestLogsNeverHoldTokens(t *testing.T) {
 var _ = zap.NewNop
 var _ sync.Mutex
 var _ context.Context
+
+// TestKnockLeewayMatchesVerify: the knock applies auth's one expiry rule
+// (exp plus the tenant's leeway, 30s by default), as "gavel token verify"
+// does: a token 10s past exp is granted, with expires at exp+30s; one 40s
+// past exp is refused as token-expired.
+func TestKnockLeewayMatchesVerify(t *testing.T) {
+	startModerated(t, shared, map[string]Tenant{"": tenant(policy.Token, policy.GuestsDeny)}, nil)
+	cases := []struct {
+		name    string
+		pastExp time.Duration
+		refusal string
+	}{
+		{"10s past exp, within the leeway", 10 * time.Second, ""},
+		{"40s past exp, beyond the leeway", 40 * time.Second, "token-expired"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			room := newRoom("")
+			exp := time.Now().Add(-tc.pastExp).Truncate(time.Second)
+			tok := mint(t, room, true, func(r *auth.MintRequest) {
+				r.TTL, r.Expires, r.IssuedAt = 0, exp, exp.Add(-time.Hour)
+			})
+			cl := login(t, shared)
+			res, err := cl.Knock(ctxT(t, 10*time.Second), prosodytest.Component, room, tok)
+			if tc.refusal != "" {
+				wantRefusal(t, err, "auth", "not-authorized", tc.refusal)
+				return
+			}
+			if err != nil {
+				t.Fatalf("knock: %v", err)
+			}
+			if res.Affiliation != "owner" {
+				t.Errorf("knock result %+v, want owner", res)
+			}
+			if want := exp.Add(auth.DefaultLeeway).UTC().Format(time.RFC3339); res.Expires != want {
+				t.Errorf("expires = %q, want %q (exp plus the leeway)", res.Expires, want)
+			}
+		})
+	}
+}

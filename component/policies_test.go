@@ -197,7 +197,10 @@ func TestTokenExpiryRevokesOwner(t *testing.T) {
 		startModerated(t, srv, map[string]Tenant{"": tenant(policy.Token, policy.GuestsMember)}, nil)
 		room := newRoom("")
 		host, watcher := login(t, srv), login(t, srv)
-		tok := mint(t, room, true, func(r *auth.MintRequest) { r.TTL = 0; r.Expires = time.Now().Add(2 * time.Second) })
+		// Rights end at exp plus the leeway (auth's one rule): an exp that
+		// passed a leeway minus 2 s ago leaves 2 s.
+		exp := time.Now().Add(2*time.Second - auth.DefaultLeeway)
+		tok := mint(t, room, true, func(r *auth.MintRequest) { r.TTL = 0; r.Expires = exp; r.IssuedAt = exp.Add(-time.Minute) })
 		res, p := knockJoin(t, host, room, tok, "host")
 		if p.Affiliation != "owner" || res.Expires == "" {
 			t.Fatalf("host: %+v %s", res, p.Affiliation)

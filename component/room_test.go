@@ -267,7 +267,7 @@ func TestTokenExpiryOnFakeClock(t *testing.T) {
 			t.Fatalf("host joined as %s", p.Affiliation)
 		}
 		knockJoin(t, watcher, room, mint(t, room, false, nil), "watcher")
-		clock.Advance(time.Hour + time.Second)
+		clock.Advance(time.Hour + auth.DefaultLeeway + time.Second) // rights end at exp plus the leeway
 		p, err := watcher.WaitPresence(ctxT(t, 5*time.Second), func(p xclient.Presence) bool {
 			return strings.EqualFold(p.From, room+"/host") && p.Type == "" && p.Affiliation != "owner"
 		})

@@ -30,7 +30,7 @@ func loadBench(b *testing.B) (s *Memory, hits, misses []benchKey) {
 		case KindUser:
 			k.value, miss.value = fmt.Sprintf("user-%d", i), fmt.Sprintf("user-%d-x", i)
 		case KindToken:
-			k.value, miss.value = HashToken(fmt.Sprint(i)), HashToken(fmt.Sprint(-i-1))
+			k.value, miss.value = tokenHashHex(fmt.Sprint(i)), tokenHashHex(fmt.Sprint(-i-1))
 		case KindJID:
 			k.value, miss.value = fmt.Sprintf("u%d@example.com", i), fmt.Sprintf("u%d@example.org", i)
 		}

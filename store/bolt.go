@@ -623,7 +623,7 @@ func (b *Bolt) ListBans(ctx context.Context, tenant string, now time.Time) ([]Ba
 
 // Banned returns the ban matching tenant, kind and value if one is active at
 // now. It answers from memory and does not allocate; value must be in the
-// form AddBan stores (for a token, HashToken's output).
+// form AddBan stores (for a token, the lowercase hex of auth.TokenHash).
 func (b *Bolt) Banned(tenant string, kind Kind, value string, now time.Time) (Ban, bool) {
 	return b.ix.banned(tenant, kind, value, now)
 }

@@ -12,7 +12,6 @@ package store
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -29,8 +28,10 @@ type Kind string
 const (
 	// KindUser matches the context.user.id claim of a token.
 	KindUser Kind = "user"
-	// KindToken matches the lowercase hex SHA-256 of a raw token (see
-	// HashToken); the token itself is never stored.
+	// KindToken matches a token's hash as 64 lowercase hex digits: the hex
+	// of auth.TokenHash (SHA-256 of header.payload), the one token hash of
+	// gavel, which the verifier computes too. The store only validates the
+	// form (uppercase is lowered); the token itself is never stored.
 	KindToken Kind = "token"
 	// KindJID matches a bare JID.
 	KindJID Kind = "jid"
@@ -238,13 +239,6 @@ func (b Ban) Active(now time.Time) bool {
 	return b.Expires.IsZero() || now.Before(b.Expires)
 }
 
-// HashToken returns the lowercase hex SHA-256 of a raw token, the value that a
-// KindToken ban holds.
-func HashToken(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:])
-}
-
 // Store is the interface the rest of gavel uses, so that a shared backend can
 // be added later. Its methods are safe for concurrent use.
 type Store interface {
@@ -355,7 +349,7 @@ func validKey(tenant string, kind Kind, value string) (string, error) {
 		// The value is never echoed: a caller that passed the raw token
 		// by mistake must not see it in logs.
 		if len(value) != sha256.Size*2 || !isHex(value) {
-			return "", invalid("ban value for kind %q must be the 64-character hex SHA-256 of the token (see HashToken)", KindToken)
+			return "", invalid("ban value for kind %q must be the 64-character hex SHA-256 of the token (hex of auth.TokenHash)", KindToken)
 		}
 		value = strings.ToLower(value)
 	case KindJID:

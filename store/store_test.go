@@ -40,8 +40,8 @@ func openTestBolt(t *testing.T, dir string) *Bolt {
 
 var (
 	ctx      = context.Background()
-	hashA    = HashToken("token-a")
-	hashB    = HashToken("token-b")
+	hashA    = tokenHashHex("token-a")
+	hashB    = tokenHashHex("token-b")
 	longer   = strings.Repeat("x", MaxLen+1)
 	longest  = strings.Repeat("x", MaxLen)
 	hourAgo  = time.Now().Add(-time.Hour).UTC().Round(0)
@@ -49,22 +49,6 @@ var (
 	// fixtureBase is the Created time of the oldest ban of fixture().
 	fixtureBase = time.Now().Add(-24 * time.Hour).UTC().Round(0)
 )
-
-func TestHashToken(t *testing.T) {
-	tests := []struct {
-		name, token, want string
-	}{
-		{name: "empty", token: "", want: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
-		{name: "abc", token: "abc", want: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := HashToken(tt.token); got != tt.want {
-				t.Errorf("HashToken(%q) = %s, want %s", tt.token, got, tt.want)
-			}
-		})
-	}
-}
 
 func TestBanActive(t *testing.T) {
 	at := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -150,17 +134,17 @@ func TestAddBanValidation(t *testing.T) {
 		{
 			name:    "raw token instead of hash",
 			ban:     with(func(b *Ban) { b.Kind, b.Value = KindToken, "eyJhbGciOiJIUzI1NiJ9.secret" }),
-			wantErr: `store: ban value for kind "token" must be the 64-character hex SHA-256 of the token (see HashToken)`,
+			wantErr: `store: ban value for kind "token" must be the 64-character hex SHA-256 of the token (hex of auth.TokenHash)`,
 		},
 		{
 			name:    "token hash too short",
 			ban:     with(func(b *Ban) { b.Kind, b.Value = KindToken, hashA[:63] }),
-			wantErr: `store: ban value for kind "token" must be the 64-character hex SHA-256 of the token (see HashToken)`,
+			wantErr: `store: ban value for kind "token" must be the 64-character hex SHA-256 of the token (hex of auth.TokenHash)`,
 		},
 		{
 			name:    "token hash not hex",
 			ban:     with(func(b *Ban) { b.Kind, b.Value = KindToken, "g"+hashA[1:] }),
-			wantErr: `store: ban value for kind "token" must be the 64-character hex SHA-256 of the token (see HashToken)`,
+			wantErr: `store: ban value for kind "token" must be the 64-character hex SHA-256 of the token (hex of auth.TokenHash)`,
 		},
 		{
 			name:    "full JID",
@@ -211,7 +195,7 @@ func TestRemoveBanValidation(t *testing.T) {
 		{name: "empty tenant", kind: KindUser, value: "u", wantErr: "store: ban tenant is empty"},
 		{name: "unknown kind", tenant: "t", kind: "ip", value: "u", wantErr: `store: ban kind "ip" is unknown (want "user", "token" or "jid")`},
 		{name: "empty value", tenant: "t", kind: KindUser, wantErr: "store: ban value is empty"},
-		{name: "raw token", tenant: "t", kind: KindToken, value: "secret", wantErr: `store: ban value for kind "token" must be the 64-character hex SHA-256 of the token (see HashToken)`},
+		{name: "raw token", tenant: "t", kind: KindToken, value: "secret", wantErr: `store: ban value for kind "token" must be the 64-character hex SHA-256 of the token (hex of auth.TokenHash)`},
 	}
 	for _, im := range impls {
 		t.Run(im.name, func(t *testing.T) {

@@ -42,6 +42,10 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOpt
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := component.NewMetrics(reg)
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "gavel_jwks_keys_skipped_total",
+		Help: "JWKS keys skipped as unusable (invalid, unknown use, weak, alg mismatch), one per key per refresh.",
+	}, func() float64 { return float64(verifier.SkippedJWKSKeys()) }))
 
 	tenants, err := buildTenants(cfg)
 	if err != nil {
