@@ -135,8 +135,7 @@ func (r *room) restore(st store.RoomState) bool {
 		r.ghostNick = st.Nick
 	}
 	r.held = true
-	r.saved = r.durableState()
-	r.saved.Self, r.saved.Nick = st.Self, st.Nick
+	r.saved = st // what the store holds; the first save after the rejoin updates it
 	return len(snap.Grants) > 0 || len(snap.Occupants) > 0 || len(snap.Pending) > 0
 }
 

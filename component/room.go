@@ -507,6 +507,12 @@ func (r *room) decideAll(ks []*knockReq) {
 		gs = append(gs, granted{k, grant})
 	}
 	errs := r.perform(acts)
+	if len(gs) > 0 {
+		// The grants wait for their joins in the policy: durable before
+		// the knocks are answered, so a restart between the answer and
+		// the join keeps what the knock said (user id, token, role).
+		r.save()
+	}
 	for _, x := range gs {
 		k, grant := x.k, x.g
 		if i := slices.IndexFunc(errs, func(e actionErr) bool { return e.bare == k.bare || errors.Is(e.err, ErrNotConnected) }); i >= 0 {
