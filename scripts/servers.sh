@@ -79,14 +79,14 @@ prosody13() {
 	rm -rf "$tmp" && mkdir -p "$tmp/deb"
 	fetch prosody "$PROSODY_13" "$tmp/deb"
 	dpkg-deb -x "$tmp"/deb/prosody_*.deb "$tmp"
-	# The Lua libraries it needs, system-wide (Prosody 0.12 uses most of them).
+	# The Lua libraries it needs, system-wide from bookworm (Prosody 0.12
+	# uses most of them); --no-upgrade: what is installed stays as it is.
 	local deps
-	deps=$(dpkg-deb -f "$tmp"/deb/prosody_*.deb Depends | tr ',' '\n' | sed 's/(.*)//; s/|.*//; s/ //g' | grep -E '^lua|^lib' | paste -sd' ' -)
-	# shellcheck disable=SC2086
-	if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $deps >/dev/null; then
+	deps=$(dpkg-deb -f "$tmp"/deb/prosody_*.deb Depends | tr ',' '\n' | sed 's/(.*)//; s/|.*//; s/ //g' | grep '^lua' | paste -sd' ' -)
+	local install="$SUDO apt-get install -y -qq --no-install-recommends --no-upgrade $deps"
+	if ! DEBIAN_FRONTEND=noninteractive $install >/dev/null; then
 		$SUDO apt-get update -qq
-		# shellcheck disable=SC2086
-		DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $deps >/dev/null
+		DEBIAN_FRONTEND=noninteractive $install >/dev/null
 	fi
 	# Point the scripts at their own sources, not the system Prosody's.
 	sed -i "s|^CFG_SOURCEDIR=.*|CFG_SOURCEDIR='$dst/usr/lib/prosody';|; s|^CFG_PLUGINDIR=.*|CFG_PLUGINDIR='$dst/usr/lib/prosody/modules/';|" \
