@@ -31,16 +31,19 @@ type server struct {
 	Stop, Kill, Restart, Close     func() error
 	Log                            func() string
 	prosody                        string // the prosody executable (Kind "prosody")
+	version                        func() (string, error)
 }
 
 func fromProsody(s *prosodytest.Server) *server {
 	return &server{Name: "prosody", Kind: "prosody", C2SAddr: s.C2SAddr, ComponentAddr: s.ComponentAddr, Secret: s.Secret,
-		Register: s.Register, Stop: s.Stop, Kill: s.Kill, Restart: s.Restart, Close: s.Close, Log: s.Log, prosody: s.Prosody}
+		Register: s.Register, Stop: s.Stop, Kill: s.Kill, Restart: s.Restart, Close: s.Close, Log: s.Log,
+		prosody: s.Prosody, version: s.Version}
 }
 
 func fromEjabberd(s *ejabberdtest.Server) *server {
 	return &server{Name: "ejabberd", Kind: "ejabberd", C2SAddr: s.C2SAddr, ComponentAddr: s.ComponentAddr, Secret: s.Secret,
-		Register: s.Register, Stop: s.Stop, Kill: s.Kill, Restart: s.Restart, Close: s.Close, Log: s.Log}
+		Register: s.Register, Stop: s.Stop, Kill: s.Kill, Restart: s.Restart, Close: s.Close, Log: s.Log,
+		version: s.Version}
 }
 
 // shared is one Prosody (the system's, 0.12) for the tests that do not
@@ -134,11 +137,7 @@ func (m *matrixServer) boot() {
 				m.err = fmt.Errorf("%s: %w", m.name, err)
 				return
 			}
-			if srv.Kind == "prosody" {
-				srv.Version, err = prosodytest.Version(srv.prosody)
-			} else {
-				srv.Version, err = ejabberdtest.Version(ejabberdRoot(m.name))
-			}
+			srv.Version, err = srv.version()
 			if err != nil {
 				_ = srv.Close()
 				m.err = err

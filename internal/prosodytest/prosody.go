@@ -135,21 +135,6 @@ func moduleRoot() (string, error) {
 	}
 }
 
-// Version returns what `prosodyctl about` says of the prosody executable
-// bin: "0.12.3", "13.0.1".
-func Version(bin string) (string, error) {
-	out, err := exec.Command(filepath.Join(filepath.Dir(bin), "prosodyctl"), "about").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("prosodytest: prosodyctl about: %v: %s", err, firstLine(out))
-	}
-	line := firstLine(out)
-	v, ok := strings.CutPrefix(line, "Prosody ")
-	if !ok {
-		return "", fmt.Errorf("prosodytest: prosodyctl about: unexpected first line %q", line)
-	}
-	return v, nil
-}
-
 func firstLine(b []byte) string {
 	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
 	return line
@@ -306,8 +291,24 @@ func (s *Server) ProsodyCtl(ctx context.Context, args ...string) ([]byte, error)
 	return exec.CommandContext(ctx, ctl, append([]string{"--config", s.ConfigPath}, args...)...).CombinedOutput()
 }
 
-// Version returns the running server's version, as Version does.
-func (s *Server) Version() (string, error) { return Version(s.Prosody) }
+// Version returns what `prosodyctl about` says of the server's version:
+// "0.12.3", "13.0.1". It runs with the server's config: without one, a
+// prosodyctl run as root switches to the prosody user, who may not be able
+// to read a Prosody unpacked under a directory private to root.
+func (s *Server) Version() (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := s.ProsodyCtl(ctx, "about")
+	if err != nil {
+		return "", fmt.Errorf("prosodytest: prosodyctl about: %v: %s", err, firstLine(out))
+	}
+	line := firstLine(out)
+	v, ok := strings.CutPrefix(line, "Prosody ")
+	if !ok {
+		return "", fmt.Errorf("prosodytest: prosodyctl about: unexpected first line %q", line)
+	}
+	return v, nil
+}
 
 // Log returns Prosody's log file contents.
 func (s *Server) Log() string {
