@@ -3,13 +3,20 @@ GO      ?= go
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 BIN     := bin
+# Second versions of the servers, unpacked beside the system's (deps-servers).
+SERVERS := $(BIN)/servers
 
-.PHONY: all deps deps-prosody build demo test lint fuzz bench clean
+.PHONY: all deps deps-prosody deps-ejabberd deps-servers build demo test lint fuzz bench clean
 
 all: build
 
-## deps: install Prosody and ejabberd if they are missing (Debian/Ubuntu, apt-get).
-deps: deps-prosody
+## deps: install every server the tests run against if it is missing: the
+## system's Prosody 0.12 and ejabberd 23.01 (apt-get), and Prosody 13 and
+## ejabberd 24.12 unpacked into $(SERVERS) (deps-servers).
+deps: deps-prosody deps-ejabberd deps-servers
+
+## deps-ejabberd: install ejabberd if it is missing (Debian/Ubuntu, apt-get).
+deps-ejabberd:
 	@command -v ejabberdctl >/dev/null 2>&1 || test -x /usr/sbin/ejabberdctl || { \
 		echo "installing ejabberd (apt-get)"; \
 		$(APT) update -qq && $(APT) install -y -qq ejabberd >/dev/null; }
@@ -24,6 +31,12 @@ deps-prosody:
 		$(APT) update -qq && $(APT) install -y -qq prosody >/dev/null; }
 	@$(SUDO) service prosody stop >/dev/null 2>&1 || true
 
+## deps-servers: unpack Prosody 13 and ejabberd 24.12 from Debian's archive
+## into $(SERVERS) (private: the system's versions stay), once; the version
+## pins are in scripts/servers.sh.
+deps-servers: deps-prosody deps-ejabberd
+	@bash scripts/servers.sh $(SERVERS)
+
 ## build: build bin/gavel.
 build:
 	$(GO) build -o $(BIN)/gavel ./cmd/gavel
@@ -32,9 +45,12 @@ build:
 demo: deps-prosody build
 	$(GO) run ./cmd/gavel-demo -gavel $(BIN)/gavel
 
-## test: vet, then every test, the integration tests against real Prosody and ejabberd included.
+## test: vet, then every test, the integration tests against real Prosody
+## (0.12, 13) and ejabberd (23.01, 24.12) included.
 test: deps
 	$(GO) vet ./...
+	GAVEL_PROSODY13=$(abspath $(SERVERS))/prosody-13/usr/bin/prosody \
+	GAVEL_EJABBERD24_ROOT=$(abspath $(SERVERS))/ejabberd-24 \
 	$(GO) test -count=1 -timeout 30m ./...
 
 ## lint: gofmt and staticcheck.

@@ -2,6 +2,7 @@ package component
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -22,79 +23,197 @@ import (
 // server is an XMPP server the tests run against: Prosody or ejabberd.
 // Both harnesses use the same host, MUC and component names.
 type server struct {
-	Name                           string // "prosody" or "ejabberd"
+	Name                           string // "prosody-0.12", "ejabberd-24", ...: the matrix entry
+	Kind                           string // "prosody" or "ejabberd"
+	Version                        string // what the server reports: "0.12.3", "24.12"
 	C2SAddr, ComponentAddr, Secret string
 	Register                       func(user, host, password string) error
 	Stop, Kill, Restart, Close     func() error
 	Log                            func() string
+	prosody                        string // the prosody executable (Kind "prosody")
+	version                        func() (string, error)
 }
 
 func fromProsody(s *prosodytest.Server) *server {
-	return &server{Name: "prosody", C2SAddr: s.C2SAddr, ComponentAddr: s.ComponentAddr, Secret: s.Secret,
-		Register: s.Register, Stop: s.Stop, Kill: s.Kill, Restart: s.Restart, Close: s.Close, Log: s.Log}
+	return &server{Name: "prosody", Kind: "prosody", C2SAddr: s.C2SAddr, ComponentAddr: s.ComponentAddr, Secret: s.Secret,
+		Register: s.Register, Stop: s.Stop, Kill: s.Kill, Restart: s.Restart, Close: s.Close, Log: s.Log,
+		prosody: s.Prosody, version: s.Version}
 }
 
 func fromEjabberd(s *ejabberdtest.Server) *server {
-	return &server{Name: "ejabberd", C2SAddr: s.C2SAddr, ComponentAddr: s.ComponentAddr, Secret: s.Secret,
-		Register: s.Register, Stop: s.Stop, Kill: s.Kill, Restart: s.Restart, Close: s.Close, Log: s.Log}
+	return &server{Name: "ejabberd", Kind: "ejabberd", C2SAddr: s.C2SAddr, ComponentAddr: s.ComponentAddr, Secret: s.Secret,
+		Register: s.Register, Stop: s.Stop, Kill: s.Kill, Restart: s.Restart, Close: s.Close, Log: s.Log,
+		version: s.Version}
 }
 
-// shared is one Prosody for the tests that do not restart it.
+// shared is one Prosody (the system's, 0.12) for the tests that do not
+// restart it; it is also the matrix's prosody-0.12.
 var shared *server
 
-// The shared ejabberd boots in the background while the Prosody tests run
-// (it takes about a second); sharedEjabberd waits for it.
-var (
-	ejOnce  sync.Once
-	ejReady = make(chan struct{})
-	ejSrv   *server
-	ejErr   error
-	ejDir   string
-)
+// matrixServer is one server of the matrix onEachServer runs on. The
+// shared ones other than Prosody 0.12 boot in the background while the
+// first tests run (ejabberd takes about a second); get waits for one.
+type matrixServer struct {
+	name string
+	want string // the version prefix it must report
+	// env names the variable that chose it, if one did: a server picked
+	// by hand may run another version than its name says.
+	env   string
+	start func(dir string) (*server, error)
 
-func startSharedEjabberd() {
-	ejOnce.Do(func() {
+	once    sync.Once
+	ready   chan struct{}
+	srv     *server
+	missing error // not installed: a skip, a failure under CI=true
+	err     error // installed, but it did not start
+	dir     string
+}
+
+func envSet(name string) string {
+	if os.Getenv(name) != "" {
+		return name
+	}
+	return ""
+}
+
+// The matrix: the system's Prosody and ejabberd (make deps), and the
+// second versions make deps-servers unpacks beside them.
+var matrix = []*matrixServer{
+	{name: "prosody-0.12", want: "0.12.", env: envSet("GAVEL_PROSODY"), start: func(string) (*server, error) {
+		return shared, nil
+	}},
+	{name: "prosody-13", want: "13.", env: envSet("GAVEL_PROSODY13"), start: func(dir string) (*server, error) {
+		bin, err := prosodytest.Prosody13()
+		if err != nil {
+			return nil, errMissing{err}
+		}
+		p, err := prosodytest.Start(dir, prosodytest.Options{RestrictRoomCreation: true, Prosody: bin})
+		if err != nil {
+			return nil, err
+		}
+		return fromProsody(p), nil
+	}},
+	{name: "ejabberd-23", want: "23.", env: envSet("GAVEL_EJABBERD_ROOT"), start: func(dir string) (*server, error) {
+		return startEjabberd(dir, ejabberdtest.DefaultRoot())
+	}},
+	{name: "ejabberd-24", want: "24.12", env: envSet("GAVEL_EJABBERD24_ROOT"), start: func(dir string) (*server, error) {
+		return startEjabberd(dir, ejabberdtest.Root24())
+	}},
+}
+
+// errMissing marks a server that is not installed.
+type errMissing struct{ error }
+
+func startEjabberd(dir, root string) (*server, error) {
+	if err := ejabberdtest.InstalledAt(root); err != nil {
+		return nil, errMissing{err}
+	}
+	s, err := ejabberdtest.Start(dir, ejabberdtest.Options{RestrictRoomCreation: true, Root: root})
+	if err != nil {
+		return nil, err
+	}
+	return fromEjabberd(s), nil
+}
+
+// boot starts the server in the background, once.
+func (m *matrixServer) boot() {
+	m.once.Do(func() {
+		m.ready = make(chan struct{})
 		go func() {
-			defer close(ejReady)
-			if ejErr = ejabberdtest.Installed(); ejErr != nil {
+			defer close(m.ready)
+			if m.name != "prosody-0.12" {
+				// The ejabberd user must reach it: not a testing.T.TempDir.
+				if m.dir, m.err = os.MkdirTemp("", "gavel-"+m.name+"-"); m.err != nil {
+					return
+				}
+			}
+			srv, err := m.start(m.dir)
+			var missing errMissing
+			if errors.As(err, &missing) {
+				m.missing = missing.error
 				return
 			}
-			if ejDir, ejErr = os.MkdirTemp("", "gavel-ejabberd-"); ejErr != nil {
+			if err != nil {
+				m.err = fmt.Errorf("%s: %w", m.name, err)
 				return
 			}
-			var s *ejabberdtest.Server
-			if s, ejErr = ejabberdtest.Start(ejDir, ejabberdtest.Options{RestrictRoomCreation: true}); ejErr == nil {
-				ejSrv = fromEjabberd(s)
+			srv.Version, err = srv.version()
+			if err != nil {
+				_ = srv.Close()
+				m.err = err
+				return
 			}
+			srv.Name = m.name
+			m.srv = srv
 		}()
 	})
 }
 
-// sharedEjabberd returns the shared ejabberd. Without ejabberd installed
-// the test fails (make deps installs it), unless GAVEL_SKIP_EJABBERD=1.
-func sharedEjabberd(t *testing.T) *server {
-	t.Helper()
-	startSharedEjabberd()
-	<-ejReady
-	if ejErr != nil {
-		if os.Getenv("GAVEL_SKIP_EJABBERD") == "1" {
-			t.Skipf("ejabberd: %v (GAVEL_SKIP_EJABBERD=1)", ejErr)
-		}
-		t.Fatalf("%v (set GAVEL_SKIP_EJABBERD=1 to skip the ejabberd runs)", ejErr)
+func ejabberdRoot(name string) string {
+	if name == "ejabberd-24" {
+		return ejabberdtest.Root24()
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("ejabberd log:\n%s", ejSrv.Log())
-		}
-	})
-	return ejSrv
+	return ejabberdtest.DefaultRoot()
 }
 
-// onEachServer runs f against the shared Prosody and the shared ejabberd,
-// as subtests named after the server.
+// get waits for the server. One that is not installed skips the test, or
+// fails it under CI=true, where every server must run (.ci/run installs
+// them all); GAVEL_SKIP_EJABBERD=1 skips the ejabberd ones anyway.
+func (m *matrixServer) get(t *testing.T) *server {
+	t.Helper()
+	m.boot()
+	<-m.ready
+	if m.missing != nil {
+		skip := os.Getenv("CI") != "true" ||
+			(strings.HasPrefix(m.name, "ejabberd") && os.Getenv("GAVEL_SKIP_EJABBERD") == "1")
+		if skip {
+			t.Skipf("%s: %v", m.name, m.missing)
+		}
+		t.Fatalf("%s: %v (CI=true: every server of the matrix must run)", m.name, m.missing)
+	}
+	if m.err != nil {
+		t.Fatal(m.err)
+	}
+	if !strings.HasPrefix(m.srv.Version, m.want) {
+		if m.env == "" {
+			t.Fatalf("%s runs version %s, want %s*", m.name, m.srv.Version, m.want)
+		}
+		t.Logf("%s runs version %s (chosen by $%s)", m.name, m.srv.Version, m.env)
+	}
+	if m.name != "prosody-0.12" {
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("%s log:\n%s", m.name, m.srv.Log())
+			}
+		})
+	}
+	return m.srv
+}
+
+// sharedEjabberd returns the shared ejabberd 23.01.
+func sharedEjabberd(t *testing.T) *server {
+	t.Helper()
+	return matrix[2].get(t)
+}
+
+// onEachServer runs f on every server of the matrix (Prosody 0.12 and 13,
+// ejabberd 23.01 and 24.12), as subtests named after the server.
 func onEachServer(t *testing.T, f func(t *testing.T, srv *server)) {
-	t.Run("prosody", func(t *testing.T) { f(t, shared) })
-	t.Run("ejabberd", func(t *testing.T) { f(t, sharedEjabberd(t)) })
+	for _, m := range matrix {
+		t.Run(m.name, func(t *testing.T) { f(t, m.get(t)) })
+	}
+}
+
+// TestMatrix names the server and version behind each matrix entry
+// (go test -v -run TestMatrix); it fails where a server is missing on CI.
+func TestMatrix(t *testing.T) {
+	onEachServer(t, func(t *testing.T, srv *server) {
+		where := srv.prosody
+		if srv.Kind == "ejabberd" {
+			where = ejabberdRoot(srv.Name)
+		}
+		t.Logf("%s %s (%s)", srv.Kind, srv.Version, where)
+	})
 }
 
 // exits are run when the tests end (ok: they all passed), for servers
@@ -115,25 +234,29 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	shared = fromProsody(p)
-	startSharedEjabberd()
+	for _, s := range matrix {
+		s.boot()
+	}
 	code := m.Run()
 	for _, f := range exits {
 		f(code == 0)
 	}
 	_ = shared.Close()
-	<-ejReady
-	if ejSrv != nil {
-		_ = ejSrv.Close()
-	}
-	if code == 0 {
-		os.RemoveAll(dir)
-		if ejDir != "" {
-			os.RemoveAll(ejDir)
+	dirs := []string{dir}
+	for _, s := range matrix {
+		<-s.ready
+		if s.srv != nil && s.srv != shared {
+			_ = s.srv.Close()
 		}
-	} else {
-		fmt.Fprintf(os.Stderr, "prosody directory kept: %s\n", dir)
-		if ejDir != "" {
-			fmt.Fprintf(os.Stderr, "ejabberd directory kept: %s\n", ejDir)
+		if s.dir != "" {
+			dirs = append(dirs, s.dir)
+		}
+	}
+	for _, d := range dirs {
+		if code == 0 {
+			os.RemoveAll(d)
+		} else {
+			fmt.Fprintf(os.Stderr, "server directory kept: %s\n", d)
 		}
 	}
 	if code == 0 {
@@ -162,16 +285,20 @@ func startServer(t *testing.T, opts prosodytest.Options) *server {
 }
 
 // restartable returns a server the test may stop and restart: a Prosody
-// of its own (opts), or the shared ejabberd, which boots too slowly to start
-// one per test; it is running again when the test ends.
+// of its own (opts, the same executable as srv), or the shared ejabberd,
+// which boots too slowly to start one per test; it is running again when
+// the test ends.
 func restartable(t *testing.T, srv *server, opts prosodytest.Options) *server {
 	t.Helper()
-	if srv.Name == "prosody" {
-		return startServer(t, opts)
+	if srv.Kind == "prosody" {
+		opts.Prosody = srv.prosody
+		own := startServer(t, opts)
+		own.Name, own.Version = srv.Name, srv.Version
+		return own
 	}
 	t.Cleanup(func() {
 		if err := srv.Restart(); err != nil && !strings.Contains(err.Error(), "already running") {
-			t.Errorf("restarting the shared ejabberd: %v", err)
+			t.Errorf("restarting the shared %s: %v", srv.Name, err)
 		}
 	})
 	return srv

@@ -9,6 +9,13 @@
 // directory. As root it runs as the ejabberd system user; the directory given
 // to Start must then be reachable by that user (os.MkdirTemp("", ...) is,
 // testing.T.TempDir is not).
+//
+// It runs the system's ejabberd (23.01 on Debian bookworm) unless told
+// otherwise: Options.Root, or $GAVEL_EJABBERD_ROOT, names a directory into
+// which an ejabberd .deb and the Erlang libraries it needs were unpacked
+// (dpkg-deb -x), such as the ejabberd 24.12 that make deps-servers installs
+// (see Root24). Such a root runs on the system's Erlang VM; its libraries
+// come first in ERL_LIBS.
 package ejabberdtest
 
 import (
@@ -24,7 +31,9 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"text/template"
@@ -53,6 +62,9 @@ type Options struct {
 	LogLevel string
 	// ExtraConfig is appended to the YAML config at the top level.
 	ExtraConfig string
+	// Root is where ejabberd is installed: "/" for the system's, or a
+	// directory a .deb was unpacked into. Empty: DefaultRoot.
+	Root string
 }
 
 // Server is one running (or stopped) ejabberd.
@@ -69,34 +81,115 @@ type Server struct {
 	done chan struct{}
 }
 
-// Paths of the Debian package (ejabberd 23.01 in bookworm).
+// The Erlang VM of the Debian package (ejabberd 23.01 in bookworm); every
+// root runs on it.
 const erlPath = "/usr/bin/erl"
 
-// libDir returns the directory holding ejabberd's Erlang application
-// (ERL_LIBS), or an error telling how to get it.
-func libDir() (string, error) {
-	if _, err := os.Stat(erlPath); err != nil {
-		return "", errors.New("ejabberdtest: erl is not installed: run `make deps` (apt-get install ejabberd)")
+// DefaultRoot returns $GAVEL_EJABBERD_ROOT, else "/" (the system's ejabberd).
+func DefaultRoot() string {
+	if r := os.Getenv("GAVEL_EJABBERD_ROOT"); r != "" {
+		return r
 	}
-	matches, _ := filepath.Glob("/usr/lib/*/ejabberd-*/ebin/ejabberd.beam")
-	matches2, _ := filepath.Glob("/usr/lib/ejabberd-*/ebin/ejabberd.beam")
-	matches = append(matches, matches2...)
-	if len(matches) == 0 {
-		return "", errors.New("ejabberdtest: ejabberd is not installed: run `make deps` (apt-get install ejabberd)")
-	}
-	return filepath.Dir(filepath.Dir(filepath.Dir(matches[0]))), nil
+	return "/"
 }
 
-// Installed reports whether ejabberd can be started here, and if not why.
-func Installed() error {
-	_, err := libDir()
+// Root24 returns the ejabberd 24.12 root that make deps-servers installs:
+// $GAVEL_EJABBERD24_ROOT, else bin/servers/ejabberd-24 in the module's
+// directory. Whether ejabberd is there is InstalledAt's question.
+func Root24() string {
+	if r := os.Getenv("GAVEL_EJABBERD24_ROOT"); r != "" {
+		return r
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return filepath.Join("bin", "servers", "ejabberd-24")
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return filepath.Join(dir, "bin", "servers", "ejabberd-24")
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return filepath.Join("bin", "servers", "ejabberd-24")
+		}
+		dir = parent
+	}
+}
+
+// install is one ejabberd: its application directory and ERL_LIBS.
+type install struct {
+	app     string // .../ejabberd-24.12/ (holds ebin/ejabberd.app)
+	erlLibs string
+}
+
+// find locates ejabberd under root, or says how to get it.
+func find(root string) (install, error) {
+	how := "run `make deps` (apt-get install ejabberd)"
+	if root != "/" {
+		how = "run `make deps-servers`"
+	}
+	if _, err := os.Stat(erlPath); err != nil {
+		return install{}, fmt.Errorf("ejabberdtest: erl is not installed: %s", how)
+	}
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return install{}, fmt.Errorf("ejabberdtest: %w", err)
+	}
+	matches, _ := filepath.Glob(filepath.Join(root, "usr/lib/*/ejabberd-*/ebin/ejabberd.beam"))
+	matches2, _ := filepath.Glob(filepath.Join(root, "usr/lib/ejabberd-*/ebin/ejabberd.beam"))
+	matches = append(matches, matches2...)
+	if len(matches) == 0 {
+		return install{}, fmt.Errorf("ejabberdtest: ejabberd is not installed in %s: %s", root, how)
+	}
+	app := filepath.Dir(filepath.Dir(matches[0]))
+	libs := filepath.Dir(app)
+	if root != "/" {
+		// The Erlang libraries unpacked beside it (p1_xmpp, fast_xml, ...)
+		// come before the system's older ones of the same name.
+		libs = filepath.Join(root, "usr", "lib", "erlang", "lib") + ":" + libs
+	}
+	return install{app: app, erlLibs: libs}, nil
+}
+
+// Installed reports whether the default ejabberd (DefaultRoot) can be
+// started here, and if not why.
+func Installed() error { return InstalledAt(DefaultRoot()) }
+
+// InstalledAt reports whether the ejabberd under root can be started here,
+// and if not why.
+func InstalledAt(root string) error {
+	_, err := find(root)
 	return err
 }
+
+// Version returns the release version of the ejabberd under root, from its
+// application file: "23.01", "24.12" (without Debian's revision).
+func Version(root string) (string, error) {
+	in, err := find(root)
+	if err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(filepath.Join(in.app, "ebin", "ejabberd.app"))
+	if err != nil {
+		return "", fmt.Errorf("ejabberdtest: %w", err)
+	}
+	m := vsnRE.FindSubmatch(b)
+	if m == nil {
+		return "", fmt.Errorf("ejabberdtest: no vsn in %s", filepath.Join(in.app, "ebin", "ejabberd.app"))
+	}
+	v, _, _ := strings.Cut(string(m[1]), "-")
+	return v, nil
+}
+
+var vsnRE = regexp.MustCompile(`\{vsn,\s*"([^"]+)"\}`)
 
 // Start writes a config under dir and starts ejabberd on free loopback
 // ports. It returns once both the client and the component ports listen.
 func Start(dir string, opts Options) (*Server, error) {
-	if _, err := libDir(); err != nil {
+	if opts.Root == "" {
+		opts.Root = DefaultRoot()
+	}
+	if _, err := find(opts.Root); err != nil {
 		return nil, err
 	}
 	if opts.Secret == "" {
@@ -145,7 +238,10 @@ func Start(dir string, opts Options) (*Server, error) {
 
 // credential returns the ejabberd system user when running as root, so the
 // VM does not run as root; nil otherwise (it runs as the current user).
-func credential() (*syscall.Credential, error) {
+// A private install the ejabberd user cannot read (one unpacked under a
+// directory private to root, as a CI checkout in a mktemp -d directory is)
+// runs as root too.
+func credential(in install) (*syscall.Credential, error) {
 	if os.Geteuid() != 0 {
 		return nil, nil
 	}
@@ -155,7 +251,19 @@ func credential() (*syscall.Credential, error) {
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	if !can(cred, "-r", filepath.Join(in.app, "ebin", "ejabberd.app")) {
+		return nil, nil
+	}
+	return cred, nil
+}
+
+// can reports whether test(1) with flag succeeds for path as cred's user:
+// can(cred, "-r", file) reads file, can(cred, "-x", dir) enters dir.
+func can(cred *syscall.Credential, flag, path string) bool {
+	probe := exec.Command("/bin/test", flag, path)
+	probe.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	return probe.Run() == nil
 }
 
 // chown gives dir and everything under it to cred's user.
@@ -172,9 +280,7 @@ func chown(dir string, cred *syscall.Credential) error {
 		return fmt.Errorf("ejabberdtest: %w", err)
 	}
 	// The user must be able to reach dir.
-	probe := exec.Command("/bin/test", "-x", dir)
-	probe.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	if probe.Run() != nil {
+	if !can(cred, "-x", dir) {
 		return fmt.Errorf("ejabberdtest: the ejabberd user cannot reach %s: use a directory from os.MkdirTemp(\"\", ...)", dir)
 	}
 	return nil
@@ -183,11 +289,11 @@ func chown(dir string, cred *syscall.Credential) error {
 // Restart starts ejabberd again (after Stop or Kill) with the same config
 // and ports, and waits until it listens.
 func (s *Server) Restart() error {
-	lib, err := libDir()
+	in, err := find(s.opts.Root)
 	if err != nil {
 		return err
 	}
-	cred, err := credential()
+	cred, err := credential(in)
 	if err != nil {
 		return err
 	}
@@ -216,7 +322,7 @@ func (s *Server) Restart() error {
 		"LANG=C.UTF-8",
 		"EJABBERD_CONFIG_PATH=" + s.ConfigPath,
 		"EJABBERD_LOG_PATH=" + filepath.Join(s.Dir, "logs", "ejabberd.log"),
-		"ERL_LIBS=" + lib,
+		"ERL_LIBS=" + in.erlLibs,
 		"ERL_INETRC=" + filepath.Join(s.Dir, "inetrc"),
 		"ERL_EPMD_ADDRESS=127.0.0.1", // should anything start epmd, it stays on loopback
 		"ERL_CRASH_DUMP=" + filepath.Join(s.Dir, "logs", "erl_crash.dump"),
@@ -296,6 +402,9 @@ func (s *Server) signal(sig syscall.Signal, wait time.Duration) error {
 	}
 	return nil
 }
+
+// Version returns the server's release version, as Version does.
+func (s *Server) Version() (string, error) { return Version(s.opts.Root) }
 
 // PID returns the running VM's process id, or 0.
 func (s *Server) PID() int {

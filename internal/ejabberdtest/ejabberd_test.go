@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -14,20 +15,42 @@ import (
 )
 
 // The harness starts, registers, restarts and stops a server, and leaves no
-// process behind: neither the VM's helpers nor an epmd.
+// process behind: neither the VM's helpers nor an epmd; on the system's
+// ejabberd (23.01) and on the 24.12 make deps-servers unpacks beside it.
 func TestStartRegisterRestartClose(t *testing.T) {
-	if err := Installed(); err != nil {
-		if os.Getenv("GAVEL_SKIP_EJABBERD") == "1" {
-			t.Skip(err)
-		}
-		t.Fatal(err)
+	for _, tc := range []struct{ name, root, version string }{
+		{"ejabberd-23", DefaultRoot(), "23."},
+		{"ejabberd-24", Root24(), "24.12"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := InstalledAt(tc.root); err != nil {
+				// On CI every server must be there; elsewhere make
+				// deps-servers may not have run.
+				if os.Getenv("GAVEL_SKIP_EJABBERD") == "1" || os.Getenv("CI") != "true" {
+					t.Skip(err)
+				}
+				t.Fatal(err)
+			}
+			v, err := Version(tc.root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(v, tc.version) {
+				t.Fatalf("%s is ejabberd %s, want %s", tc.root, v, tc.version)
+			}
+			t.Logf("ejabberd %s in %s", v, tc.root)
+			startRegisterRestartClose(t, tc.root)
+		})
 	}
+}
+
+func startRegisterRestartClose(t *testing.T, root string) {
 	dir, err := os.MkdirTemp("", "gavel-ejabberdtest-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	s, err := Start(dir, Options{})
+	s, err := Start(dir, Options{Root: root})
 	if err != nil {
 		t.Fatal(err)
 	}

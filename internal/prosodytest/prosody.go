@@ -2,6 +2,11 @@
 // the demo and the benchmark: a config written from a template, a private
 // data directory, users written straight into its account store, and stop,
 // kill and restart.
+//
+// It runs the system's Prosody (0.12 on Debian bookworm) unless told
+// otherwise: Options.Prosody, or $GAVEL_PROSODY, names another prosody
+// executable, such as the Prosody 13 that make deps-servers unpacks
+// beside the system's (see Prosody13).
 package prosodytest
 
 import (
@@ -51,6 +56,9 @@ type Options struct {
 	MUCConfig   string
 	// LogLevel is Prosody's file log level (default "warn").
 	LogLevel string
+	// Prosody is the prosody executable to run; its prosodyctl is the one
+	// beside it. Empty: $GAVEL_PROSODY, else the system's (Binary).
+	Prosody string
 }
 
 // Server is one running (or stopped) Prosody.
@@ -60,15 +68,21 @@ type Server struct {
 	C2SAddr       string
 	ComponentAddr string
 	Secret        string
-	opts          Options
+	// Prosody is the executable this server runs.
+	Prosody string
+	opts    Options
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
 }
 
-// Binary returns the prosody executable, or an error telling how to get it.
+// Binary returns the default prosody executable ($GAVEL_PROSODY, else the
+// system's), or an error telling how to get it.
 func Binary() (string, error) {
+	if p := os.Getenv("GAVEL_PROSODY"); p != "" {
+		return checkExecutable(p, "$GAVEL_PROSODY")
+	}
 	p, err := exec.LookPath("prosody")
 	if err != nil {
 		for _, c := range []string{"/usr/bin/prosody", "/usr/local/bin/prosody"} {
@@ -81,10 +95,59 @@ func Binary() (string, error) {
 	return p, nil
 }
 
+// Prosody13 returns the Prosody 13 that make deps-servers installs:
+// $GAVEL_PROSODY13, else bin/servers/prosody-13/usr/bin/prosody in the
+// module's directory; an error says how to get it.
+func Prosody13() (string, error) {
+	if p := os.Getenv("GAVEL_PROSODY13"); p != "" {
+		return checkExecutable(p, "$GAVEL_PROSODY13")
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	return checkExecutable(filepath.Join(root, "bin", "servers", "prosody-13", "usr", "bin", "prosody"), "Prosody 13")
+}
+
+func checkExecutable(p, what string) (string, error) {
+	if fi, err := os.Stat(p); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return "", fmt.Errorf("prosodytest: %s: no prosody executable at %s: run `make deps-servers`", what, p)
+	}
+	return filepath.Abs(p)
+}
+
+// moduleRoot returns the directory holding go.mod, above the working
+// directory (go test runs in the package's directory).
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("prosodytest: %w", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("prosodytest: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+func firstLine(b []byte) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	return line
+}
+
 // Start writes a config under dir and starts Prosody on free loopback ports.
 func Start(dir string, opts Options) (*Server, error) {
-	if _, err := Binary(); err != nil {
-		return nil, err
+	if opts.Prosody == "" {
+		bin, err := Binary()
+		if err != nil {
+			return nil, err
+		}
+		opts.Prosody = bin
 	}
 	if opts.Secret == "" {
 		opts.Secret = randomSecret()
@@ -102,6 +165,7 @@ func Start(dir string, opts Options) (*Server, error) {
 		C2SAddr:       fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		ComponentAddr: fmt.Sprintf("127.0.0.1:%d", ports[1]),
 		Secret:        opts.Secret,
+		Prosody:       opts.Prosody,
 		opts:          opts,
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "certs"), 0o750); err != nil {
@@ -130,16 +194,12 @@ func Start(dir string, opts Options) (*Server, error) {
 // Restart starts Prosody again (after Stop or Kill) with the same config
 // and ports, and waits until it listens.
 func (s *Server) Restart() error {
-	bin, err := Binary()
-	if err != nil {
-		return err
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd != nil {
 		return errors.New("prosodytest: already running")
 	}
-	cmd := exec.Command(bin, "--config", s.ConfigPath, "-F")
+	cmd := exec.Command(s.Prosody, "--config", s.ConfigPath, "-F")
 	logf, err := os.OpenFile(filepath.Join(s.Dir, "console.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("prosodytest: %w", err)
@@ -224,9 +284,30 @@ func (s *Server) Register(user, host, password string) error {
 	return os.WriteFile(filepath.Join(dir, encode(user)+".dat"), []byte(body), 0o600)
 }
 
-// ProsodyCtl runs prosodyctl against this server's config.
+// ProsodyCtl runs prosodyctl (the one beside the server's prosody) against
+// this server's config.
 func (s *Server) ProsodyCtl(ctx context.Context, args ...string) ([]byte, error) {
-	return exec.CommandContext(ctx, "prosodyctl", append([]string{"--config", s.ConfigPath}, args...)...).CombinedOutput()
+	ctl := filepath.Join(filepath.Dir(s.Prosody), "prosodyctl")
+	return exec.CommandContext(ctx, ctl, append([]string{"--config", s.ConfigPath}, args...)...).CombinedOutput()
+}
+
+// Version returns what `prosodyctl about` says of the server's version:
+// "0.12.3", "13.0.1". It runs with the server's config: without one, a
+// prosodyctl run as root switches to the prosody user, who may not be able
+// to read a Prosody unpacked under a directory private to root.
+func (s *Server) Version() (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := s.ProsodyCtl(ctx, "about")
+	if err != nil {
+		return "", fmt.Errorf("prosodytest: prosodyctl about: %v: %s", err, firstLine(out))
+	}
+	line := firstLine(out)
+	v, ok := strings.CutPrefix(line, "Prosody ")
+	if !ok {
+		return "", fmt.Errorf("prosodytest: prosodyctl about: unexpected first line %q", line)
+	}
+	return v, nil
 }
 
 // Log returns Prosody's log file contents.
@@ -290,6 +371,9 @@ VirtualHost "{{.GuestHost}}"
 
 Component "{{.MUC}}" "muc"
 	admins = { "{{.Component}}" }
+	-- Prosody 13 makes component admins room owners only when asked (0.12
+	-- always did, and ignores the option).
+	component_admins_as_room_owners = true
 	modules_enabled = { {{range .Opts.MUCModules}}"{{.}}"; {{end}} }
 {{if .Opts.RestrictRoomCreation}}	restrict_room_creation = "admin"{{end}}
 	muc_room_default_public = true
