@@ -61,9 +61,6 @@ const (
 	joined
 )
 
-// condRoomBusy refuses a knock when too many knocks wait for its room.
-const condRoomBusy = "room-busy"
-
 // maxNickTries bounds how many other nicks gavel tries when its nick is
 // taken in a room.
 const maxNickTries = 3
