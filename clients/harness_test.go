@@ -202,9 +202,11 @@ func (h *harness) mint(t *testing.T, args ...string) string {
 	return strings.TrimSpace(out.String())
 }
 
-// fixture is what one client's tests get: three users, a room of the
+// fixture is what one client's tests get: four users, a room of the
 // default tenant (policy token, guests denied) with tokens for it, and a
-// room of tenant "slow" (one knock per JID and minute).
+// room of tenant "slow" (one knock per JID and minute). The last user is
+// for the slow room alone: gavel keeps one knock limiter per bare JID,
+// made with the settings of the first tenant it knocked on.
 type fixture struct {
 	Users    []string          `json:"users"`
 	Room     string            `json:"room"`
@@ -212,7 +214,7 @@ type fixture struct {
 	Tokens   map[string]string `json:"tokens"`
 }
 
-// fixture registers prefix-alice, prefix-bob and prefix-carol and mints
+// fixture registers prefix-alice, -bob, -carol and -dave and mints
 // their tokens for room prefix-standup.
 func (h *harness) fixture(t *testing.T, prefix string) fixture {
 	t.Helper()
@@ -220,7 +222,7 @@ func (h *harness) fixture(t *testing.T, prefix string) fixture {
 		Room:     prefix + "-standup@" + prosodytest.MUC,
 		SlowRoom: "[slow]" + prefix + "-lobby@" + prosodytest.MUC,
 	}
-	for _, u := range []string{"alice", "bob", "carol"} {
+	for _, u := range []string{"alice", "bob", "carol", "dave"} {
 		if err := h.srv.Register(prefix+"-"+u, prosodytest.Host, password); err != nil {
 			t.Fatal(err)
 		}
