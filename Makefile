@@ -6,7 +6,7 @@ BIN     := bin
 # Second versions of the servers, unpacked beside the system's (deps-servers).
 SERVERS := $(BIN)/servers
 
-.PHONY: all deps deps-prosody deps-ejabberd deps-servers build demo test lint fuzz bench clean
+.PHONY: all deps deps-prosody deps-ejabberd deps-servers build demo test lint fuzz bench clean clients-deps clients-deps-apt test-clients
 
 all: build
 
@@ -47,7 +47,7 @@ demo: deps-prosody build
 
 ## test: vet, then every test, the integration tests against real Prosody
 ## (0.12, 13) and ejabberd (23.01, 24.12) included.
-test: deps
+test: deps clients-deps
 	$(GO) vet ./...
 	GAVEL_PROSODY13=$(abspath $(SERVERS))/prosody-13/usr/bin/prosody \
 	GAVEL_EJABBERD24_ROOT=$(abspath $(SERVERS))/ejabberd-24 \
@@ -83,3 +83,28 @@ bench: deps-prosody build
 
 clean:
 	rm -rf $(BIN) .demo
+
+## clients-deps: what the client tests (clients/) need: Node.js and npm,
+## Chromium and Python's slixmpp from Debian if missing, then clients/js's
+## packages from its package-lock.json (npm ci, only when the lock changed).
+CLIENTS_JS := clients/js
+clients-deps: clients-deps-apt $(CLIENTS_JS)/node_modules/.package-lock.json
+
+clients-deps-apt:
+	@missing=""; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	/usr/bin/python3 -c 'import slixmpp' >/dev/null 2>&1 || missing="$$missing python3-slixmpp"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing (apt-get)"; \
+		$(APT) update -qq && $(APT) install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(CLIENTS_JS)/node_modules/.package-lock.json: $(CLIENTS_JS)/package-lock.json | clients-deps-apt
+	cd $(CLIENTS_JS) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+## test-clients: only the client tests (JavaScript, Python, the web page in Chromium).
+test-clients: deps-prosody clients-deps
+	$(GO) test -count=1 -v -run 'TestJS|TestPython|TestWeb' ./clients/

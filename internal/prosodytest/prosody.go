@@ -59,6 +59,10 @@ type Options struct {
 	// Prosody is the prosody executable to run; its prosodyctl is the one
 	// beside it. Empty: $GAVEL_PROSODY, else the system's (Binary).
 	Prosody string
+	// WebSocket enables Prosody's HTTP server on a free loopback port with
+	// mod_websocket (RFC 7395), open to pages of any origin; the endpoint
+	// is Server.WebSocketURL.
+	WebSocket bool
 }
 
 // Server is one running (or stopped) Prosody.
@@ -71,6 +75,9 @@ type Server struct {
 	// Prosody is the executable this server runs.
 	Prosody string
 	opts    Options
+
+	// HTTPAddr is Prosody's HTTP server, with Options.WebSocket only.
+	HTTPAddr string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -155,7 +162,11 @@ func Start(dir string, opts Options) (*Server, error) {
 	if opts.LogLevel == "" {
 		opts.LogLevel = "warn"
 	}
-	ports, err := loopback.Ports(2)
+	nports := 2
+	if opts.WebSocket {
+		nports = 3
+	}
+	ports, err := loopback.Ports(nports)
 	if err != nil {
 		return nil, err
 	}
@@ -168,6 +179,12 @@ func Start(dir string, opts Options) (*Server, error) {
 		Prosody:       opts.Prosody,
 		opts:          opts,
 	}
+	httpPort := 0
+	if opts.WebSocket {
+		httpPort = ports[2]
+		s.HTTPAddr = fmt.Sprintf("127.0.0.1:%d", httpPort)
+		s.opts.ExtraModules = append(append([]string(nil), opts.ExtraModules...), "websocket")
+	}
 	if err := os.MkdirAll(filepath.Join(dir, "certs"), 0o750); err != nil {
 		return nil, fmt.Errorf("prosodytest: %w", err)
 	}
@@ -176,7 +193,7 @@ func Start(dir string, opts Options) (*Server, error) {
 	}
 	var buf bytes.Buffer
 	if err := configTemplate.Execute(&buf, map[string]any{
-		"Dir": dir, "C2SPort": ports[0], "ComponentPort": ports[1], "Opts": opts,
+		"Dir": dir, "C2SPort": ports[0], "ComponentPort": ports[1], "HTTPPort": httpPort, "Opts": s.opts,
 		"Secret": s.Secret, "Host": Host, "GuestHost": GuestHost, "MUC": MUC, "Component": Component,
 		"Root": os.Geteuid() == 0,
 	}); err != nil {
@@ -225,7 +242,7 @@ func (s *Server) Restart() error {
 			return fmt.Errorf("prosodytest: prosody exited at start; see %s", filepath.Join(s.Dir, "console.log"))
 		default:
 		}
-		if loopback.Listening(s.C2SAddr) && loopback.Listening(s.ComponentAddr) {
+		if loopback.Listening(s.C2SAddr) && loopback.Listening(s.ComponentAddr) && (s.HTTPAddr == "" || loopback.Listening(s.HTTPAddr)) {
 			return nil
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -269,6 +286,9 @@ func (s *Server) PID() int {
 	}
 	return s.cmd.Process.Pid
 }
+
+// WebSocketURL is the client WebSocket endpoint (Options.WebSocket only).
+func (s *Server) WebSocketURL() string { return "ws://" + s.HTTPAddr + "/xmpp-websocket" }
 
 // Close stops the server; its directory is left to the caller.
 func (s *Server) Close() error { return s.Kill() }
@@ -348,15 +368,19 @@ data_path = "{{.Dir}}/data"
 plugin_paths = { {{range .Opts.PluginPaths}}"{{.}}"; {{end}} }
 admins = { }
 modules_enabled = { "roster"; "saslauth"; "disco"; "ping"; "posix"; {{range .Opts.ExtraModules}}"{{.}}"; {{end}} }
-modules_disabled = { "s2s"; "tls"; "http"; "offline"; "limits" }
+modules_disabled = { "s2s"; "tls"; {{if not .Opts.WebSocket}}"http"; {{end}}"offline"; "limits" }
 c2s_ports = { {{.C2SPort}} }
 c2s_interfaces = { "127.0.0.1" }
 component_ports = { {{.ComponentPort}} }
 component_interfaces = { "127.0.0.1" }
 s2s_ports = { }
-http_ports = { }
+http_ports = { {{if .Opts.WebSocket}}{{.HTTPPort}}{{end}} }
 https_ports = { }
-c2s_require_encryption = false
+{{if .Opts.WebSocket}}-- Options.WebSocket: pages on other loopback ports log in over ws://.
+http_interfaces = { "127.0.0.1" }
+consider_websocket_secure = true
+cross_domain_websocket = true
+{{end}}c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
 authentication = "internal_plain"
 storage = "internal"
