@@ -96,6 +96,10 @@ type Options struct {
 	RatePerMinute int
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// MUCDomain is the MUC domain of rooms named without one, as by
+	// PUT /kick-participant?room=NAME&prefix=TENANT (Jitsi's
+	// muc_mapper_domain_base with its prefix); empty refuses such names.
+	MUCDomain string
 }
 
 // Server serves the API. Its methods are safe for concurrent use.
@@ -110,6 +114,8 @@ type Server struct {
 	limiter  *limiter
 	now      func() time.Time
 	handler  http.Handler
+
+	mucDomain string
 }
 
 // New checks opts and returns a Server.
@@ -130,6 +136,8 @@ func New(opts Options) (*Server, error) {
 		log:      opts.Logger,
 		maxBody:  opts.MaxBodyBytes,
 		now:      opts.Now,
+
+		mucDomain: opts.MUCDomain,
 	}
 	if s.ready == nil {
 		s.ready = func() error { return nil }
@@ -238,6 +246,8 @@ func (s *Server) routes() http.Handler {
 	handle("DELETE "+jaccess+"/ban/jwt", "unban_jwt", s.unbanJWT)
 	handle("GET "+jaccess+"/bans", "list_bans", s.listBans)
 	handle("POST /conference-commands/v1/meeting", "meeting", s.meeting)
+	handle("POST /end-meeting", "end_meeting", s.endMeeting)
+	handle("PUT /kick-participant", "kick_participant", s.kickParticipant)
 	handle("GET /healthz", "healthz", s.healthz)
 	handle("GET /readyz", "readyz", s.readyz)
 	metrics := promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{

@@ -276,6 +276,9 @@ func (s *Service) room(roomJID string) (auth.Room, error) {
 	if err != nil {
 		return ar, err
 	}
+	if m, ok := s.rooms.(RoomMapper); ok {
+		ar = m.MapRoom(ar)
+	}
 	if !s.rooms.Governs(ar.Domain) {
 		return ar, fmt.Errorf("%w: %s", ErrNotGoverned, ar.Domain)
 	}

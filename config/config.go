@@ -67,6 +67,11 @@ type MUC struct {
 	// Jicofo or clients) by polling every DiscoverInterval.
 	DiscoverRooms    bool          `yaml:"discover_rooms"`
 	DiscoverInterval time.Duration `yaml:"discover_interval"`
+	// TenantSubdomains names the tenant's rooms also in the JaaS domain
+	// form: "room@<prefix>.<tenant>.<rest>", where Domain is
+	// "<prefix>.<rest>", is "[tenant]room@Domain" (Jitsi's
+	// muc_domain_mapper; JaaS's "room@conference.<appId>.8x8.vc").
+	TenantSubdomains bool `yaml:"tenant_subdomains"`
 }
 
 // Log selects the log level and format.
