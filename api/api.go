@@ -100,6 +100,8 @@ type Options struct {
 	// PUT /kick-participant?room=NAME&prefix=TENANT (Jitsi's
 	// muc_mapper_domain_base with its prefix); empty refuses such names.
 	MUCDomain string
+	// Meetings serves /v1/meetings (Whereby's shape); nil: not served.
+	Meetings Meetings
 }
 
 // Server serves the API. Its methods are safe for concurrent use.
@@ -116,6 +118,7 @@ type Server struct {
 	handler  http.Handler
 
 	mucDomain string
+	meetings  Meetings
 }
 
 // New checks opts and returns a Server.
@@ -138,6 +141,7 @@ func New(opts Options) (*Server, error) {
 		now:      opts.Now,
 
 		mucDomain: opts.MUCDomain,
+		meetings:  opts.Meetings,
 	}
 	if s.ready == nil {
 		s.ready = func() error { return nil }
@@ -248,6 +252,10 @@ func (s *Server) routes() http.Handler {
 	handle("POST /conference-commands/v1/meeting", "meeting", s.meeting)
 	handle("POST /end-meeting", "end_meeting", s.endMeeting)
 	handle("PUT /kick-participant", "kick_participant", s.kickParticipant)
+	handle("POST /v1/meetings", "create_meeting", s.createMeeting)
+	handle("GET /v1/meetings", "list_meetings", s.listMeetings)
+	handle("GET /v1/meetings/{id}", "get_meeting", s.getMeeting)
+	handle("DELETE /v1/meetings/{id}", "delete_meeting", s.deleteMeeting)
 	handle("GET /healthz", "healthz", s.healthz)
 	handle("GET /readyz", "readyz", s.readyz)
 	metrics := promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{

@@ -94,6 +94,8 @@ type Service struct {
 	log    *zap.Logger
 	now    func() time.Time
 	count  *prometheus.CounterVec
+	// meetings are the tenants' meeting settings (meetings.go).
+	meetings func(tenant string) (MeetingSettings, bool)
 }
 
 // New checks opts and returns a Service.

@@ -56,6 +56,7 @@ func serveHTTP(ctx context.Context, cfg *config.Config, log *zap.Logger, cmds *c
 		MaxBodyBytes:  cfg.HTTP.MaxBodyBytes,
 		RatePerMinute: cfg.HTTP.RatePerMinute,
 		MUCDomain:     firstMUC(cfg),
+		Meetings:      cmds,
 	})
 	if err != nil {
 		return err

@@ -83,6 +83,11 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOpt
 	if err != nil {
 		return err
 	}
+	meetings, err := meetingSettings(cfg)
+	if err != nil {
+		return err
+	}
+	cmds.UseMeetings(meetings)
 	mod.UseCommands(cmds)
 	component.Version = buildVersion()
 	comp, err := component.New(component.Options{
