@@ -231,6 +231,28 @@ func TestJitsiEndpoints(t *testing.T) {
 	host := join("host", true)
 	join("guest", false)
 
+	// SET_ROLE in the JaaS shape, with the JaaS name of the room.
+	setRole := `{"action": "SET_ROLE", "payload": {"conferenceFullName": "daily@conference.acme.example.test", "participantId": "guest", "role": "moderator"}}`
+	for {
+		code, out := g.do(t, "POST", "/conference-commands/v1/meeting", admin, setRole)
+		if code == 200 {
+			break
+		}
+		// gavel sees the guest's join a moment after the guest does.
+		if code != 404 || ctx.Err() != nil {
+			t.Fatalf("SET_ROLE: %d %v", code, out)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := host.WaitPresence(ctx, func(p xclient.Presence) bool {
+		return strings.EqualFold(p.From, server+"/guest") && p.Affiliation == "owner"
+	}); err != nil {
+		t.Fatalf("SET_ROLE moderator not applied: %v", err)
+	}
+	if code, out := g.do(t, "POST", "/conference-commands/v1/meeting", admin, `{"action": "SET_ROLE", "payload": {"conferenceFullName": "`+server+`", "participantId": "guest", "role": "owner"}}`); code != 400 {
+		t.Errorf("SET_ROLE to an unknown role: %d %v", code, out)
+	}
+
 	kick := "/kick-participant?room=daily&prefix=acme"
 	for _, tc := range []struct {
 		name, path, token, body string
