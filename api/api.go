@@ -96,6 +96,12 @@ type Options struct {
 	RatePerMinute int
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// MUCDomain is the MUC domain of rooms named without one, as by
+	// PUT /kick-participant?room=NAME&prefix=TENANT (Jitsi's
+	// muc_mapper_domain_base with its prefix); empty refuses such names.
+	MUCDomain string
+	// Meetings serves /v1/meetings (Whereby's shape); nil: not served.
+	Meetings Meetings
 }
 
 // Server serves the API. Its methods are safe for concurrent use.
@@ -110,6 +116,9 @@ type Server struct {
 	limiter  *limiter
 	now      func() time.Time
 	handler  http.Handler
+
+	mucDomain string
+	meetings  Meetings
 }
 
 // New checks opts and returns a Server.
@@ -130,6 +139,9 @@ func New(opts Options) (*Server, error) {
 		log:      opts.Logger,
 		maxBody:  opts.MaxBodyBytes,
 		now:      opts.Now,
+
+		mucDomain: opts.MUCDomain,
+		meetings:  opts.Meetings,
 	}
 	if s.ready == nil {
 		s.ready = func() error { return nil }
@@ -238,6 +250,12 @@ func (s *Server) routes() http.Handler {
 	handle("DELETE "+jaccess+"/ban/jwt", "unban_jwt", s.unbanJWT)
 	handle("GET "+jaccess+"/bans", "list_bans", s.listBans)
 	handle("POST /conference-commands/v1/meeting", "meeting", s.meeting)
+	handle("POST /end-meeting", "end_meeting", s.endMeeting)
+	handle("PUT /kick-participant", "kick_participant", s.kickParticipant)
+	handle("POST /v1/meetings", "create_meeting", s.createMeeting)
+	handle("GET /v1/meetings", "list_meetings", s.listMeetings)
+	handle("GET /v1/meetings/{id}", "get_meeting", s.getMeeting)
+	handle("DELETE /v1/meetings/{id}", "delete_meeting", s.deleteMeeting)
 	handle("GET /healthz", "healthz", s.healthz)
 	handle("GET /readyz", "readyz", s.readyz)
 	metrics := promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{

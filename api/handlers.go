@@ -53,6 +53,12 @@ type meetingResponse struct {
 	Action             string `json:"action"`
 	ConferenceFullName string `json:"conferenceFullName"`
 	ParticipantID      string `json:"participantId,omitempty"`
+	Role               string `json:"role,omitempty"`
+}
+
+// roleSetter is the role command of the command layer (commands.Service).
+type roleSetter interface {
+	SetRole(ctx context.Context, roomJID, nick, role, by string) error
 }
 
 // commandContext bounds one command by the request and commandTimeout.
@@ -292,12 +298,19 @@ func (s *Server) meeting(w http.ResponseWriter, r *http.Request) {
 		err = s.cmds.Destroy(ctx, cmd.Room, cmd.Reason, p.by())
 	case actionKick:
 		err = s.cmds.Kick(ctx, cmd.Room, cmd.Participant, cmd.Reason, p.by())
+	case actionSetRole:
+		rs, ok := s.cmds.(roleSetter)
+		if !ok {
+			writeError(w, r, &apiError{http.StatusBadRequest, "unknown-action", "SET_ROLE is not available"})
+			return
+		}
+		err = rs.SetRole(ctx, cmd.Room, cmd.Participant, cmd.Role, p.by())
 	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, r, http.StatusOK, meetingResponse{Action: cmd.Action, ConferenceFullName: cmd.Room, ParticipantID: cmd.Participant})
+	writeJSON(w, r, http.StatusOK, meetingResponse{Action: cmd.Action, ConferenceFullName: cmd.Room, ParticipantID: cmd.Participant, Role: cmd.Role})
 }
 
 // healthz handles GET /healthz: the process is alive.

@@ -187,7 +187,16 @@ func (b banBody) check(now time.Time) (time.Time, *apiError) {
 const (
 	actionDestroy = "DESTROY"
 	actionKick    = "KICK_PARTICIPANT"
+	actionSetRole = "SET_ROLE"
 )
+
+// setRolePayload is the payload of SET_ROLE.
+type setRolePayload struct {
+	ConferenceFullName string `json:"conferenceFullName"`
+	ParticipantID      string `json:"participantId"`
+	UserID             string `json:"userId"`
+	Role               string `json:"role"`
+}
 
 // meetingBody is the envelope of a conference command.
 type meetingBody struct {
@@ -214,6 +223,7 @@ type meetingCommand struct {
 	Room        string
 	Participant string
 	Reason      string
+	Role        string
 }
 
 // decodeMeeting decodes and checks the body of a conference command.
@@ -245,9 +255,23 @@ func decodeMeeting(data []byte) (meetingCommand, *apiError) {
 			return meetingCommand{}, errBadRequest("payload.participantId is required")
 		}
 		cmd.Room, cmd.Participant, cmd.Reason = p.ConferenceFullName, p.ParticipantID, p.Reason
+	case actionSetRole:
+		var p setRolePayload
+		if e := decodeStrict(env.Payload, &p); e != nil {
+			return meetingCommand{}, e
+		}
+		switch {
+		case p.UserID != "":
+			return meetingCommand{}, errBadRequest("payload.userId is not supported yet: give the participantId of a present occupant")
+		case p.ParticipantID == "":
+			return meetingCommand{}, errBadRequest("payload.participantId is required")
+		case p.Role == "":
+			return meetingCommand{}, errBadRequest("payload.role is required: moderator, participant or viewer")
+		}
+		cmd.Room, cmd.Participant, cmd.Role = p.ConferenceFullName, p.ParticipantID, p.Role
 	default:
 		return meetingCommand{}, &apiError{http.StatusBadRequest, "unknown-action",
-			fmt.Sprintf("unknown action: want %s or %s", actionDestroy, actionKick)}
+			fmt.Sprintf("unknown action: want %s, %s or %s", actionDestroy, actionKick, actionSetRole)}
 	}
 	if cmd.Room == "" {
 		return meetingCommand{}, errBadRequest("payload.conferenceFullName is required")

@@ -94,6 +94,8 @@ type Service struct {
 	log    *zap.Logger
 	now    func() time.Time
 	count  *prometheus.CounterVec
+	// meetings are the tenants' meeting settings (meetings.go).
+	meetings func(tenant string) (MeetingSettings, bool)
 }
 
 // New checks opts and returns a Service.
@@ -275,6 +277,9 @@ func (s *Service) room(roomJID string) (auth.Room, error) {
 	ar, err := ParseRoom(roomJID)
 	if err != nil {
 		return ar, err
+	}
+	if m, ok := s.rooms.(RoomMapper); ok {
+		ar = m.MapRoom(ar)
 	}
 	if !s.rooms.Governs(ar.Domain) {
 		return ar, fmt.Errorf("%w: %s", ErrNotGoverned, ar.Domain)

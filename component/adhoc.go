@@ -56,6 +56,13 @@ var commandList = []adhocCommand{
 	}, run: func(ctx context.Context, s *commands.Service, by string, f *dataForm) (string, error) {
 		return "kicked", s.Kick(ctx, f.value("room"), f.value("participant"), f.value("reason"), by)
 	}},
+	{node: "set-role", name: "Set a participant's role", fields: []formField{
+		{name: "room", typ: "jid-single", label: "Room JID", required: true},
+		{name: "participant", typ: "text-single", label: "Participant (occupant nick)", required: true},
+		{name: "role", typ: "list-single", label: "Role", required: true, options: []string{commands.RoleModerator, commands.RoleParticipant, commands.RoleViewer}},
+	}, run: func(ctx context.Context, s *commands.Service, by string, f *dataForm) (string, error) {
+		return "role set", s.SetRole(ctx, f.value("room"), f.value("participant"), f.value("role"), by)
+	}},
 	{node: "destroy", name: "Destroy a room", fields: []formField{
 		{name: "room", typ: "jid-single", label: "Room JID", required: true},
 		{name: "reason", typ: "text-single", label: "Reason"},

@@ -165,6 +165,7 @@ func (m *Moderation) knock(sess *session, st *stanza) {
 		m.refuse(sess, st, knockBadRoom, "room must be a room JID like name@"+m.anyMUC()+": "+strings.TrimPrefix(err.Error(), "auth: "), started)
 		return
 	}
+	ar, _ = m.canonicalRoom(ar) // the JaaS domain form names a [tenant] room
 	muc, governed := m.mucs[ar.Domain]
 	if !governed {
 		m.refuse(sess, st, knockNotGoverned, "gavel does not govern "+ar.Domain, started)

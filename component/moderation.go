@@ -63,6 +63,11 @@ type MUC struct {
 	// knock (never members-only). See discover.go.
 	Discover         bool
 	DiscoverInterval time.Duration
+	// TenantSubdomains takes rooms named in the JaaS domain form,
+	// "name@<prefix>.<tenant>.<rest>" where Domain is "<prefix>.<rest>", as
+	// the tenant's rooms "[tenant]name@Domain" (Jitsi's muc_domain_mapper;
+	// JaaS's "room@conference.<appId>.8x8.vc"). See domains.go.
+	TenantSubdomains bool
 }
 
 // DefaultDiscoverInterval is the room discovery poll interval when a MUC

@@ -67,6 +67,11 @@ type MUC struct {
 	// Jicofo or clients) by polling every DiscoverInterval.
 	DiscoverRooms    bool          `yaml:"discover_rooms"`
 	DiscoverInterval time.Duration `yaml:"discover_interval"`
+	// TenantSubdomains names the tenant's rooms also in the JaaS domain
+	// form: "room@<prefix>.<tenant>.<rest>", where Domain is
+	// "<prefix>.<rest>", is "[tenant]room@Domain" (Jitsi's
+	// muc_domain_mapper; JaaS's "room@conference.<appId>.8x8.vc").
+	TenantSubdomains bool `yaml:"tenant_subdomains"`
 }
 
 // Log selects the log level and format.
@@ -114,6 +119,23 @@ type Tenant struct {
 	KnocksPerMinutePerJID int `yaml:"knocks_per_minute_per_jid"`
 	// Token holds the rules and keys that validate joiners' tokens.
 	Token Token `yaml:"token"`
+	// Meetings configures the meetings made through the API (/v1/meetings).
+	Meetings Meetings `yaml:"meetings"`
+}
+
+// Meetings configures how gavel makes a tenant's meetings: the links it
+// hands out and the key that signs their tokens.
+type Meetings struct {
+	// URLTemplate makes the links: {room}, {tenant}, {jid} and {token} are
+	// replaced (e.g. https://meet.example.com/{room}?jwt={token}). Empty:
+	// only the tokens and the room JID are returned.
+	URLTemplate string `yaml:"url_template"`
+	// HostGrace is how long host rights outlast the meeting's end date.
+	HostGrace time.Duration `yaml:"host_grace"`
+	// SigningKeyFile is a PEM private key (RSA, ECDSA or Ed25519) whose
+	// public key is one of token.public_keys. Empty: the tokens are
+	// signed HS256 with the first of token.secrets.
+	SigningKeyFile string `yaml:"signing_key_file"`
 }
 
 // Token is a set of keys and rules for validating JWTs.
@@ -183,6 +205,7 @@ func DefaultTenantSettings() Tenant {
 		KnocksPerMinute:       6000,
 		KnocksPerMinutePerJID: 30,
 		Token:                 DefaultToken(),
+		Meetings:              Meetings{HostGrace: time.Hour},
 	}
 }
 

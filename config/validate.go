@@ -193,6 +193,12 @@ func (t *Tenant) check(p *problems, path string) {
 		p.add(path+".knocks_per_minute_per_jid", "must be at least 1, got %d", t.KnocksPerMinutePerJID)
 	}
 	t.Token.check(p, path+".token")
+	if t.Meetings.HostGrace < 0 || t.Meetings.HostGrace > 7*24*time.Hour {
+		p.add(path+".meetings.host_grace", "must be between 0s and 168h, got %v", t.Meetings.HostGrace)
+	}
+	if u := t.Meetings.URLTemplate; u != "" && !strings.Contains(u, "{token}") {
+		p.add(path+".meetings.url_template", "must hold {token}, or the links would carry no rights (e.g. https://meet.example.com/{room}?jwt={token})")
+	}
 }
 
 func (k *Token) check(p *problems, path string) {

@@ -15,6 +15,8 @@ type Memory struct {
 	out   outcasts
 	rmu   sync.Mutex
 	rooms map[string]RoomState
+	// meetings are the meetings (meetings.go), under rmu.
+	meetings map[string]Meeting
 }
 
 var _ Store = (*Memory)(nil)

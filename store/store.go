@@ -269,6 +269,12 @@ type Store interface {
 	DeleteRooms(ctx context.Context, rooms []string) error
 	// Rooms returns the stored state of every governed room, by room JID.
 	Rooms(ctx context.Context) ([]RoomState, error)
+	// PutMeeting stores a meeting durably, replacing one with the same
+	// ID, and returns once it is durable.
+	PutMeeting(ctx context.Context, m Meeting) error
+	// Meetings returns the meetings of a tenant ("" for all), ended ones
+	// too, sorted by Start, then ID.
+	Meetings(ctx context.Context, tenant string) ([]Meeting, error)
 	// Check reports whether the store can take writes: nil, or why not
 	// (ErrUnavailable with its cause). A store that failed checks again,
 	// at most once a second, whether it has recovered.

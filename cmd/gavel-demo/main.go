@@ -7,6 +7,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -97,7 +98,7 @@ func demo(ctx context.Context, gavelBin, dir string, exitAfter bool) error {
 		step("gavel and Prosody stopped")
 	}()
 
-	users := []string{"alice", "bob", "mallory", "carol", "dave", "erin", "frank", "admin"}
+	users := []string{"alice", "bob", "mallory", "carol", "dave", "erin", "frank", "gina", "hank", "ivy", "admin"}
 	for _, u := range users {
 		if err := srv.Register(u, prosodytest.Host, "pw"); err != nil {
 			return err
@@ -145,6 +146,9 @@ func demo(ctx context.Context, gavelBin, dir string, exitAfter bool) error {
 	step("commands: ban bob through the JaaS-shaped HTTP API")
 	m.banOverHTTP(httpAddr, standup, "bob")
 
+	step("meeting 4: made through the API (tenant town), with host, participant and viewer links")
+	m.meetingOverHTTP(httpAddr)
+
 	m.print()
 	if exitAfter {
 		return m.err
@@ -161,15 +165,10 @@ func demo(ctx context.Context, gavelBin, dir string, exitAfter bool) error {
 // banOverHTTP bans user by user id with an admin token minted by gavel,
 // and shows the user leaving the room.
 func (m *meeting) banOverHTTP(httpAddr, room, user string) {
-	full := []string{"token", "mint", "-secret-env", "GAVEL_DEMO_ADMIN_SECRET", "-sub", "example.test", "-admin", "-name", "demo-admin"}
-	cmd := exec.Command(m.gavel, full...)
-	cmd.Env = append(os.Environ(), "GAVEL_DEMO_ADMIN_SECRET="+adminSecret)
-	out, err := cmd.Output()
-	if err != nil {
-		m.fail(fmt.Errorf("mint admin token: %v", err))
+	admin := m.adminToken("example.test")
+	if admin == "" {
 		return
 	}
-	admin := strings.TrimSpace(string(out))
 	url := "http://" + httpAddr + "/jaccess/v1/access-management/example.test/ban/user/" + user
 	fmt.Printf("    $ curl -X POST -H 'Authorization: Bearer $ADMIN' -d '{\"reason\":\"demo\"}' %s\n", url)
 	req, _ := http.NewRequestWithContext(m.ctx, "POST", url, strings.NewReader(`{"reason":"demo"}`))
@@ -383,4 +382,62 @@ tenants:
   party:
     policy: all-owners
     guests: member
+  town:
+    viewers: true
+    meetings:
+      url_template: "https://meet.example.test/{room}?jwt={token}"
 `
+
+// adminToken mints an admin token for tenant sub with gavel token mint.
+func (m *meeting) adminToken(sub string) string {
+	full := []string{"token", "mint", "-secret-env", "GAVEL_DEMO_ADMIN_SECRET", "-sub", sub, "-admin", "-name", "demo-admin"}
+	cmd := exec.Command(m.gavel, full...)
+	cmd.Env = append(os.Environ(), "GAVEL_DEMO_ADMIN_SECRET="+adminSecret)
+	out, err := cmd.Output()
+	if err != nil {
+		m.fail(fmt.Errorf("mint admin token: %v", err))
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// meetingOverHTTP makes a meeting with POST /v1/meetings, shows its three
+// links, and joins one user with each.
+func (m *meeting) meetingOverHTTP(httpAddr string) {
+	admin := m.adminToken("town")
+	if admin == "" {
+		return
+	}
+	end := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	body := `{"endDate": "` + end + `", "roomNamePrefix": "townhall", "fields": ["hostRoomUrl", "viewerRoomUrl"], "templateType": "viewerMode"}`
+	fmt.Printf("    $ curl -X POST -H 'Authorization: Bearer $ADMIN' -d '%s' http://%s/v1/meetings\n", body, httpAddr)
+	req, _ := http.NewRequestWithContext(m.ctx, "POST", "http://"+httpAddr+"/v1/meetings", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		m.fail(err)
+		return
+	}
+	defer resp.Body.Close()
+	var out struct {
+		MeetingID, RoomName, HostRoomURL, RoomURL, ViewerRoomURL string
+		Tokens                                                   struct{ Host, Participant, Viewer string }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusCreated {
+		m.fail(fmt.Errorf("POST /v1/meetings: %s %v", resp.Status, err))
+		return
+	}
+	short := func(u string) string {
+		if i := strings.Index(u, "jwt="); i >= 0 && len(u) > i+16 {
+			return u[:i+16] + "..."
+		}
+		return u
+	}
+	fmt.Printf("    %s meeting %s, room %s\n", resp.Status, out.MeetingID, out.RoomName)
+	fmt.Printf("    host link:        %s (host rights until the end date plus 1h)\n", short(out.HostRoomURL))
+	fmt.Printf("    participant link: %s\n", short(out.RoomURL))
+	fmt.Printf("    viewer link:      %s (no voice)\n", short(out.ViewerRoomURL))
+	m.join("gina", out.RoomName, out.Tokens.Host)
+	m.join("hank", out.RoomName, out.Tokens.Participant)
+	m.join("ivy", out.RoomName, out.Tokens.Viewer)
+}

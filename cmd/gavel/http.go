@@ -55,6 +55,8 @@ func serveHTTP(ctx context.Context, cfg *config.Config, log *zap.Logger, cmds *c
 		Logger:        log,
 		MaxBodyBytes:  cfg.HTTP.MaxBodyBytes,
 		RatePerMinute: cfg.HTTP.RatePerMinute,
+		MUCDomain:     firstMUC(cfg),
+		Meetings:      cmds,
 	})
 	if err != nil {
 		return err
@@ -77,4 +79,13 @@ func adminKeys(t config.Token) (api.AdminKeys, error) {
 		k.PublicKeys = append(k.PublicKeys, pk)
 	}
 	return k, nil
+}
+
+// firstMUC is the MUC domain of rooms named without one (Jitsi's
+// kick-participant names a room by name and tenant only).
+func firstMUC(cfg *config.Config) string {
+	if len(cfg.MUC) == 0 {
+		return ""
+	}
+	return cfg.MUC[0].Domain
 }

@@ -56,6 +56,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOpt
 		mucs[i] = component.MUC{
 			Domain: m.Domain, TrustIdentity: m.TrustIdentity, IdentityDomains: m.IdentityDomains,
 			SecureDomains: m.SecureDomains, Discover: m.DiscoverRooms, DiscoverInterval: m.DiscoverInterval,
+			TenantSubdomains: m.TenantSubdomains,
 		}
 	}
 	mod, err := component.NewModeration(component.ModerationOptions{
@@ -86,6 +87,11 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOpt
 	if err != nil {
 		return err
 	}
+	meetings, err := meetingSettings(cfg)
+	if err != nil {
+		return err
+	}
+	cmds.UseMeetings(meetings)
 	mod.UseCommands(cmds)
 	component.Version = buildVersion()
 	comp, err := component.New(component.Options{

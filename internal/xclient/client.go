@@ -307,6 +307,7 @@ func (c *Client) Count() (presences, messages int) {
 
 // KnockResult is gavel's answer to a knock.
 type KnockResult struct {
+	Room        string `xml:"room,attr"`
 	Affiliation string `xml:"affiliation,attr"`
 	Role        string `xml:"role,attr"`
 	Reason      string `xml:"reason,attr"`
