@@ -4,12 +4,12 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 BIN     := bin
 
-.PHONY: all deps deps-prosody build demo test lint fuzz bench clean
+.PHONY: all deps deps-prosody deps-postgres build demo test lint fuzz bench clean
 
 all: build
 
-## deps: install Prosody and ejabberd if they are missing (Debian/Ubuntu, apt-get).
-deps: deps-prosody
+## deps: install Prosody, ejabberd and PostgreSQL if they are missing (Debian/Ubuntu, apt-get).
+deps: deps-prosody deps-postgres
 	@command -v ejabberdctl >/dev/null 2>&1 || test -x /usr/sbin/ejabberdctl || { \
 		echo "installing ejabberd (apt-get)"; \
 		$(APT) update -qq && $(APT) install -y -qq ejabberd >/dev/null; }
@@ -23,6 +23,15 @@ deps-prosody:
 		echo "installing prosody (apt-get)"; \
 		$(APT) update -qq && $(APT) install -y -qq prosody >/dev/null; }
 	@$(SUDO) service prosody stop >/dev/null 2>&1 || true
+
+## deps-postgres: install PostgreSQL if it is missing (the shared store's tests
+## run their own cluster from /usr/lib/postgresql/*/bin, on a free loopback port).
+deps-postgres:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { \
+		echo "installing postgresql (apt-get)"; \
+		$(APT) update -qq && $(APT) install -y -qq postgresql >/dev/null; }
+	@# Debian starts a system cluster on install; the tests start their own.
+	@$(SUDO) service postgresql stop >/dev/null 2>&1 || true
 
 ## build: build bin/gavel.
 build:
