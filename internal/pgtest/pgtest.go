@@ -196,7 +196,11 @@ func (s *Server) Restart() error {
 		select {
 		case <-done:
 			s.cmd = nil
-			return fmt.Errorf("pgtest: postgres exited at start; see %s", logPath)
+			log, _ := os.ReadFile(logPath)
+			if len(log) > 2000 {
+				log = log[len(log)-2000:]
+			}
+			return fmt.Errorf("pgtest: postgres exited at start:\n%s", log)
 		default:
 		}
 		if loopback.Listening(s.Addr) {
@@ -248,8 +252,10 @@ func (s *Server) signal(sig syscall.Signal, wait time.Duration) error {
 	}
 	if sig == syscall.SIGKILL {
 		// A backend that outlived the postmaster keeps the shared
-		// memory: make sure the whole group is gone.
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		// memory and the port: wait until the whole group is gone.
+		for i := 0; i < 500 && syscall.Kill(-pid, syscall.SIGKILL) == nil; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 	return nil
 }
@@ -267,4 +273,32 @@ func (s *Server) Close() error {
 		err = rerr
 	}
 	return err
+}
+
+var (
+	sharedMu  sync.Mutex
+	shared    *Server
+	sharedErr error
+)
+
+// Shared returns one server for the whole test binary, started on first
+// use; the binary's TestMain stops it with StopShared. Each test takes a
+// database of its own with CreateDB.
+func Shared() (*Server, error) {
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if shared == nil && sharedErr == nil {
+		shared, sharedErr = Start(Options{})
+	}
+	return shared, sharedErr
+}
+
+// StopShared stops the server Shared started, if any.
+func StopShared() {
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if shared != nil {
+		_ = shared.Close()
+		shared = nil
+	}
 }
