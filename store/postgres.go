@@ -72,7 +72,7 @@ type BanEvent struct {
 
 // Ban returns the ban the event carries.
 func (e BanEvent) Ban() Ban {
-	return Ban{Tenant: e.Tenant, Kind: e.Kind, Value: e.Value, Reason: e.Reason, By: e.By, Created: e.Created, Expires: e.Expires}
+	return Ban(e)
 }
 
 // PostgresOptions tune OpenPostgres.
@@ -360,7 +360,7 @@ func (p *Postgres) AddBan(ctx context.Context, b Ban) error {
 	}
 	b.Created, b.Expires = pgTime(b.Created), pgTime(b.Expires)
 	b.Reason, b.By = pgText(b.Reason), pgText(b.By)
-	body, err := json.Marshal(BanEvent{Tenant: b.Tenant, Kind: b.Kind, Value: b.Value, Reason: b.Reason, By: b.By, Created: b.Created, Expires: b.Expires})
+	body, err := json.Marshal(BanEvent(b))
 	if err != nil {
 		return err
 	}

@@ -92,7 +92,8 @@ func Start(opts Options) (*Server, error) {
 		}
 		s.cred = cred
 		// The postgres user must reach its files through dir.
-		if err := os.Chmod(dir, 0o755); err == nil {
+		err = os.Chmod(dir, 0o755)
+		if err == nil {
 			err = os.Chown(dir, int(cred.Uid), int(cred.Gid))
 		}
 		if err != nil {
