@@ -6,14 +6,14 @@ BIN     := bin
 # Second versions of the servers, unpacked beside the system's (deps-servers).
 SERVERS := $(BIN)/servers
 
-.PHONY: all deps deps-prosody deps-ejabberd deps-servers build demo test lint fuzz bench clean clients-deps clients-deps-apt test-clients
+.PHONY: all deps deps-prosody deps-ejabberd deps-servers deps-postgres build demo test lint fuzz bench clean clients-deps clients-deps-apt test-clients
 
 all: build
 
 ## deps: install every server the tests run against if it is missing: the
-## system's Prosody 0.12 and ejabberd 23.01 (apt-get), and Prosody 13 and
-## ejabberd 24.12 unpacked into $(SERVERS) (deps-servers).
-deps: deps-prosody deps-ejabberd deps-servers
+## system's Prosody 0.12, ejabberd 23.01 and PostgreSQL (apt-get), and
+## Prosody 13 and ejabberd 24.12 unpacked into $(SERVERS) (deps-servers).
+deps: deps-prosody deps-ejabberd deps-servers deps-postgres
 
 ## deps-ejabberd: install ejabberd if it is missing (Debian/Ubuntu, apt-get).
 deps-ejabberd:
@@ -36,6 +36,15 @@ deps-prosody:
 ## pins are in scripts/servers.sh.
 deps-servers: deps-prosody deps-ejabberd
 	@bash scripts/servers.sh $(SERVERS)
+
+## deps-postgres: install PostgreSQL if it is missing (the shared store's tests
+## run their own cluster from /usr/lib/postgresql/*/bin, on a free loopback port).
+deps-postgres:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { \
+		echo "installing postgresql (apt-get)"; \
+		$(APT) update -qq && $(APT) install -y -qq postgresql >/dev/null; }
+	@# Debian starts a system cluster on install; the tests start their own.
+	@$(SUDO) service postgresql stop >/dev/null 2>&1 || true
 
 ## build: build bin/gavel.
 build:

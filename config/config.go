@@ -20,6 +20,9 @@ type Config struct {
 	Log       Log       `yaml:"log"`
 	HTTP      HTTP      `yaml:"http"`
 	DataDir   string    `yaml:"data_dir"`
+	// Store chooses where durable state lives: bbolt in DataDir (the
+	// default), or PostgreSQL shared by the gavels of several shards.
+	Store Store `yaml:"store"`
 	// Admins are bare JIDs allowed to run ad-hoc commands.
 	Admins []string `yaml:"admins"`
 	// Tenants maps a tenant name to its settings; "default" applies to every
@@ -177,6 +180,29 @@ func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
 // Reveal returns the secret itself.
 func (s Secret) Reveal() string { return string(s) }
 
+// Store is the store section. Without a postgres key, gavel keeps its state
+// in a bbolt file in data_dir.
+type Store struct {
+	Postgres Postgres `yaml:"postgres"`
+}
+
+// Postgres is the shared PostgreSQL store (docs/scale-out.md). It is in use
+// when DSNEnv is set.
+type Postgres struct {
+	// DSNEnv names the environment variable holding the connection string
+	// (it carries a password, so it is never written in the file).
+	DSNEnv string `yaml:"dsn_env"`
+	// DSN is the connection string read from DSNEnv.
+	DSN Secret `yaml:"-"`
+	// ReconnectMin and ReconnectMax bound the backoff between attempts to
+	// reach PostgreSQL again.
+	ReconnectMin time.Duration `yaml:"reconnect_min"`
+	ReconnectMax time.Duration `yaml:"reconnect_max"`
+}
+
+// Enabled reports whether the postgres section is in use.
+func (p Postgres) Enabled() bool { return p.DSNEnv != "" }
+
 // DefaultTenant is the name of the tenant section every other inherits from.
 const DefaultTenant = "default"
 
@@ -193,6 +219,7 @@ func Defaults() Config {
 		Log:     Log{Level: "info", Format: "json"},
 		HTTP:    HTTP{MaxBodyBytes: 64 << 10, RatePerMinute: 600, AdminToken: DefaultToken()},
 		DataDir: "gavel-data",
+		Store:   Store{Postgres: Postgres{ReconnectMin: 100 * time.Millisecond, ReconnectMax: 5 * time.Second}},
 	}
 }
 

@@ -102,7 +102,7 @@ func TestParseInvalid(t *testing.T) {
 	}{
 		{"empty", "", "config: gavel.yml: file is empty"},
 		{"not a mapping", "- a\n- b\n", "config: gavel.yml:1: top level must be a mapping of keys"},
-		{"unknown top key", minimal + "tennants: {}\n", `config: gavel.yml:7: unknown key "tennants" (known keys here: admins, component, data_dir, http, log, muc, tenants)`},
+		{"unknown top key", minimal + "tennants: {}\n", `config: gavel.yml:7: unknown key "tennants" (known keys here: admins, component, data_dir, http, log, muc, store, tenants)`},
 		{"unknown nested key", strings.Replace(minimal, "secret: s3cret", "secret: s3cret\n  secrte: x", 1), `config: gavel.yml:5: unknown key "component.secrte"`},
 		{"unknown tenant key", minimal + "tenants:\n  acme:\n    polcy: token\n", `config: gavel.yml:9: unknown key "tenants.acme.polcy"`},
 		{"unknown muc key", minimal + "  - domian: x\n", `config: gavel.yml:7: unknown key "muc[1].domian"`},

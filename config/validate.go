@@ -111,6 +111,7 @@ func (c *Config) validate(root *yaml.Node) error {
 	if c.DataDir == "" {
 		p.add("data_dir", "required: a directory for durable state (bans)")
 	}
+	c.resolveStore(p)
 	for i, a := range c.Admins {
 		if err := checkBareJID(a); err != nil {
 			p.add(fmt.Sprintf("admins[%d]", i), "%v", err)
@@ -119,6 +120,29 @@ func (c *Config) validate(root *yaml.Node) error {
 
 	c.checkTenants(p)
 	return errors.Join(p.errs...)
+}
+
+// resolveStore checks the store section and reads the PostgreSQL DSN from
+// the environment.
+func (c *Config) resolveStore(p *problems) {
+	pg := &c.Store.Postgres
+	if lookup(p.root, "store") != nil && lookup(lookup(p.root, "store"), "postgres") != nil && pg.DSNEnv == "" {
+		p.add("store.postgres.dsn_env", "required: the environment variable that holds the PostgreSQL connection string")
+	}
+	if pg.DSNEnv == "" {
+		return
+	}
+	s, ok := os.LookupEnv(pg.DSNEnv)
+	if !ok || s == "" {
+		p.add("store.postgres.dsn_env", "environment variable %s is not set or empty", pg.DSNEnv)
+	}
+	pg.DSN = Secret(s)
+	if pg.ReconnectMin <= 0 {
+		p.add("store.postgres.reconnect_min", "must be positive, got %v", pg.ReconnectMin)
+	}
+	if pg.ReconnectMax < pg.ReconnectMin {
+		p.add("store.postgres.reconnect_max", "must be at least reconnect_min (%v), got %v", pg.ReconnectMin, pg.ReconnectMax)
+	}
 }
 
 // validateTokens checks only the tenants and resolves their token keys:

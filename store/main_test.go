@@ -12,10 +12,20 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/gavelxmpp/gavel/internal/pgtest"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	code := m.Run()
+	pgtest.StopShared()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // Environment of the helper process: what it does and in which data dir.

@@ -4,6 +4,7 @@
 //	gavel -config gavel.yml -check    validate the config and exit
 //	gavel -config gavel.yml -init-store   start afresh on an empty gavel.db
 //	gavel token verify|mint ...       explain or make tokens
+//	gavel store migrate -from bbolt:DIR -to postgres:DSN -scope JID   move bans and state to PostgreSQL
 //	gavel version                     print the version and VCS revision
 package main
 
@@ -29,6 +30,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "token" {
 		return tokenCmd(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "store" {
+		return storeCmd(args[1:], stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "version" {
 		if len(args) > 1 {
 			fmt.Fprintln(stderr, "usage: gavel version")
@@ -44,7 +48,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	version := fs.Bool("version", false, "print the version and VCS revision and exit (as gavel version)")
 	initStore := fs.Bool("init-store", false, "take an empty (0-byte) gavel.db as a new database instead of refusing it (its bans are gone)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: gavel -config FILE [-check] [-init-store]\n       gavel token verify -config FILE -room ROOMJID [TOKEN|-]\n       gavel token mint [flags]\n       gavel version\n\n")
+		fmt.Fprintf(stderr, "usage: gavel -config FILE [-check] [-init-store]\n       gavel token verify -config FILE -room ROOMJID [TOKEN|-]\n       gavel token mint [flags]\n       gavel store migrate -from bbolt:DIR -to postgres:DSN -scope COMPONENT_JID\n       gavel version\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gavelxmpp/gavel/auth"
+	"github.com/gavelxmpp/gavel/bus"
 	"github.com/gavelxmpp/gavel/commands"
 	"github.com/gavelxmpp/gavel/component"
 	"github.com/gavelxmpp/gavel/config"
@@ -33,7 +34,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOpt
 	}
 	defer verifier.Close()
 
-	st, err := store.Open(cfg.DataDir, store.Options{Logger: log.Named("store"), InitEmpty: so.InitStore})
+	st, pg, err := openStore(ctx, cfg, log.Named("store"), so)
 	if err != nil {
 		return err
 	}
@@ -76,10 +77,19 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOpt
 		return err
 	}
 	// The command layer, shared by the HTTP API and the ad-hoc commands;
-	// the component reaches the rooms for it.
+	// the component reaches the rooms for it, and with a shared store the
+	// bus reaches the rooms of the other shards.
+	var rooms commands.Rooms = mod
+	var cmdBus *bus.Bus
+	if pg != nil {
+		if cmdBus, err = bus.New(bus.Options{Local: mod, Store: pg, Logger: log.Named("bus")}); err != nil {
+			return err
+		}
+		rooms = cmdBus
+	}
 	cmds, err := commands.New(commands.Options{
 		Store:       st,
-		Rooms:       mod,
+		Rooms:       rooms,
 		ForgetToken: verifier.Forget,
 		Logger:      log.Named("commands"),
 		Metrics:     reg,
@@ -109,7 +119,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOpt
 		return err
 	}
 	log.Info("gavel starting", zap.String("version", buildVersion()), zap.String("jid", cfg.Component.JID),
-		zap.String("server", cfg.Component.Address), zap.Int("muc_domains", len(cfg.MUC)), zap.String("data_dir", cfg.DataDir))
+		zap.String("server", cfg.Component.Address), zap.Int("muc_domains", len(cfg.MUC)), zap.String("data_dir", cfg.DataDir), zap.Bool("postgres", pg != nil))
 
 	// Bind before connecting: a taken port or an unusable address stops
 	// gavel at start, rather than leaving it running without health checks
@@ -127,6 +137,9 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOpt
 	// the process with exit code 1).
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if cmdBus != nil {
+		cmdBus.Start(ctx)
+	}
 	errc := make(chan error, 2)
 	go func() {
 		err := comp.Run(ctx)

@@ -1,0 +1,230 @@
+// Package bus carries commands between the gavels of a sharded deployment
+// over the shared PostgreSQL store (docs/scale-out.md). Each gavel governs
+// the MUC service of its own shard; a command accepted by any gavel for a
+// room on another shard is stored in the event log, then announced with
+// NOTIFY, and the gavel that governs the room applies it. A ban is announced
+// by the store itself: every gavel removes the banned occupants of its own
+// rooms.
+//
+// Bus implements commands.Rooms around the local component: rooms of a MUC
+// service this gavel governs are reached directly, as without a bus; others
+// go through the log. An accepted command is acknowledged once the
+// transaction that stores it has committed.
+//
+// New kinds of command (set-role, lock, meetings) add a handler with Handle
+// on the receiving side and publish their own events with Publish.
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gavelxmpp/gavel/commands"
+	"github.com/gavelxmpp/gavel/store"
+)
+
+// Event kinds the bus publishes.
+const (
+	EventKick    = "kick"
+	EventDestroy = "destroy"
+)
+
+// Kick is the body of EventKick.
+type Kick struct {
+	Room   string `json:"room"`
+	Nick   string `json:"nick"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Destroy is the body of EventDestroy.
+type Destroy struct {
+	Room   string `json:"room"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Handler applies an event another gavel published. It runs on the bus's
+// one delivery goroutine, in log order, with a deadline.
+type Handler func(ctx context.Context, e store.Event) error
+
+// Options configure a Bus.
+type Options struct {
+	// Local reaches this gavel's own rooms (the component); required.
+	Local commands.Rooms
+	// Store is the shared store; required.
+	Store *store.Postgres
+	// Logger receives what the bus reports; nil means none.
+	Logger *zap.Logger
+	// Timeout bounds the application of one event; zero means 10 s.
+	Timeout time.Duration
+}
+
+// Bus is a commands.Rooms that reaches the rooms of every shard.
+type Bus struct {
+	local   commands.Rooms
+	st      *store.Postgres
+	log     *zap.Logger
+	timeout time.Duration
+
+	mu       sync.RWMutex
+	handlers map[string]Handler
+	ctx      context.Context
+}
+
+var _ commands.Rooms = (*Bus)(nil)
+
+// New returns a Bus with the handlers of bans, kicks and destroys. It
+// applies nothing until Start.
+func New(opts Options) (*Bus, error) {
+	if opts.Local == nil || opts.Store == nil {
+		return nil, errors.New("bus: Options.Local and Options.Store are required")
+	}
+	b := &Bus{local: opts.Local, st: opts.Store, log: opts.Logger, timeout: opts.Timeout, handlers: map[string]Handler{}}
+	if b.log == nil {
+		b.log = zap.NewNop()
+	}
+	if b.timeout <= 0 {
+		b.timeout = 10 * time.Second
+	}
+	b.Handle(store.EventBanAdd, b.onBan)
+	b.Handle(EventKick, b.onKick)
+	b.Handle(EventDestroy, b.onDestroy)
+	return b, nil
+}
+
+// Handle sets the handler of an event kind: the extension point for the
+// commands to come (role, lock, meetings). Call it before Start.
+func (b *Bus) Handle(kind string, h Handler) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.handlers[kind] = h
+}
+
+// Start applies the events other gavels publish until ctx ends.
+func (b *Bus) Start(ctx context.Context) {
+	b.mu.Lock()
+	b.ctx = ctx
+	b.mu.Unlock()
+	b.st.Subscribe(b.receive)
+}
+
+func (b *Bus) receive(e store.Event) {
+	if e.Origin == b.st.Scope() {
+		return // applied where it was accepted
+	}
+	b.mu.RLock()
+	h, ok := b.handlers[e.Kind]
+	parent := b.ctx
+	b.mu.RUnlock()
+	if !ok || parent == nil || parent.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(parent, b.timeout)
+	defer cancel()
+	start := time.Now()
+	err := h(ctx, e)
+	fields := []zap.Field{zap.String("kind", e.Kind), zap.Int64("seq", e.Seq), zap.String("origin", e.Origin), zap.Duration("took", time.Since(start))}
+	if err != nil {
+		b.log.Warn("event not applied", append(fields, zap.Error(err))...)
+		return
+	}
+	b.log.Debug("event applied", fields...)
+}
+
+func (b *Bus) onBan(ctx context.Context, e store.Event) error {
+	var be store.BanEvent
+	if err := json.Unmarshal(e.Body, &be); err != nil {
+		return fmt.Errorf("bus: malformed ban event: %w", err)
+	}
+	_, err := b.local.EnforceBan(ctx, be.Ban())
+	return err
+}
+
+func (b *Bus) onKick(ctx context.Context, e store.Event) error {
+	var k Kick
+	if err := json.Unmarshal(e.Body, &k); err != nil {
+		return fmt.Errorf("bus: malformed kick event: %w", err)
+	}
+	if !b.local.Governs(domainOf(k.Room)) {
+		return nil
+	}
+	return b.local.Kick(ctx, k.Room, k.Nick, k.Reason)
+}
+
+func (b *Bus) onDestroy(ctx context.Context, e store.Event) error {
+	var d Destroy
+	if err := json.Unmarshal(e.Body, &d); err != nil {
+		return fmt.Errorf("bus: malformed destroy event: %w", err)
+	}
+	if !b.local.Governs(domainOf(d.Room)) {
+		return nil
+	}
+	return b.local.Destroy(ctx, d.Room, d.Reason)
+}
+
+// domainOf is the MUC service of a prepared room JID.
+func domainOf(room string) string {
+	_, d, _ := strings.Cut(room, "@")
+	d, _, _ = strings.Cut(d, "/")
+	return d
+}
+
+// Governs reports whether this gavel, or another on the bus, governs the MUC
+// service.
+func (b *Bus) Governs(mucDomain string) bool {
+	if b.local.Governs(mucDomain) {
+		return true
+	}
+	_, ok := b.st.Governor(mucDomain)
+	return ok
+}
+
+// Local reports whether this gavel governs the MUC service itself.
+func (b *Bus) Local(mucDomain string) bool { return b.local.Governs(mucDomain) }
+
+// EnforceBan removes the banned occupants of this gavel's rooms; the other
+// gavels do the same for theirs when the store announces the ban.
+func (b *Bus) EnforceBan(ctx context.Context, ban store.Ban) (int, error) {
+	return b.local.EnforceBan(ctx, ban)
+}
+
+// Kick kicks in a room of this shard, or stores the kick for the gavel that
+// governs the room: then nil means committed, and that gavel applies it.
+func (b *Bus) Kick(ctx context.Context, roomJID, nick, reason string) error {
+	if b.local.Governs(domainOf(roomJID)) {
+		return b.local.Kick(ctx, roomJID, nick, reason)
+	}
+	return b.Publish(ctx, EventKick, Kick{Room: roomJID, Nick: nick, Reason: reason})
+}
+
+// Destroy destroys a room of this shard, or stores the destroy for the gavel
+// that governs the room.
+func (b *Bus) Destroy(ctx context.Context, roomJID, reason string) error {
+	if b.local.Governs(domainOf(roomJID)) {
+		return b.local.Destroy(ctx, roomJID, reason)
+	}
+	return b.Publish(ctx, EventDestroy, Destroy{Room: roomJID, Reason: reason})
+}
+
+// Publish stores an event (body as JSON) for every gavel and returns once
+// it is committed. A store that cannot take it answers
+// commands.ErrStoreUnavailable, which the API turns into 503.
+func (b *Bus) Publish(ctx context.Context, kind string, body any) error {
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("bus: %w", err)
+	}
+	if _, err := b.st.Publish(ctx, kind, raw); err != nil {
+		if errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrClosed) {
+			return fmt.Errorf("%w: %v", commands.ErrStoreUnavailable, err)
+		}
+		return err
+	}
+	return nil
+}
