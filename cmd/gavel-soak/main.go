@@ -85,7 +85,7 @@ func run() int {
 			"restarts":       func() { o.restarts = 10 },
 			"rooms":          func() { o.restartRooms = 20 },
 			"kill-rounds":    func() { o.killRounds = 2 },
-			"kill-bans":      func() { o.killBans = 50 },
+			"kill-bans":      func() { o.killBans = 200 },
 			"churn-clients":  func() { o.churnClients = 10 },
 			"churn-restarts": func() { o.churnRestarts = 3 },
 			"churn-every":    func() { o.churnEvery = 4 * time.Second },

@@ -2,7 +2,6 @@ package main
 
 import "context"
 
-func killBans(ctx context.Context, o options, r *result) error     { return nil }
 func gavelRestart(ctx context.Context, o options, r *result) error { return nil }
 func churn(ctx context.Context, o options, r *result) error        { return nil }
 func outage(ctx context.Context, o options, r *result) error       { return nil }
