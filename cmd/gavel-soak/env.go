@@ -285,13 +285,18 @@ func room(tenant, name string) string {
 
 // token mints a meeting token for roomJID and user, valid for ttl.
 func (e *env) token(roomJID, user string, moderator bool, ttl time.Duration) string {
+	return e.tokenUntil(roomJID, user, moderator, time.Now().Add(ttl))
+}
+
+// tokenUntil mints a meeting token for roomJID and user that expires at exp.
+func (e *env) tokenUntil(roomJID, user string, moderator bool, exp time.Time) string {
 	ar, err := auth.ParseRoom(roomJID)
 	if err != nil {
 		panic(err) // the soak's own room names
 	}
 	t, err := auth.Mint(auth.MintRequest{
 		Secret: e.secret, Issuer: appID, Audience: []string{"jitsi"}, Subject: ar.Tenant,
-		Room: ar.Name, UserID: user, Name: user, Moderator: moderator, TTL: ttl,
+		Room: ar.Name, UserID: user, Name: user, Moderator: moderator, Expires: exp,
 	})
 	if err != nil {
 		panic(err)
