@@ -4,7 +4,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 BIN     := bin
 
-.PHONY: all deps deps-prosody build demo test lint fuzz bench clean
+.PHONY: all deps deps-prosody build demo test lint fuzz bench soak soak-short clean
 
 all: build
 
@@ -64,6 +64,20 @@ bench: deps-prosody build
 	$(GO) run ./cmd/gavel-bench -gavel $(BIN)/gavel -json $(BIN)/bench/results.json -markdown $(BIN)/bench/results.md $(BENCHFLAGS)
 	$(GO) test ./policy/ -run '^$$' -bench . -benchmem -cpu 1
 	$(GO) test ./auth/ -run '^$$' -bench 'BenchmarkVerify$$' -benchtime 1s
+
+## soak: the full fault suite against real Prosody (cmd/gavel-soak: Prosody
+## restarted 100 times, kill -9 after acknowledged bans, gavel restarted
+## under occupied rooms, churn, a 60 s outage); about 10 minutes. Writes
+## docs/RELIABILITY.md. SOAKFLAGS adds gavel-soak flags (-h lists them).
+SOAKFLAGS ?=
+soak: deps-prosody build
+	@mkdir -p $(BIN)/soak
+	$(GO) run ./cmd/gavel-soak -gavel $(BIN)/gavel -dir $(BIN)/soak/full -markdown docs/RELIABILITY.md $(SOAKFLAGS)
+
+## soak-short: the same suite scaled down (CI); report in $(BIN)/soak/short.md.
+soak-short: deps-prosody build
+	@mkdir -p $(BIN)/soak
+	$(GO) run ./cmd/gavel-soak -short -gavel $(BIN)/gavel -dir $(BIN)/soak/short -markdown $(BIN)/soak/short.md $(SOAKFLAGS)
 
 clean:
 	rm -rf $(BIN) .demo
