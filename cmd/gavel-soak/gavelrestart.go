@@ -38,6 +38,9 @@ func (m member) occupant() string { return m.room + "/" + m.nick }
 //     restart;
 //   - all-owners room: a new joiner is owner; a ban by JID removes the
 //     present occupant and refuses their next knock.
+//
+// The same steps run first without any restart ("control"): a check that
+// fails there fails without a restart too.
 func gavelRestart(ctx context.Context, o options, r *result) error {
 	e, err := newEnv(ctx, o.dir, o.gavel, "info")
 	if err != nil {
@@ -46,12 +49,14 @@ func gavelRestart(ctx context.Context, o options, r *result) error {
 	defer e.close()
 	var st knockStats
 	defer st.rows(r)
-	sigs := []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM}
+	// Signal 0 is the control: the same steps without a restart, so that a
+	// failure after a restart can be told apart from one without.
+	sigs := []syscall.Signal{0, syscall.SIGKILL, syscall.SIGTERM}
 	if o.control {
 		sigs = sigs[:1]
 	}
 	for _, sig := range sigs {
-		if err := restartOnce(ctx, e, &st, sig, o.control, r); err != nil {
+		if err := restartOnce(ctx, e, &st, sig, sig == 0, r); err != nil {
 			return err
 		}
 	}

@@ -69,7 +69,7 @@ func run() int {
 		names[i] = s.name
 	}
 	flag.StringVar(&o.scenarios, "scenarios", strings.Join(names, ","), "scenarios to run, comma separated")
-	flag.BoolVar(&o.control, "control", false, "gavel-restart: run its checks without restarting gavel (to check the checks)")
+	flag.BoolVar(&o.control, "control", false, "gavel-restart: run only the control (its checks without restarting gavel)")
 	flag.BoolVar(&o.short, "short", false, "scale every scenario down (CI: a few minutes in all); flags given explicitly still apply")
 	flag.IntVar(&o.restarts, "restarts", 100, "prosody-restarts: Prosody restarts, alternating SIGTERM and SIGKILL")
 	flag.IntVar(&o.restartRooms, "rooms", 50, "prosody-restarts: governed rooms, each held by a client")
