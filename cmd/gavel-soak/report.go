@@ -230,6 +230,9 @@ func (r *result) writeMarkdown(w io.Writer) {
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "- %s\n", mdEscape(n))
 	}
+	if r.Err != nil || len(r.Notes) > 0 {
+		fmt.Fprintln(w) // a list must end before the next heading
+	}
 }
 
 func mdEscape(s string) string {
