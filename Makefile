@@ -67,7 +67,7 @@ bench: deps-prosody build
 
 ## soak: the full fault suite against real Prosody (cmd/gavel-soak: Prosody
 ## restarted 100 times, kill -9 after acknowledged bans, gavel restarted
-## under occupied rooms, churn, a 60 s outage); about 10 minutes. Writes
+## under occupied rooms, churn, a 60 s outage); about 7 minutes. Writes
 ## docs/RELIABILITY.md. SOAKFLAGS adds gavel-soak flags (-h lists them).
 SOAKFLAGS ?=
 soak: deps-prosody build
