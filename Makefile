@@ -6,7 +6,7 @@ BIN     := bin
 # Second versions of the servers, unpacked beside the system's (deps-servers).
 SERVERS := $(BIN)/servers
 
-.PHONY: all deps deps-prosody deps-ejabberd deps-servers deps-postgres build demo test lint fuzz bench clean clients-deps clients-deps-apt test-clients
+.PHONY: all deps deps-prosody deps-ejabberd deps-servers deps-postgres build demo test lint fuzz bench soak soak-short clean clients-deps clients-deps-apt test-clients
 
 all: build
 
@@ -89,6 +89,20 @@ bench: deps-prosody build
 	$(GO) run ./cmd/gavel-bench -gavel $(BIN)/gavel -json $(BIN)/bench/results.json -markdown $(BIN)/bench/results.md $(BENCHFLAGS)
 	$(GO) test ./policy/ -run '^$$' -bench . -benchmem -cpu 1
 	$(GO) test ./auth/ -run '^$$' -bench 'BenchmarkVerify$$' -benchtime 1s
+
+## soak: the full fault suite against real Prosody (cmd/gavel-soak: Prosody
+## restarted 100 times, kill -9 after acknowledged bans, gavel restarted
+## under occupied rooms, churn, a 60 s outage); about 7 minutes. Writes
+## docs/RELIABILITY.md. SOAKFLAGS adds gavel-soak flags (-h lists them).
+SOAKFLAGS ?=
+soak: deps-prosody build
+	@mkdir -p $(BIN)/soak
+	$(GO) run ./cmd/gavel-soak -gavel $(BIN)/gavel -dir $(BIN)/soak/full -markdown docs/RELIABILITY.md $(SOAKFLAGS)
+
+## soak-short: the same suite scaled down (CI); report in $(BIN)/soak/short.md.
+soak-short: deps-prosody build
+	@mkdir -p $(BIN)/soak
+	$(GO) run ./cmd/gavel-soak -short -gavel $(BIN)/gavel -dir $(BIN)/soak/short -markdown $(BIN)/soak/short.md $(SOAKFLAGS)
 
 clean:
 	rm -rf $(BIN) .demo
