@@ -33,6 +33,9 @@ func (r *rooms) EnforceBan(_ context.Context, b store.Ban) (int, error) {
 
 func (r *rooms) Kick(context.Context, string, string, string) error { return nil }
 func (r *rooms) Destroy(context.Context, string, string) error      { return nil }
+func (r *rooms) LiftOutcasts(_ context.Context, l []store.Outcast) ([]store.Outcast, error) {
+	return l, nil
+}
 
 // newRealFixture is newFixture with the real command layer.
 func newRealFixture(t *testing.T) (*fixture, store.Store, *rooms) {

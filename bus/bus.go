@@ -194,6 +194,12 @@ func (b *Bus) EnforceBan(ctx context.Context, ban store.Ban) (int, error) {
 	return b.local.EnforceBan(ctx, ban)
 }
 
+// LiftOutcasts lifts outcasts in this shard's rooms: each gavel records
+// and lifts the outcasts it set (the store's outcasts are per gavel).
+func (b *Bus) LiftOutcasts(ctx context.Context, list []store.Outcast) ([]store.Outcast, error) {
+	return b.local.LiftOutcasts(ctx, list)
+}
+
 // Kick kicks in a room of this shard, or stores the kick for the gavel that
 // governs the room: then nil means committed, and that gavel applies it.
 func (b *Bus) Kick(ctx context.Context, roomJID, nick, reason string) error {

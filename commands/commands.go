@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,6 +68,10 @@ type Rooms interface {
 	Kick(ctx context.Context, roomJID, nick, reason string) error
 	// Destroy destroys roomJID.
 	Destroy(ctx context.Context, roomJID, reason string) error
+	// LiftOutcasts restores the JIDs that bans made outcasts in rooms to
+	// none (a room that no longer exists has nothing to lift) and returns
+	// those it restored; the others are to be tried again later.
+	LiftOutcasts(ctx context.Context, list []store.Outcast) (lifted []store.Outcast, err error)
 }
 
 // Options configure a Service.
@@ -96,6 +101,10 @@ type Service struct {
 	count  *prometheus.CounterVec
 	// meetings are the tenants' meeting settings (meetings.go).
 	meetings func(tenant string) (MeetingSettings, bool)
+	// liftMu serializes lifting outcasts (outcasts.go); wake asks Run to
+	// look again.
+	liftMu sync.Mutex
+	wake   chan struct{}
 }
 
 // New checks opts and returns a Service.
@@ -103,7 +112,7 @@ func New(opts Options) (*Service, error) {
 	if opts.Store == nil || opts.Rooms == nil {
 		return nil, errors.New("commands: Options.Store and Options.Rooms are required")
 	}
-	s := &Service{store: opts.Store, rooms: opts.Rooms, forget: opts.ForgetToken, log: opts.Logger, now: opts.Now}
+	s := &Service{store: opts.Store, rooms: opts.Rooms, forget: opts.ForgetToken, log: opts.Logger, now: opts.Now, wake: make(chan struct{}, 1)}
 	if s.forget == nil {
 		s.forget = func([32]byte) {}
 	}
@@ -179,6 +188,9 @@ func (s *Service) Ban(ctx context.Context, req BanRequest) (res BanResult, err e
 	}
 	res.Ban = b
 	res.Removed, err = s.rooms.EnforceBan(ctx, b)
+	if !b.Expires.IsZero() {
+		s.wakeLifter() // its outcasts (recorded by EnforceBan) are lifted when it ends
+	}
 	if err != nil {
 		return res, fmt.Errorf("%w: %d occupant(s) removed; %v", ErrIncomplete, res.Removed, err)
 	}
@@ -201,6 +213,12 @@ func (s *Service) Unban(ctx context.Context, req UnbanRequest) (k Key, err error
 	}
 	if !found {
 		return k, ErrNoSuchBan
+	}
+	// The ban is gone: let its outcasts back in now. What cannot be
+	// lifted now (gavel disconnected) is lifted by Run.
+	if _, err := s.liftOrphans(ctx); err != nil {
+		s.log.Warn("unban: some outcast affiliations could not be lifted yet; they will be", zap.Error(err))
+		s.wakeLifter()
 	}
 	return k, nil
 }

@@ -30,6 +30,8 @@ type rooms struct {
 	destroys []string
 	removed  int
 	err      error // returned by EnforceBan with removed
+	lifted   []store.Outcast
+	liftErr  error // returned by LiftOutcasts, which then lifts nothing
 }
 
 func (r *rooms) Governs(d string) bool { return d == governed }
@@ -53,6 +55,16 @@ func (r *rooms) Destroy(_ context.Context, room, _ string) error {
 	defer r.mu.Unlock()
 	r.destroys = append(r.destroys, room)
 	return nil
+}
+
+func (r *rooms) LiftOutcasts(_ context.Context, list []store.Outcast) ([]store.Outcast, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.liftErr != nil {
+		return nil, r.liftErr
+	}
+	r.lifted = append(r.lifted, list...)
+	return list, nil
 }
 
 type fixture struct {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 
+	"go.uber.org/zap"
+
 	"github.com/gavelxmpp/gavel/commands"
 	"github.com/gavelxmpp/gavel/policy"
 	"github.com/gavelxmpp/gavel/store"
@@ -54,36 +56,40 @@ func (m *Moderation) EnforceBan(ctx context.Context, b store.Ban) (int, error) {
 	return total, nil
 }
 
-// banPresent makes outcasts of the occupants b matches; it runs on the
-// room's worker.
+// banPresent makes outcasts of the occupants b matches, and of granted
+// knockers whose join gavel has not seen yet; it runs on the room's worker.
+// The outcasts are recorded in the store before they are set, so that
+// lifting the ban restores them, also after a restart.
 func (r *room) banPresent(b store.Ban) int {
-	var bares []string
-	add := func(bare string) {
-		if !containsFold(bares, bare) {
-			bares = append(bares, bare)
-		}
-	}
-	for o := range r.pol.Occupants() {
-		rec, ok := r.knocks[o.FullJID]
-		if banMatches(b, banSubject{bare: o.BareJID, userID: o.UserID, rec: rec, hasRec: ok}) {
-			add(o.BareJID)
-		}
-	}
-	// Granted knockers whose join gavel has not seen yet: they may be in
-	// the room already, or about to enter.
+	var also []string
 	now := r.m.now()
 	here := r.presentSet()
 	for full, rec := range r.knocks {
 		if now.Sub(rec.at) <= policy.KnockTTL && !here[full] && banMatches(b, banSubject{bare: rec.bare, userID: rec.userID, rec: rec, hasRec: true}) {
-			add(rec.bare)
+			also = append(also, rec.bare)
 		}
 	}
-	actions := make([]policy.Action, 0, len(bares))
-	for _, bare := range bares {
-		actions = append(actions, policy.Action{Kind: policy.ActionSetAffiliation, BareJID: bare, Affiliation: policy.Outcast, Reason: "ban"})
+	actions := r.pol.Ban(func(o policy.Occupant) bool {
+		rec, ok := r.knocks[o.FullJID]
+		return banMatches(b, banSubject{bare: o.BareJID, userID: o.UserID, rec: rec, hasRec: ok})
+	}, also...)
+	if len(actions) == 0 {
+		return 0
+	}
+	outcasts := make([]store.Outcast, 0, len(actions))
+	for _, a := range actions {
+		outcasts = append(outcasts, store.Outcast{Tenant: b.Tenant, Kind: b.Kind, Value: b.Value, Room: r.jid, JID: a.BareJID})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.m.opts.IQTimeout)
+	err := r.m.opts.Store.AddOutcasts(ctx, outcasts)
+	cancel()
+	if err != nil {
+		// The ban holds (the store refuses their knocks); only its lifting
+		// would miss these rooms.
+		r.m.log.Warn("could not record the outcasts of a ban: lifting it will not restore them", zap.String("room", r.jid), zap.Error(err))
 	}
 	r.perform(actions)
-	return len(bares)
+	return len(actions)
 }
 
 // banSubject is what a ban is matched against: an occupant or a granted
@@ -107,6 +113,78 @@ func banMatches(b store.Ban, s banSubject) bool {
 		return s.hasRec && s.rec.hasToken && hex.EncodeToString(s.rec.tokenHash[:]) == b.Value
 	}
 	return false
+}
+
+// LiftOutcasts sets each outcast's JID back to none in its room: through
+// the room's worker where gavel is in the room (the policy forgets the ban
+// there), else straight from the component (a service admin may change
+// affiliations of a room it is not in). A room that no longer exists has
+// nothing to lift. It returns the outcasts restored.
+func (m *Moderation) LiftOutcasts(ctx context.Context, list []store.Outcast) ([]store.Outcast, error) {
+	byRoom := map[string][]store.Outcast{}
+	var order []string
+	for _, o := range list {
+		if _, ok := byRoom[o.Room]; !ok {
+			order = append(order, o.Room)
+		}
+		byRoom[o.Room] = append(byRoom[o.Room], o)
+	}
+	var lifted []store.Outcast
+	var firstErr error
+	for _, roomJID := range order {
+		os := byRoom[roomJID]
+		err := m.onRoom(ctx, roomJID, func(r *room) error {
+			jids := map[string]bool{}
+			for _, o := range os {
+				jids[o.JID] = true
+			}
+			acts := r.pol.Unban(func(bare string) bool { return jids[bare] })
+			for _, a := range acts {
+				delete(jids, a.BareJID)
+			}
+			for bare := range jids { // outcasts the policy did not see set
+				acts = append(acts, policy.Action{Kind: policy.ActionSetAffiliation, BareJID: bare, Affiliation: policy.None, Reason: policy.ReasonUnban})
+			}
+			for _, e := range r.perform(acts) {
+				return e.err
+			}
+			return nil
+		})
+		if errors.Is(err, commands.ErrRoomNotFound) {
+			err = m.liftDirect(ctx, roomJID, os)
+		}
+		if err != nil {
+			if firstErr == nil {
+				firstErr = unavailable(err)
+			}
+			continue
+		}
+		lifted = append(lifted, os...)
+	}
+	return lifted, firstErr
+}
+
+// liftDirect sets outcasts of a room gavel is not in back to none.
+func (m *Moderation) liftDirect(ctx context.Context, roomJID string, os []store.Outcast) error {
+	sess := m.session()
+	if sess == nil {
+		return ErrNotConnected
+	}
+	// ejabberd creates a missing room for an admin's request: ask first.
+	_, err := sess.iq(ctx, m.c.opts.Domain, roomJID, "get", func(b *xb) { b.empty("query", "xmlns", nsDiscoInfo) })
+	var se *stanzaError
+	if errors.As(err, &se) && se.Condition == "item-not-found" {
+		return nil // the room is gone, and its outcasts with it
+	}
+	for _, o := range os {
+		_, err := sess.iq(ctx, m.c.opts.Domain, roomJID, "set", func(b *xb) {
+			b.open("query", "xmlns", nsMUCAdmin).empty("item", "affiliation", "none", "jid", o.JID).close("query")
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Kick removes the occupant with nick (Jitsi's participant id) from

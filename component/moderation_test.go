@@ -92,6 +92,10 @@ func startModeratedWith(t *testing.T, srv *server, muc MUC, tenants map[string]T
 		t.Fatal(err)
 	}
 	mod.UseCommands(cmds)
+	liftCtx, stopLift := context.WithCancel(context.Background())
+	lifted := make(chan struct{})
+	go func() { cmds.Run(liftCtx); close(lifted) }()
+	t.Cleanup(func() { stopLift(); <-lifted })
 	r := startComponent(t, srv, func(o *Options) { o.Moderation = mod })
 	r.waitConnected(t, 5*time.Second)
 	return &moderated{running: r, mod: mod, cmds: cmds, audit: audit, store: st}

@@ -171,3 +171,71 @@ func TestRestartEndsExpiredOwnerAndClearsLeavers(t *testing.T) {
 		_ = g
 	})
 }
+
+// TestUnbanLetsBackIn: after an unban, and after a timed ban ends, the
+// person gets back into every room the ban removed them from, also when
+// gavel restarted in between. (Before, the outcast affiliations stayed:
+// "you are banned from this room".)
+func TestUnbanLetsBackIn(t *testing.T) {
+	onEachServer(t, func(t *testing.T, srv *server) {
+		tenants := map[string]Tenant{"": tenant(policy.Token, policy.GuestsMember)}
+		g := startModeratedWith(t, srv, MUC{Domain: prosodytest.MUC}, tenants, boltStore(t), nil)
+		rooms := []string{newRoom(""), newRoom("")}
+		watcher, victim := login(t, srv), login(t, srv)
+		victimID := "victim-" + srv.Name
+		tok := func(room string) string {
+			return mint(t, room, false, func(r *auth.MintRequest) { r.UserID = victimID })
+		}
+		for _, room := range rooms {
+			knockJoin(t, watcher, room, mint(t, room, true, nil), "watcher")
+			knockJoin(t, victim, room, tok(room), "victim")
+		}
+		ctx := ctxT(t, 30*time.Second)
+		banAndWait := func(expires time.Time) {
+			t.Helper()
+			res, err := g.cmds.Ban(ctx, commands.BanRequest{Tenant: "example.test", Kind: store.KindUser, Value: victimID, By: "test", Expires: expires})
+			if err != nil || res.Removed != 2 {
+				t.Fatalf("ban: %+v, %v (want 2 removed)", res, err)
+			}
+		}
+		// rejoin knocks and joins every room again, retrying while the
+		// ban holds (the deadline bounds a failure).
+		rejoin := func(nick string) {
+			t.Helper()
+			for _, room := range rooms {
+				deadline := time.Now().Add(10 * time.Second)
+				for {
+					_, err := victim.Knock(ctx, prosodytest.Component, room, tok(room))
+					if err == nil {
+						_, err = victim.Join(ctx, room, nick)
+					}
+					if err == nil {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("the victim could not get back into %s: %v", room, err)
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+		}
+
+		banAndWait(time.Time{})
+		if oc, _ := g.store.Outcasts(ctx); len(oc) != 2 {
+			t.Fatalf("outcasts recorded: %v", oc)
+		}
+		// gavel restarts between the ban and its lifting.
+		g = restartGavel(t, srv, g, tenants, false)
+		if _, err := g.cmds.Unban(ctx, commands.UnbanRequest{Tenant: "example.test", Kind: store.KindUser, Value: victimID, By: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		if oc, _ := g.store.Outcasts(ctx); len(oc) != 0 {
+			t.Fatalf("outcasts left after the unban: %v", oc)
+		}
+		rejoin("victim2")
+
+		// A timed ban lifts itself when it ends.
+		banAndWait(time.Now().Add(2 * time.Second))
+		rejoin("victim3")
+	})
+}

@@ -140,6 +140,10 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOpt
 	if cmdBus != nil {
 		cmdBus.Start(ctx)
 	}
+	// Lifts the outcasts of bans that ended (unban, expiry, while away).
+	lifter := make(chan struct{})
+	go func() { cmds.Run(ctx); close(lifter) }()
+	defer func() { cancel(); <-lifter }()
 	errc := make(chan error, 2)
 	go func() {
 		err := comp.Run(ctx)
