@@ -36,6 +36,13 @@ func (r *Room) Knock(bareJID, fullJID string, id Identity, now time.Time) (Grant
 	n := r.begin(now)
 	if i := r.byFull(fullJID); i >= 0 {
 		g := r.identify(i, id, n)
+		if !g.Refused() && r.kind == Token {
+			// The same session may be about to join again under another
+			// nick (a reload): the grant holds for that join too, and the
+			// leave that comes first releases nothing. (Under auto-owner a
+			// waiting owner would hold off a handover: not there.)
+			r.keepForRejoin(fullJID, bareJID, id, g, n)
+		}
 		return g, r.finish(n, ReasonHandover)
 	}
 	old := r.pendingIndex(fullJID)
@@ -43,7 +50,7 @@ func (r *Room) Knock(bareJID, fullJID string, id Identity, now time.Time) (Grant
 		r.dropPending(0, n)
 	}
 	bot := r.isBot(bareJID)
-	g, base, exp := r.decide(bareJID, id, !bot, n)
+	g, base, exp := r.decide(bareJID, fullJID, id, !bot, n)
 	if !g.Refused() && id.HasToken && id.Viewer && !r.cfg.Moderated && g.Affiliation < Admin {
 		// The server would give the viewer voice, and it could speak
 		// until a role change caught up.
@@ -72,6 +79,27 @@ func (r *Room) Knock(bareJID, fullJID string, id Identity, now time.Time) (Grant
 	r.pending = append(r.pending, p)
 	r.bump(p.expires)
 	return g, r.finish(n, ReasonHandover)
+}
+
+// keepForRejoin records a knock from a present session as waiting for a
+// join too, with the grant identify gave it.
+func (r *Room) keepForRejoin(full, bare string, id Identity, g Grant, n int64) {
+	if old := r.pendingIndex(full); old >= 0 {
+		r.pending = slices.Delete(r.pending, old, old+1)
+	} else if len(r.pending) >= MaxPending {
+		r.dropPending(0, n)
+	}
+	var exp int64
+	if r.kind != AllOwners && id.HasToken && !id.Expires.IsZero() {
+		exp = id.Expires.UnixNano()
+	}
+	p := pending{
+		full: full, bare: bare, userID: id.UserID, reason: g.Reason,
+		expires: n + int64(KnockTTL), exp: exp, tokenExp: tokenExpiry(id),
+		aff: g.Affiliation, base: g.Affiliation, role: g.Role, flags: identityFlags(id),
+	}
+	r.pending = append(r.pending, p)
+	r.bump(p.expires)
 }
 
 // takePending removes and returns the live knock of full.

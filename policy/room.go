@@ -284,12 +284,19 @@ func (r *Room) release(bare string, n int64, reason string) {
 // identify applies an identity to present occupant i.
 func (r *Room) identify(i int, id Identity, n int64) Grant {
 	o := &r.occ[i]
-	g, base, exp := r.decide(o.bare, id, o.flags&(fBot|fDemoted) == 0, n)
+	g, base, exp := r.decide(o.bare, o.full, id, o.flags&(fBot|fDemoted) == 0, n)
 	if g.Refused() {
 		return g
 	}
 	o.flags = o.flags&(fBot|fDemoted) | identityFlags(id)
 	o.userID, o.tokenExp = id.UserID, tokenExpiry(id)
+	if g.SetAffiliation && g.Affiliation < o.aff {
+		// A lower token replaces what gavel granted on an earlier one.
+		r.grantAff(o.bare, g.Affiliation, g.Reason, n, exp)
+		o = &r.occ[i]
+		g.Affiliation, g.Role = o.aff, o.role
+		return g
+	}
 	set := g.SetAffiliation && g.Affiliation > Member
 	if !set {
 		r.extend(o.bare, base, exp)

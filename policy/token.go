@@ -40,7 +40,7 @@ func (r *Room) claimOf(id Identity, n int64) (c claim, reason, refusal string) {
 // affiliation the policy itself calls for, before an existing higher
 // affiliation is kept; exp is the token expiry the grant ends with (0 for
 // none).
-func (r *Room) decide(bare string, id Identity, mayOwn bool, n int64) (g Grant, base Affiliation, exp int64) {
+func (r *Room) decide(bare, full string, id Identity, mayOwn bool, n int64) (g Grant, base Affiliation, exp int64) {
 	known := r.affOf(bare)
 	if known == Outcast {
 		return Grant{Affiliation: Outcast, Refusal: RefusalBanned}, 0, 0
@@ -64,6 +64,13 @@ func (r *Room) decide(bare string, id Identity, mayOwn bool, n int64) (g Grant, 
 	}
 	aff, role := r.shape(c)
 	g = Grant{Affiliation: aff, Role: role, Reason: reason, SetAffiliation: aff > known}
+	if known > aff && r.kind == Token && r.replacesGrant(bare, full) {
+		// gavel granted the higher affiliation on an earlier token of this
+		// session (a reload, a refreshed token): the token at hand decides,
+		// as owner rights end with the token that gave them.
+		g.SetAffiliation = true
+		return g, aff, exp
+	}
 	if known > aff {
 		// Nobody is demoted: the existing affiliation stands, and is the
 		// reason when it changes the role.
@@ -73,6 +80,28 @@ func (r *Room) decide(bare string, id Identity, mayOwn bool, n int64) (g Grant, 
 		}
 	}
 	return g, aff, exp
+}
+
+// replacesGrant reports whether a knock of full may replace the affiliation
+// gavel granted bare: gavel granted it, and no other session of bare (a
+// second device) is in the room or has a knock waiting, whose rights would
+// go with it (affiliations are per bare JID).
+func (r *Room) replacesGrant(bare, full string) bool {
+	st, ok := r.affs[bare]
+	if !ok || !st.granted || st.aff == Outcast {
+		return false
+	}
+	for i := range r.occ {
+		if r.occ[i].bare == bare && r.occ[i].full != full {
+			return false
+		}
+	}
+	for i := range r.pending {
+		if r.pending[i].bare == bare && r.pending[i].full != full {
+			return false
+		}
+	}
+	return true
 }
 
 // unknocked applies the policy to present occupant i, which never knocked.

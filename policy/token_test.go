@@ -57,9 +57,19 @@ func TestTokenPolicy(t *testing.T) {
 			{"enter bob tok", "member/participant token-participant set", []string{"aff bob member token-participant"}},
 			{"knock guest1 guest", "refused token-required", nil},
 		}},
-		{name: "an owner's viewer token keeps the owner", opts: Options{Kind: Token, Guests: GuestsMember}, steps: []step{
+		{name: "a lower token replaces the owner gavel granted on an earlier one", opts: Options{Kind: Token, Guests: GuestsMember}, steps: []step{
 			{"enter alice mod", "owner/moderator token-moderator set", []string{"aff alice owner token-moderator"}},
-			{"knock alice viewer", "owner/moderator existing-affiliation", nil},
+			{"knock alice viewer", "none/participant viewer-claim set", []string{"aff alice none viewer-claim"}},
+		}},
+		{name: "an owner that reloads with a participant token rejoins as participant", opts: Options{Kind: Token, Guests: GuestsDeny, ClearOnLeave: true}, steps: []step{
+			{"enter alice mod", "owner/moderator token-moderator set", []string{"aff alice owner token-moderator"}},
+			{"knock alice tok", "member/participant token-participant set", []string{"aff alice member token-participant"}},
+			{"leave alice", "", nil},
+			{"join alice", "", nil},
+		}},
+		{name: "a second device's lower token does not take the first's owner", opts: Options{Kind: Token, Guests: GuestsMember}, steps: []step{
+			{"enter alice mod", "owner/moderator token-moderator set", []string{"aff alice owner token-moderator"}},
+			{"knock alice#2 tok", "owner/moderator existing-affiliation", nil},
 		}},
 		{name: "viewer claim wins over moderator", opts: Options{Kind: Token, Guests: GuestsVisitor}, steps: []step{
 			{"enter carl modview", "none/visitor viewer-claim", nil},
