@@ -41,6 +41,9 @@ func (r *room) durableState() store.RoomState {
 	for _, g := range snap.Grants {
 		st.Grants = append(st.Grants, store.Grant{JID: g.BareJID, Affiliation: g.Affiliation.String(), Expires: g.Expires, Expired: g.Expired})
 	}
+	for _, u := range snap.Unapplied {
+		st.Unapplied = append(st.Unapplied, store.Grant{JID: u.BareJID, Affiliation: u.Affiliation.String()})
+	}
 	for _, o := range snap.Occupants {
 		st.Occupants = append(st.Occupants, store.Occupant{
 			JID: o.FullJID, Nick: o.Nick, UserID: o.UserID, Joined: o.Joined, TokenExpires: o.TokenExpires,
@@ -100,6 +103,11 @@ func (r *room) restore(st store.RoomState) bool {
 		}
 		snap.Grants = append(snap.Grants, policy.SnapshotGrant{BareJID: g.JID, Affiliation: aff, Expires: g.Expires, Expired: g.Expired})
 	}
+	for _, u := range st.Unapplied {
+		if aff, err := policy.ParseAffiliation(u.Affiliation); err == nil {
+			snap.Unapplied = append(snap.Unapplied, policy.SnapshotGrant{BareJID: u.JID, Affiliation: aff})
+		}
+	}
 	for _, o := range st.Occupants {
 		bare := bareOf(o.JID)
 		if bare == "" {
@@ -136,7 +144,7 @@ func (r *room) restore(st store.RoomState) bool {
 	}
 	r.held = true
 	r.saved = st // what the store holds; the first save after the rejoin updates it
-	return len(snap.Grants) > 0 || len(snap.Occupants) > 0 || len(snap.Pending) > 0
+	return len(snap.Grants) > 0 || len(snap.Occupants) > 0 || len(snap.Pending) > 0 || len(snap.Unapplied) > 0
 }
 
 func (r *room) restoreKnockRecord(full, bare, userID, tokenHash string, at time.Time) {
@@ -163,7 +171,7 @@ func (r *room) save() {
 	ctx, cancel := context.WithTimeout(context.Background(), m.opts.IQTimeout)
 	defer cancel()
 	var err error
-	if len(st.Grants) == 0 && len(st.Occupants) == 0 && len(st.Knocks) == 0 {
+	if len(st.Grants) == 0 && len(st.Occupants) == 0 && len(st.Knocks) == 0 && len(st.Unapplied) == 0 {
 		err = m.opts.Store.DeleteRooms(ctx, []string{r.jid})
 	} else {
 		st.Updated = m.now().UTC()

@@ -239,3 +239,58 @@ func TestUnbanLetsBackIn(t *testing.T) {
 		rejoin("victim3")
 	})
 }
+
+// TestProsodyRestartRetriesResets: an owner who leaves through a clean
+// server restart (the server kicks everyone as it stops, gavel's reset
+// cannot reach it, the server restores the room with its affiliations) does
+// not keep owner rights: the reset is sent again when gavel is back, and
+// the owner's participant token makes it a participant. The lost resets are
+// not logged as refusals, one per occupant.
+func TestProsodyRestartRetriesResets(t *testing.T) {
+	onEachServer(t, func(t *testing.T, srv *server) {
+		srv = restartable(t, srv, prosodytest.Options{RestrictRoomCreation: true})
+		g := startModerated(t, srv, map[string]Tenant{"": tenant(policy.Token, policy.GuestsDeny)}, boltStore(t))
+		room := newRoom("")
+		id := "owner-" + srv.Name
+		host, part := login(t, srv), login(t, srv)
+		knockJoin(t, host, room, mint(t, room, true, func(r *auth.MintRequest) { r.UserID = id }), "host")
+		knockJoin(t, part, room, mint(t, room, false, nil), "part")
+		if err := srv.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		g.waitConnected(t, 5*time.Second)
+		// The participant comes back first; gavel's rejoin shows there.
+		part = login(t, srv)
+		back := after(part, isGavel(room))
+		knockJoin(t, part, room, mint(t, room, false, nil), "part")
+		gavelBack(t, part, room, back)
+		waitRooms(t, g.mod, 1)
+		// The owner comes back without knocking: its owner affiliation was
+		// reset, so the members-only room does not let it in.
+		host = login(t, srv)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			p, err := host.Join(ctxT(t, 5*time.Second), room, "host")
+			if err != nil {
+				break // refused: nothing left to enter with
+			}
+			_ = host.Leave(ctxT(t, 5*time.Second), room, "host")
+			if time.Now().After(deadline) {
+				t.Fatalf("the owner who left through the restart still enters without a knock, as %s/%s", p.Affiliation, p.Role)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		res, p := knockJoin(t, host, room, mint(t, room, false, func(r *auth.MintRequest) { r.UserID = id }), "host2")
+		if res.Affiliation == "owner" || p.Affiliation == "owner" || p.Role == "moderator" {
+			t.Errorf("the owner who left through the restart: knock %s/%s (%s), joined as %s/%s", res.Affiliation, res.Role, res.Reason, p.Affiliation, p.Role)
+		}
+		for _, e := range g.logs.All() {
+			if strings.Contains(e.Message, "refused a change") || strings.Contains(e.Message, "did not answer a change") {
+				t.Errorf("logged %q %v", e.Message, e.ContextMap())
+			}
+		}
+	})
+}

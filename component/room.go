@@ -596,6 +596,8 @@ func (r *room) perform(actions []policy.Action) []actionErr {
 	}
 	sess := r.sess
 	if sess == nil || r.state != joined {
+		// Sent again when gavel is back in the room (Reconcile).
+		r.pol.Unapplied(actions)
 		return []actionErr{{err: ErrNotConnected}}
 	}
 	m := r.m
@@ -646,17 +648,33 @@ func (r *room) perform(actions []policy.Action) []actionErr {
 	}
 	deadline := time.Now().Add(m.opts.IQTimeout)
 	var errs []actionErr
+	var unsent []policy.Action
 	for _, w := range waits {
 		_, err := waitUntil(deadline, w.wait)
 		if err != nil {
 			m.metrics.Changes.WithLabelValues(w.kind, "error").Inc()
-			m.log.Warn("room refused a change", zap.String("room", r.jid), zap.String("action", w.a.String()), zap.Error(err))
+			var se *stanzaError
+			switch {
+			case errors.Is(err, ErrNotConnected):
+				// The connection dropped (logged once, as a state
+				// change): sent again when gavel is back.
+				unsent = append(unsent, w.a)
+				m.log.Debug("change not sent: disconnected", zap.String("room", r.jid), zap.String("action", w.a.String()))
+			case !errors.As(err, &se):
+				// No answer: whether the room applied it is unknown, so
+				// it is checked and sent again at the next rejoin.
+				unsent = append(unsent, w.a)
+				m.log.Warn("room did not answer a change", zap.String("room", r.jid), zap.String("action", w.a.String()), zap.Error(err))
+			default:
+				m.log.Warn("room refused a change", zap.String("room", r.jid), zap.String("action", w.a.String()), zap.Error(err))
+			}
 			errs = append(errs, actionErr{bare: w.a.BareJID, err: err})
 			continue
 		}
 		m.metrics.Changes.WithLabelValues(w.kind, "ok").Inc()
 		m.log.Debug("room changed", zap.String("room", r.jid), zap.String("action", w.a.String()))
 	}
+	r.pol.Unapplied(unsent)
 	return errs
 }
 

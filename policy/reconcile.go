@@ -48,6 +48,7 @@ func (r *Room) Reconcile(affs map[string]Affiliation, present []Presence, now ti
 		r.observe(bare, aff, n, true)
 	}
 
+	r.resend(affs, n)
 	for _, bare := range gone {
 		r.release(bare, n, ReasonClearOnLeave)
 	}
@@ -57,4 +58,52 @@ func (r *Room) Reconcile(affs map[string]Affiliation, present []Presence, now ti
 	r.bump(n) // look at every deadline
 	r.advance(n)
 	return r.finish(n, ReasonHandover)
+}
+
+// ReasonResent is the reason of an affiliation change sent again because
+// it never reached the server.
+const ReasonResent = "resent"
+
+// Unapplied records affiliation changes among acts that never reached the
+// server (the connection dropped, the room did not answer). The next
+// Reconcile sends each again where the server still shows a higher
+// affiliation: resets and revocations (clear_on_leave, an expired token)
+// must not be lost to a restart. A grant that did not reach the server is
+// not sent again: its knock was refused. A later change of the same JID
+// supersedes it.
+func (r *Room) Unapplied(acts []Action) {
+	for _, a := range acts {
+		if a.Kind != ActionSetAffiliation || a.BareJID == "" {
+			continue
+		}
+		if r.unapplied == nil {
+			r.unapplied = make(map[string]Affiliation)
+		}
+		r.unapplied[a.BareJID] = a.Affiliation
+	}
+}
+
+// resend sends the unapplied revocations the server (affs) still lacks.
+func (r *Room) resend(affs map[string]Affiliation, n int64) {
+	if len(r.unapplied) == 0 {
+		return
+	}
+	bares := make([]string, 0, len(r.unapplied))
+	for bare := range r.unapplied {
+		bares = append(bares, bare)
+	}
+	slices.Sort(bares)
+	for _, bare := range bares {
+		want := r.unapplied[bare]
+		delete(r.unapplied, bare)
+		server := affs[bare]
+		if server == 0 {
+			server = None
+		}
+		if want >= server || server == Outcast {
+			continue
+		}
+		r.emitAff(bare, want, ReasonResent)
+		r.setAff(bare, affState{aff: want, sentAt: n})
+	}
 }

@@ -59,6 +59,9 @@ type Room struct {
 	next    int64 // earliest deadline to look at; 0 none (may be early, never late)
 	acts    []Action
 	due     []string
+	// unapplied are affiliation changes that never reached the server
+	// (Unapplied), by bare JID: Reconcile sends them again.
+	unapplied map[string]Affiliation
 }
 
 // NewRoom returns the state of the room jid ("[tenant]name@muc-domain" or
@@ -368,6 +371,7 @@ func (r *Room) grantAff(bare string, aff Affiliation, reason string, n, exp int6
 }
 
 func (r *Room) emitAff(bare string, aff Affiliation, reason string) {
+	delete(r.unapplied, bare) // superseded
 	r.acts = append(r.acts, Action{Kind: ActionSetAffiliation, BareJID: bare, Affiliation: aff, Reason: reason})
 }
 

@@ -14,6 +14,9 @@ type Snapshot struct {
 	Grants    []SnapshotGrant
 	Occupants []SnapshotOccupant
 	Pending   []SnapshotPending
+	// Unapplied are affiliation changes that never reached the server
+	// (Unapplied): only BareJID and Affiliation are set.
+	Unapplied []SnapshotGrant
 }
 
 // SnapshotGrant is an affiliation gavel granted a bare JID.
@@ -63,6 +66,10 @@ func (r *Room) Snapshot() Snapshot {
 			Viewer: o.flags&fViewer != 0, Guest: o.flags&fGuest != 0, Bot: o.flags&fBot != 0, Demoted: o.flags&fDemoted != 0,
 		})
 	}
+	for bare, aff := range r.unapplied {
+		s.Unapplied = append(s.Unapplied, SnapshotGrant{BareJID: bare, Affiliation: aff})
+	}
+	slices.SortFunc(s.Unapplied, func(a, b SnapshotGrant) int { return compareStrings(a.BareJID, b.BareJID) })
 	for _, p := range r.pending {
 		s.Pending = append(s.Pending, SnapshotPending{
 			FullJID: p.full, BareJID: p.bare, UserID: p.userID, Reason: p.reason,
@@ -112,6 +119,14 @@ func (r *Room) Restore(s Snapshot) {
 			}
 		}
 		r.occ = append(r.occ, o)
+	}
+	for _, u := range s.Unapplied {
+		if u.BareJID != "" && u.Affiliation >= Outcast && u.Affiliation <= Owner {
+			if r.unapplied == nil {
+				r.unapplied = make(map[string]Affiliation)
+			}
+			r.unapplied[u.BareJID] = u.Affiliation
+		}
 	}
 	for _, sp := range s.Pending {
 		if sp.FullJID == "" || sp.BareJID == "" || len(r.pending) >= MaxPending {

@@ -75,3 +75,35 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		t.Errorf("restored occupant: %+v", o)
 	}
 }
+
+// TestUnappliedResetIsResent: a clear_on_leave reset that never reached the
+// server (the connection dropped) is sent again at the next Reconcile, also
+// across a restart; a grant that never reached it is not.
+func TestUnappliedResetIsResent(t *testing.T) {
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	opts := Options{Kind: Token, Guests: GuestsMember, ClearOnLeave: true}
+	for _, restart := range []bool{false, true} {
+		r := NewRoom("room@conference.example.test", opts)
+		r.Knock("a@example.test", "a@example.test/r", Identity{HasToken: true, Moderator: true}, now)
+		r.Joined(Presence{Nick: "a", FullJID: "a@example.test/r", BareJID: "a@example.test", Affiliation: Owner, Role: Moderator}, now)
+		_, grant := r.Knock("b@example.test", "b@example.test/r", Identity{HasToken: true, Moderator: true}, now)
+		r.Unapplied(grant) // b's owner grant did not reach the server
+		acts := r.Left("a", now.Add(time.Second))
+		if len(acts) != 1 || acts[0].Affiliation != None {
+			t.Fatalf("leave: %v", acts)
+		}
+		r.Unapplied(acts) // nor did a's reset
+		if restart {
+			snap := r.Snapshot()
+			r = NewRoom("room@conference.example.test", opts)
+			r.Restore(snap)
+		}
+		got := r.Reconcile(map[string]Affiliation{"a@example.test": Owner}, nil, now.Add(2*time.Second))
+		if len(got) != 1 || got[0].BareJID != "a@example.test" || got[0].Affiliation != None || got[0].Reason != ReasonResent {
+			t.Errorf("restart=%v: Reconcile = %v, want a's reset sent again (and nothing for b)", restart, got)
+		}
+		if again := r.Reconcile(map[string]Affiliation{}, nil, now.Add(3*time.Second)); len(again) != 0 {
+			t.Errorf("restart=%v: a second Reconcile = %v, want nothing", restart, again)
+		}
+	}
+}

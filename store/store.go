@@ -77,6 +77,9 @@ type RoomState struct {
 	Occupants []Occupant `json:"occupants,omitempty"`
 	// Knocks are granted knocks whose join gavel had not seen.
 	Knocks []Knock `json:"knocks,omitempty"`
+	// Unapplied are affiliation changes that never reached the server (the
+	// connection dropped): sent again when gavel is back in the room.
+	Unapplied []Grant `json:"unapplied,omitempty"`
 	// Updated is when the state was last written.
 	Updated time.Time `json:"updated"`
 }
@@ -147,6 +150,14 @@ func (r RoomState) valid() error {
 	}
 	for _, k := range r.Knocks {
 		if err := validString("knock JID", k.JID); err != nil {
+			return err
+		}
+	}
+	if len(r.Unapplied) > MaxRoomEntries {
+		return invalid("room %q has more than %d unapplied changes", r.Room, MaxRoomEntries)
+	}
+	for _, g := range r.Unapplied {
+		if err := validString("unapplied JID", g.JID); err != nil {
 			return err
 		}
 	}
@@ -416,6 +427,7 @@ func cloneRoom(r RoomState) RoomState {
 	r.Grants = slices.Clone(r.Grants)
 	r.Occupants = slices.Clone(r.Occupants)
 	r.Knocks = slices.Clone(r.Knocks)
+	r.Unapplied = slices.Clone(r.Unapplied)
 	return r
 }
 
