@@ -14,6 +14,8 @@ type Snapshot struct {
 	Grants    []SnapshotGrant
 	Occupants []SnapshotOccupant
 	Pending   []SnapshotPending
+	// Settings are the admins' run-time decisions (roles.go).
+	Settings SnapshotSettings
 }
 
 // SnapshotGrant is an affiliation gavel granted a bare JID.
@@ -46,7 +48,7 @@ type SnapshotPending struct {
 // Snapshot returns the room's durable state. Two snapshots of an unchanged
 // room are equal (sorted, no map order).
 func (r *Room) Snapshot() Snapshot {
-	var s Snapshot
+	s := Snapshot{Settings: r.Settings()}
 	for bare, st := range r.affs {
 		if !st.granted {
 			continue
@@ -81,6 +83,7 @@ func (r *Room) Snapshot() Snapshot {
 // drops knocks whose wait is over. Grants of unknown affiliations, and
 // occupants or knocks without a JID, are skipped.
 func (r *Room) Restore(s Snapshot) {
+	r.restoreSettings(s.Settings)
 	for _, g := range s.Grants {
 		if g.BareJID == "" || g.Affiliation < Outcast || g.Affiliation > Owner {
 			continue
