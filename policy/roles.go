@@ -371,3 +371,16 @@ func (r *Room) restoreSettings(s SnapshotSettings) {
 // AwaitsOwner reports whether an auto-owner that left may still come back
 // (OwnerGrace): the room is not idle until then.
 func (r *Room) AwaitsOwner() bool { return len(r.rt.away) > 0 }
+
+// ApplyRoles brings the present occupants with an admin role to it, where
+// the server shows otherwise (after Reconcile: gavel was away while the
+// roles were set, or someone changed them meanwhile).
+func (r *Room) ApplyRoles(now time.Time) []Action {
+	n := r.begin(now)
+	for i := range r.occ {
+		if o := &r.occ[i]; o.flags&fBot == 0 && r.occupantRole(o, n) != AdminNone {
+			r.reapply(i, ReasonAdminRole, n)
+		}
+	}
+	return r.finish(n, ReasonHandover)
+}
