@@ -124,6 +124,9 @@ func (r *Room) SetRole(t RoleTarget, role AdminRole, until, now time.Time) (int,
 		matched++
 		r.reapply(i, ReasonAdminRole, n)
 	}
+	r.redecide(func(p *pending) bool {
+		return e.bare != "" && p.bare == e.bare || e.userID != "" && p.userID == e.userID
+	}, ReasonAdminRole, n)
 	return matched, r.finish(n, ReasonHandover), nil
 }
 
@@ -161,6 +164,7 @@ func (r *Room) SetKind(k Kind, now time.Time) []Action {
 		}
 		r.reapply(i, ReasonAdminPolicy, n)
 	}
+	r.redecide(func(*pending) bool { return true }, ReasonAdminPolicy, n)
 	return r.finish(n, ReasonHandover)
 }
 
@@ -383,4 +387,42 @@ func (r *Room) ApplyRoles(now time.Time) []Action {
 		}
 	}
 	return r.finish(n, ReasonHandover)
+}
+
+// redecide brings the granted knocks still waiting for their join that
+// match to what an admin role, or else the policy in force, now gives them:
+// a role or policy set between a knock and its join holds at the join.
+func (r *Room) redecide(match func(p *pending) bool, reason string, n int64) {
+	for k := range r.pending {
+		p := &r.pending[k]
+		if p.flags&fBot != 0 || p.expires <= n || !match(p) {
+			continue
+		}
+		var c claim
+		e, admin := r.adminRoleOf(p.bare, p.userID, n)
+		if admin {
+			c, reason = adminClaim(e.role), ReasonAdminRole
+		} else {
+			o := occupant{bare: p.bare, userID: p.userID, flags: p.flags}
+			c, _ = r.defaultClaim(&o)
+			if r.kind == AutoOwner && p.aff == Owner {
+				continue // auto-owner's pick stands
+			}
+		}
+		aff, role := r.shape(c)
+		if aff == p.base && role == p.role {
+			continue
+		}
+		if aff != r.affOf(p.bare) {
+			exp := int64(0)
+			if !admin {
+				exp = p.exp
+			}
+			r.grantAff(p.bare, aff, reason, n, exp)
+		}
+		p.aff, p.base, p.role, p.reason = aff, aff, role, reason
+		if admin {
+			p.exp = 0
+		}
+	}
 }

@@ -330,3 +330,25 @@ func TestParseAdminRole(t *testing.T) {
 		t.Error("owner is not a role")
 	}
 }
+
+func TestRolesBetweenKnockAndJoin(t *testing.T) {
+	tok := Options{Kind: Token, Guests: GuestsMember, ClearOnLeave: true}
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"a role set before the join holds at the join", []step{
+			{"knock alice tok uid=u1", "none/participant token-participant", nil},
+			{"userrole u1 moderator", "", []string{"aff alice owner admin-role"}},
+			{"join alice", "", nil},
+			{"userrole u1 viewer", "", []string{"aff alice none admin-role", "role alice visitor admin-role"}},
+		}},
+		{"a policy switch before the join holds at the join", []step{
+			{"knock alice tok", "none/participant token-participant", nil},
+			{"policy all-owners", "", []string{"aff alice owner admin-policy"}},
+			{"join alice", "", nil},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { runRuntime(t, tok, tc.steps) })
+	}
+}
