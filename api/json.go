@@ -185,8 +185,8 @@ func (b banBody) check(now time.Time) (time.Time, *apiError) {
 
 // Meeting command actions.
 const (
-	actionDestroy = "DESTROY"
-	actionKick    = "KICK_PARTICIPANT"
+	actionDestroy   = "DESTROY"
+	actionKick      = "KICK_PARTICIPANT"
 	actionSetRole   = "SET_ROLE"
 	actionSetPolicy = "SET_POLICY"
 )
