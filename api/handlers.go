@@ -53,12 +53,20 @@ type meetingResponse struct {
 	Action             string `json:"action"`
 	ConferenceFullName string `json:"conferenceFullName"`
 	ParticipantID      string `json:"participantId,omitempty"`
+	UserID             string `json:"userId,omitempty"`
 	Role               string `json:"role,omitempty"`
+	Until              string `json:"until,omitempty"`
+	Policy             string `json:"policy,omitempty"`
+	// PresentSessions (SET_ROLE) counts the present sessions the role
+	// applied to at once; a user id's later sessions get it as they join.
+	PresentSessions *int `json:"presentSessions,omitempty"`
 }
 
-// roleSetter is the role command of the command layer (commands.Service).
+// roleSetter is the role and policy commands of the command layer
+// (commands.Service).
 type roleSetter interface {
-	SetRole(ctx context.Context, roomJID, nick, role, by string) error
+	AssignRole(ctx context.Context, req commands.RoleRequest, by string) (int, error)
+	SetPolicy(ctx context.Context, roomJID, policy, by string) error
 }
 
 // commandContext bounds one command by the request and commandTimeout.
@@ -293,24 +301,34 @@ func (s *Server) meeting(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := commandContext(r)
 	defer cancel()
+	resp := meetingResponse{Action: cmd.Action, ConferenceFullName: cmd.Room, ParticipantID: cmd.Participant, UserID: cmd.UserID, Role: cmd.Role, Policy: cmd.Policy}
 	switch cmd.Action {
 	case actionDestroy:
 		err = s.cmds.Destroy(ctx, cmd.Room, cmd.Reason, p.by())
 	case actionKick:
 		err = s.cmds.Kick(ctx, cmd.Room, cmd.Participant, cmd.Reason, p.by())
-	case actionSetRole:
+	case actionSetRole, actionSetPolicy:
 		rs, ok := s.cmds.(roleSetter)
 		if !ok {
-			writeError(w, r, &apiError{http.StatusBadRequest, "unknown-action", "SET_ROLE is not available"})
+			writeError(w, r, &apiError{http.StatusBadRequest, "unknown-action", cmd.Action + " is not available"})
 			return
 		}
-		err = rs.SetRole(ctx, cmd.Room, cmd.Participant, cmd.Role, p.by())
+		if cmd.Action == actionSetPolicy {
+			err = rs.SetPolicy(ctx, cmd.Room, cmd.Policy, p.by())
+			break
+		}
+		var n int
+		n, err = rs.AssignRole(ctx, commands.RoleRequest{Room: cmd.Room, Participant: cmd.Participant, UserID: cmd.UserID, Role: cmd.Role, Until: cmd.Until}, p.by())
+		resp.PresentSessions = &n
+		if !cmd.Until.IsZero() {
+			resp.Until = cmd.Until.UTC().Format(time.RFC3339)
+		}
 	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, r, http.StatusOK, meetingResponse{Action: cmd.Action, ConferenceFullName: cmd.Room, ParticipantID: cmd.Participant, Role: cmd.Role})
+	writeJSON(w, r, http.StatusOK, resp)
 }
 
 // healthz handles GET /healthz: the process is alive.

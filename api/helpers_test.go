@@ -95,6 +95,9 @@ type call struct {
 	Nick   string
 	Reason string
 	By     string
+	// SET_ROLE and SET_POLICY.
+	UserID, Role, Policy string
+	Until                time.Time
 }
 
 // fakeCommands is a test double of our own Commands interface: it records
@@ -184,6 +187,14 @@ func (f *fakeCommands) Bans(_ context.Context, tenant string) ([]store.Ban, erro
 
 func (f *fakeCommands) Kick(_ context.Context, roomJID, nick, reason, by string) error {
 	return f.record(call{Method: "Kick", Room: roomJID, Nick: nick, Reason: reason, By: by})
+}
+
+func (f *fakeCommands) AssignRole(_ context.Context, req commands.RoleRequest, by string) (int, error) {
+	return 1, f.record(call{Method: "AssignRole", Room: req.Room, Nick: req.Participant, UserID: req.UserID, Role: req.Role, Until: req.Until, By: by})
+}
+
+func (f *fakeCommands) SetPolicy(_ context.Context, roomJID, policy, by string) error {
+	return f.record(call{Method: "SetPolicy", Room: roomJID, Policy: policy, By: by})
 }
 
 func (f *fakeCommands) Destroy(_ context.Context, roomJID, reason, by string) error {

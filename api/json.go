@@ -185,9 +185,10 @@ func (b banBody) check(now time.Time) (time.Time, *apiError) {
 
 // Meeting command actions.
 const (
-	actionDestroy = "DESTROY"
-	actionKick    = "KICK_PARTICIPANT"
-	actionSetRole = "SET_ROLE"
+	actionDestroy   = "DESTROY"
+	actionKick      = "KICK_PARTICIPANT"
+	actionSetRole   = "SET_ROLE"
+	actionSetPolicy = "SET_POLICY"
 )
 
 // setRolePayload is the payload of SET_ROLE.
@@ -196,6 +197,14 @@ type setRolePayload struct {
 	ParticipantID      string `json:"participantId"`
 	UserID             string `json:"userId"`
 	Role               string `json:"role"`
+	// Until (RFC 3339) ends the role; empty: it lasts with the meeting.
+	Until string `json:"until"`
+}
+
+// setPolicyPayload is the payload of SET_POLICY.
+type setPolicyPayload struct {
+	ConferenceFullName string `json:"conferenceFullName"`
+	Policy             string `json:"policy"`
 }
 
 // meetingBody is the envelope of a conference command.
@@ -224,6 +233,9 @@ type meetingCommand struct {
 	Participant string
 	Reason      string
 	Role        string
+	UserID      string
+	Until       time.Time
+	Policy      string
 }
 
 // decodeMeeting decodes and checks the body of a conference command.
@@ -261,17 +273,33 @@ func decodeMeeting(data []byte) (meetingCommand, *apiError) {
 			return meetingCommand{}, e
 		}
 		switch {
-		case p.UserID != "":
-			return meetingCommand{}, errBadRequest("payload.userId is not supported yet: give the participantId of a present occupant")
-		case p.ParticipantID == "":
-			return meetingCommand{}, errBadRequest("payload.participantId is required")
+		case p.UserID != "" && p.ParticipantID != "":
+			return meetingCommand{}, errBadRequest("give payload.participantId or payload.userId, not both")
+		case p.ParticipantID == "" && p.UserID == "":
+			return meetingCommand{}, errBadRequest("payload.participantId or payload.userId is required")
 		case p.Role == "":
-			return meetingCommand{}, errBadRequest("payload.role is required: moderator, participant or viewer")
+			return meetingCommand{}, errBadRequest("payload.role is required: moderator, participant, viewer or default")
 		}
-		cmd.Room, cmd.Participant, cmd.Role = p.ConferenceFullName, p.ParticipantID, p.Role
+		if p.Until != "" {
+			t, err := time.Parse(time.RFC3339, p.Until)
+			if err != nil {
+				return meetingCommand{}, errBadRequest("payload.until must be an RFC 3339 time")
+			}
+			cmd.Until = t
+		}
+		cmd.Room, cmd.Participant, cmd.UserID, cmd.Role = p.ConferenceFullName, p.ParticipantID, p.UserID, p.Role
+	case actionSetPolicy:
+		var p setPolicyPayload
+		if e := decodeStrict(env.Payload, &p); e != nil {
+			return meetingCommand{}, e
+		}
+		if p.Policy == "" {
+			return meetingCommand{}, errBadRequest("payload.policy is required: token, auto-owner or all-owners")
+		}
+		cmd.Room, cmd.Policy = p.ConferenceFullName, p.Policy
 	default:
 		return meetingCommand{}, &apiError{http.StatusBadRequest, "unknown-action",
-			fmt.Sprintf("unknown action: want %s, %s or %s", actionDestroy, actionKick, actionSetRole)}
+			fmt.Sprintf("unknown action: want %s, %s, %s or %s", actionDestroy, actionKick, actionSetRole, actionSetPolicy)}
 	}
 	if cmd.Room == "" {
 		return meetingCommand{}, errBadRequest("payload.conferenceFullName is required")

@@ -58,10 +58,16 @@ var commandList = []adhocCommand{
 	}},
 	{node: "set-role", name: "Set a participant's role", fields: []formField{
 		{name: "room", typ: "jid-single", label: "Room JID", required: true},
-		{name: "participant", typ: "text-single", label: "Participant (occupant nick)", required: true},
-		{name: "role", typ: "list-single", label: "Role", required: true, options: []string{commands.RoleModerator, commands.RoleParticipant, commands.RoleViewer}},
+		{name: "participant", typ: "text-single", label: "Participant (occupant nick), or"},
+		{name: "user", typ: "text-single", label: "User id (every session of the user)"},
+		{name: "role", typ: "list-single", label: "Role", required: true, options: []string{commands.RoleModerator, commands.RoleParticipant, commands.RoleViewer, commands.RoleDefault}},
+		{name: "until", typ: "text-single", label: "End time (RFC 3339) or duration (e.g. 1h); empty: with the meeting"},
+	}, run: runSetRole},
+	{node: "set-policy", name: "Switch a room's policy", fields: []formField{
+		{name: "room", typ: "jid-single", label: "Room JID", required: true},
+		{name: "policy", typ: "list-single", label: "Policy", required: true, options: []string{commands.PolicyToken, commands.PolicyAutoOwner, commands.PolicyAllOwners}},
 	}, run: func(ctx context.Context, s *commands.Service, by string, f *dataForm) (string, error) {
-		return "role set", s.SetRole(ctx, f.value("room"), f.value("participant"), f.value("role"), by)
+		return "policy set", s.SetPolicy(ctx, f.value("room"), f.value("policy"), by)
 	}},
 	{node: "destroy", name: "Destroy a room", fields: []formField{
 		{name: "room", typ: "jid-single", label: "Room JID", required: true},
@@ -236,4 +242,19 @@ func runListBans(ctx context.Context, s *commands.Service, _ string, f *dataForm
 		}
 	}
 	return b.String(), nil
+}
+
+func runSetRole(ctx context.Context, s *commands.Service, by string, f *dataForm) (string, error) {
+	req := commands.RoleRequest{Room: f.value("room"), Participant: f.value("participant"), UserID: f.value("user"), Role: f.value("role")}
+	if u := strings.TrimSpace(f.value("until")); u != "" {
+		if dur, err := time.ParseDuration(u); err == nil && dur > 0 {
+			req.Until = time.Now().Add(dur)
+		} else if t, err := time.Parse(time.RFC3339, u); err == nil {
+			req.Until = t
+		} else {
+			return "", fmt.Errorf("%w: until %q: use an RFC 3339 time or a duration like 1h", commands.ErrInvalid, u)
+		}
+	}
+	n, err := s.AssignRole(ctx, req, by)
+	return fmt.Sprintf("role %s set; %d present session(s)", req.Role, n), err
 }

@@ -218,7 +218,11 @@ func (m *Moderation) kick(ctx context.Context, roomJID, nick, reason string) err
 
 // Destroy destroys roomJID, also when gavel is not in it.
 func (m *Moderation) Destroy(ctx context.Context, roomJID, reason string) error {
-	return unavailable(m.destroy(ctx, roomJID, reason))
+	err := unavailable(m.destroy(ctx, roomJID, reason))
+	if err == nil || errors.Is(err, commands.ErrRoomNotFound) {
+		m.dropParked(roomJID) // the meeting ended: what admins set for it too
+	}
+	return err
 }
 
 func (m *Moderation) destroy(ctx context.Context, roomJID, reason string) error {

@@ -58,6 +58,8 @@ const (
 	knockRoomBusy
 	knockViewerNotAdmitted
 	knockShuttingDown
+	knockHostAbsent
+	knockRoomFull
 	numKnockOutcomes
 )
 
@@ -96,6 +98,8 @@ var knockOutcomes = [numKnockOutcomes]outcomeInfo{
 	knockRoomBusy:                 {"room-busy", "wait", "resource-constraint", "too many knocks wait for this room: try again in a moment"},
 	knockViewerNotAdmitted:        {"viewer-not-admitted", "auth", "forbidden", "this tenant's rooms do not admit viewers"},
 	knockShuttingDown:             {"shutting-down", "wait", "service-unavailable", "gavel is shutting down"},
+	knockHostAbsent:               {"host-absent", "wait", "resource-constraint", "the meeting has not started: wait for the host and knock again"},
+	knockRoomFull:                 {"room-full", "wait", "resource-constraint", "the meeting is full"},
 }
 
 // String returns the outcome's application condition.
@@ -144,6 +148,10 @@ func policyOutcome(refusal string) knockOutcome {
 		return knockTokenExpired
 	case policy.RefusalViewerNotAdmitted:
 		return knockViewerNotAdmitted
+	case policy.RefusalHostAbsent:
+		return knockHostAbsent
+	case policy.RefusalRoomFull:
+		return knockRoomFull
 	}
 	return knockTokenRequired
 }

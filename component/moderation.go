@@ -106,6 +106,10 @@ type ModerationOptions struct {
 	// (DefaultMaxQueuedKnocks when zero); more are refused at once with
 	// wait/resource-constraint.
 	MaxQueuedKnocks int
+	// SettingsRetention is how long what admins set for a room (roles,
+	// policy) is kept while nobody is in it (DefaultSettingsRetention
+	// when zero). See settings.go.
+	SettingsRetention time.Duration
 }
 
 // Defaults of ModerationOptions.
@@ -141,6 +145,7 @@ type Moderation struct {
 	closing  bool
 	workers  sync.WaitGroup
 
+	parked      parkedRooms // admin settings of rooms without a worker (settings.go)
 	adm         *admission
 	knockCounts [numKnockOutcomes]prometheus.Counter
 }

@@ -37,7 +37,7 @@ const (
 // durableState returns what the store keeps of the room.
 func (r *room) durableState() store.RoomState {
 	snap := r.pol.Snapshot()
-	st := store.RoomState{Room: r.jid, Self: r.m.occupantJID(), Nick: r.ownNick()}
+	st := store.RoomState{Room: r.jid, Self: r.m.occupantJID(), Nick: r.ownNick(), Settings: settingsToStore(snap.Settings)}
 	for _, g := range snap.Grants {
 		st.Grants = append(st.Grants, store.Grant{JID: g.BareJID, Affiliation: g.Affiliation.String(), Expires: g.Expires, Expired: g.Expired})
 	}
@@ -95,7 +95,7 @@ func hasFlag(flags []string, f string) bool {
 // rejoin's Reconcile does the rest. It reports whether the state held
 // anything to govern.
 func (r *room) restore(st store.RoomState) bool {
-	var snap policy.Snapshot
+	snap := policy.Snapshot{Settings: settingsFromStore(st.Settings)}
 	for _, g := range st.Grants {
 		aff, err := policy.ParseAffiliation(g.Affiliation)
 		if err != nil {
@@ -228,6 +228,9 @@ func (m *Moderation) restoreRooms() {
 			continue
 		}
 		if !r.restore(st) {
+			if m.parkStored(st) {
+				continue // only what admins set: for the room's next worker
+			}
 			stale = append(stale, st.Room)
 			continue
 		}

@@ -129,6 +129,8 @@ type room struct {
 	saved     store.RoomState
 	ghost     string
 	ghostNick string
+	// destroyed is set while reset runs for a room that was destroyed.
+	destroyed bool
 }
 
 func (m *Moderation) newRoom(jid string) (*room, error) {
@@ -139,13 +141,17 @@ func (m *Moderation) newRoom(jid string) (*room, error) {
 	t := m.opts.Tenant(ar.Tenant)
 	opts := t.Policy
 	opts.BotDomains = append(append([]string(nil), opts.BotDomains...), m.c.opts.Domain)
-	return &room{
+	r := &room{
 		m: m, jid: ar.JID, ar: ar, muc: m.mucs[ar.Domain], tenant: t,
 		wake: make(chan struct{}, 1), knocks: map[string]knockRecord{}, nick: m.c.opts.Nick,
 		idents: map[string]*identityEl{}, admitted: map[string]string{}, joinAff: map[string]policy.Affiliation{},
 		creators: map[string]bool{},
 		pol:      policy.NewRoom(ar.JID, opts),
-	}, nil
+	}
+	if set, ok := m.unpark(ar.JID); ok {
+		r.pol.Restore(policy.Snapshot{Settings: set}) // what admins set before gavel left it
+	}
+	return r, nil
 }
 
 // push queues ev for the worker. Knocks are bounded: push refuses one
@@ -260,7 +266,7 @@ func (r *room) refuseQueued() {
 
 // idle reports whether gavel has no reason to stay in the room.
 func (r *room) idle() bool {
-	return r.state != joining && len(r.deferred) == 0 && r.pol.Empty() && r.pol.Pending() == 0
+	return r.state != joining && len(r.deferred) == 0 && r.pol.Empty() && r.pol.Pending() == 0 && !r.pol.AwaitsOwner()
 }
 
 // leaveAndRetire leaves the room and forgets it, unless events arrived.
@@ -284,7 +290,7 @@ func (r *room) leaveAndRetire() bool {
 		m.metrics.Rooms.Set(float64(len(m.rooms)))
 	}
 	if !m.closing {
-		r.forgetState()
+		r.retireState()
 	}
 	if left && r.muc.Discover {
 		m.dormant[r.jid] = m.now() // discovery leaves it alone for a while
@@ -641,6 +647,9 @@ func (r *room) perform(actions []policy.Action) []actionErr {
 		case policy.ActionConfigure:
 			kind = "configure"
 			payload = func(b *xb) { roomConfigForm(b, a.Config) }
+		case policy.ActionDestroy:
+			kind, to = "destroy", r.jid
+			payload = func(b *xb) { destroyPayload(b, a.Text) }
 		default:
 			continue
 		}
@@ -824,6 +833,7 @@ func (r *room) onSelfPresence(st *stanza) {
 		}
 		r.stopJoinTimer()
 		r.failDeferred(knockRoomUnavailable, "the room was "+why)
+		r.destroyed = why == "destroyed" // the meeting ended: its settings too
 		r.reset()
 	case r.state == joining:
 		r.stopJoinTimer()
@@ -851,6 +861,7 @@ func (r *room) onSelfPresence(st *stanza) {
 			affs = r.readAffiliations(present)
 		}
 		acts = append(acts, r.holdCreatorGrants(r.pol.Reconcile(affs, present, now))...)
+		acts = append(acts, r.pol.ApplyRoles(now)...)
 		r.present = r.present[:0]
 		for _, p := range present {
 			acts = append(acts, r.admit(p.FullJID, now)...)
@@ -917,7 +928,10 @@ func (r *room) reset() {
 	r.state = idle
 	r.held = false
 	r.joinTries = 0
+	old := r.pol
 	r.pol = policy.NewRoom(r.jid, r.policyOptions())
+	r.keepSettings(old, r.destroyed)
+	r.destroyed = false
 	clear(r.knocks)
 	clear(r.idents)
 	clear(r.admitted)

@@ -111,6 +111,26 @@ type Tenant struct {
 	// rooms are then moderated from their creation (and never members-only),
 	// so viewers join without voice. Without it such knocks are refused.
 	Viewers bool `yaml:"viewers"`
+	// WaitForHost refuses other knocks with host-absent (type wait) until a
+	// moderator is in the room (Jitsi's muc_wait_for_host).
+	WaitForHost bool `yaml:"wait_for_host"`
+	// HostOpens lets only a moderator open a meeting: other knocks are
+	// refused with host-absent until one has been in the room since it was
+	// last empty (Jitsi's token_owner_party).
+	HostOpens bool `yaml:"host_opens"`
+	// EndWithoutHost destroys a room that has had occupants but no
+	// moderator for this long (Jitsi's owner_restricted with role_timeout,
+	// 120s there); 0 never does.
+	EndWithoutHost time.Duration `yaml:"end_without_host"`
+	// OwnerGrace (auto-owner) gives ownership back to an owner that left
+	// and knocks again within it (a reload), by user id or bare JID; 0 turns
+	// it off. KeepInterimOwner lets the stand-in keep ownership too.
+	OwnerGrace       time.Duration `yaml:"owner_grace"`
+	KeepInterimOwner bool          `yaml:"keep_interim_owner"`
+	// MaxParticipants bounds the occupants with voice; joiners beyond it
+	// become viewers (the tenant needs viewers: true) or are refused with
+	// room-full. 0: no bound.
+	MaxParticipants int `yaml:"max_participants"`
 	// TopLevelModerator accepts a top-level "moderator": true claim.
 	TopLevelModerator bool `yaml:"top_level_moderator"`
 	// BotDomains are JID domains never chosen as auto-owner (recorders, gateways).
@@ -229,6 +249,7 @@ func DefaultTenantSettings() Tenant {
 		Policy:                "token",
 		Guests:                "deny",
 		ClearOnLeave:          true,
+		OwnerGrace:            30 * time.Second,
 		KnocksPerMinute:       6000,
 		KnocksPerMinutePerJID: 30,
 		Token:                 DefaultToken(),

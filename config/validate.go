@@ -210,6 +210,15 @@ func (t *Tenant) check(p *problems, path string) {
 			p.add(fmt.Sprintf("%s.bot_domains[%d]", path, i), "%v", err)
 		}
 	}
+	if t.EndWithoutHost < 0 {
+		p.add(path+".end_without_host", "must not be negative, got %v", t.EndWithoutHost)
+	}
+	if t.OwnerGrace < 0 {
+		p.add(path+".owner_grace", "must not be negative, got %v", t.OwnerGrace)
+	}
+	if t.MaxParticipants < 0 {
+		p.add(path+".max_participants", "must not be negative, got %d", t.MaxParticipants)
+	}
 	if t.KnocksPerMinute < 1 {
 		p.add(path+".knocks_per_minute", "must be at least 1, got %d", t.KnocksPerMinute)
 	}

@@ -31,7 +31,7 @@ func (r *Room) eligible(o *occupant, n int64) bool {
 	if o.flags&(fBot|fViewer|fDemoted) != 0 || o.role < Participant || o.aff == Outcast {
 		return false
 	}
-	if o.tokenExp != 0 && o.tokenExp <= n {
+	if o.tokenExp != 0 && o.tokenExp <= n || !r.mayAutoOwn(o, n) {
 		return false
 	}
 	return o.flags&fGuest == 0 || r.opts.Guests == GuestsMember

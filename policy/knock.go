@@ -56,6 +56,7 @@ func (r *Room) Knock(bareJID, fullJID string, id Identity, now time.Time) (Grant
 		// until a role change caught up.
 		g = Grant{Affiliation: g.Affiliation, Refusal: RefusalViewerNotAdmitted}
 	}
+	g, base = r.gate(bareJID, fullJID, g, base, n)
 	if g.Refused() {
 		return g, r.finish(n, ReasonHandover)
 	}

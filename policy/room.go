@@ -62,6 +62,7 @@ type Room struct {
 	// unapplied are affiliation changes that never reached the server
 	// (Unapplied), by bare JID: Reconcile sends them again.
 	unapplied map[string]Affiliation
+	rt        runState // run-time decisions: admin roles, policy switch, host rules (roles.go, host.go)
 }
 
 // NewRoom returns the state of the room jid ("[tenant]name@muc-domain" or
@@ -193,7 +194,7 @@ func (r *Room) begin(now time.Time) int64 {
 // finish ends an event: under auto-owner it makes sure an owner is present,
 // then returns the actions.
 func (r *Room) finish(n int64, reason string) []Action {
-	r.ensureOwner(n, reason)
+	r.settle(n, reason)
 	if len(r.acts) == 0 {
 		return nil
 	}
@@ -256,6 +257,7 @@ func (r *Room) add(p Presence, n int64) {
 // leave forgets occupant i and releases what gavel granted its bare JID.
 func (r *Room) leave(i int, n int64) {
 	bare := r.occ[i].bare
+	r.noteLeave(i, n)
 	r.occ = slices.Delete(r.occ, i, i+1)
 	r.release(bare, n, ReasonClearOnLeave)
 }

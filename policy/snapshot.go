@@ -17,6 +17,8 @@ type Snapshot struct {
 	// Unapplied are affiliation changes that never reached the server
 	// (Unapplied): only BareJID and Affiliation are set.
 	Unapplied []SnapshotGrant
+	// Settings are the admins' run-time decisions (roles.go).
+	Settings SnapshotSettings
 }
 
 // SnapshotGrant is an affiliation gavel granted a bare JID.
@@ -49,7 +51,7 @@ type SnapshotPending struct {
 // Snapshot returns the room's durable state. Two snapshots of an unchanged
 // room are equal (sorted, no map order).
 func (r *Room) Snapshot() Snapshot {
-	var s Snapshot
+	s := Snapshot{Settings: r.Settings()}
 	for bare, st := range r.affs {
 		if !st.granted {
 			continue
@@ -88,6 +90,7 @@ func (r *Room) Snapshot() Snapshot {
 // drops knocks whose wait is over. Grants of unknown affiliations, and
 // occupants or knocks without a JID, are skipped.
 func (r *Room) Restore(s Snapshot) {
+	r.restoreSettings(s.Settings)
 	for _, g := range s.Grants {
 		if g.BareJID == "" || g.Affiliation < Outcast || g.Affiliation > Owner {
 			continue

@@ -49,6 +49,9 @@ func (r *Room) decide(bare, full string, id Identity, mayOwn bool, n int64) (g G
 	if refusal != "" {
 		return Grant{Affiliation: known, Refusal: refusal}, 0, 0
 	}
+	if g, base, exp, ok := r.decideOverride(bare, id, n); ok {
+		return g, base, exp
+	}
 	switch r.kind {
 	case AllOwners:
 		c, reason = allOwnersClaim(c, reason)
@@ -107,6 +110,9 @@ func (r *Room) replacesGrant(bare, full string) bool {
 // unknocked applies the policy to present occupant i, which never knocked.
 // Its affiliation admitted it when it has one; otherwise it is a guest.
 func (r *Room) unknocked(i int, n int64) {
+	if r.adminApplies(i, n) {
+		return
+	}
 	o := &r.occ[i]
 	var c claim
 	var reason string

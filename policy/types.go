@@ -167,6 +167,30 @@ type Options struct {
 	// ModeratedRooms (AllOwners) are room local parts, without the tenant
 	// prefix, that use the Token policy instead.
 	ModeratedRooms []string
+	// WaitForHost refuses knocks that would not make an owner while no
+	// owner is present or granted (RefusalHostAbsent, Jitsi's
+	// muc_wait_for_host); the client may retry.
+	WaitForHost bool
+	// HostOpens refuses knocks that would not make an owner until an owner
+	// has been in the room since it was last empty (RefusalHostAbsent,
+	// Jitsi's token_owner_party).
+	HostOpens bool
+	// EndWithoutHost destroys the room when it has had occupants but no
+	// owner for this long (Jitsi's owner_restricted with role_timeout);
+	// zero never does.
+	EndWithoutHost time.Duration
+	// OwnerGrace (AutoOwner) is how long an owner that left gets ownership
+	// back when a session of the same user id (or bare JID) knocks again,
+	// as a reload does; zero turns it off.
+	OwnerGrace time.Duration
+	// KeepInterimOwner (AutoOwner) lets the occupant promoted while the
+	// owner was away keep ownership when the owner comes back.
+	KeepInterimOwner bool
+	// MaxParticipants bounds the occupants with voice (owners, moderators
+	// and participants); joiners beyond it become viewers (ReasonCapacity)
+	// where the room is moderated, and are refused (RefusalRoomFull)
+	// elsewhere. Zero: no bound.
+	MaxParticipants int
 }
 
 // RoomConfig is the MUC configuration a room needs for its policy to work.
@@ -228,6 +252,18 @@ const (
 	ReasonClearOnLeave     = "clear-on-leave"
 	ReasonKnockExpired     = "knock-expired"
 	ReasonTokenExpired     = "token-expired"
+	// ReasonAdminRole: an admin set the role at run time (SetRole).
+	ReasonAdminRole = "admin-role"
+	// ReasonAdminPolicy: an admin switched the room's policy (SetKind).
+	ReasonAdminPolicy = "admin-policy"
+	// ReasonOwnerReturned: the auto-owner came back within OwnerGrace;
+	// ReasonInterimOwner: the occupant that stood in gave ownership back.
+	ReasonOwnerReturned = "owner-returned"
+	ReasonInterimOwner  = "interim-owner"
+	// ReasonCapacity: the room had MaxParticipants, so the joiner views.
+	ReasonCapacity = "capacity"
+	// ReasonHostAbsent: no owner for EndWithoutHost (a destroy).
+	ReasonHostAbsent = "host-absent"
 )
 
 // Refusals say why a knock was refused. They are stable words; the caller
@@ -242,6 +278,12 @@ const (
 	// RefusalViewerNotAdmitted: the token claims viewer, and the room is not
 	// moderated, so the server would give the viewer voice.
 	RefusalViewerNotAdmitted = "viewer-not-admitted"
+	// RefusalHostAbsent: WaitForHost or HostOpens, and no owner is here
+	// (yet). The client may knock again later.
+	RefusalHostAbsent = "host-absent"
+	// RefusalRoomFull: MaxParticipants is reached and the room is not
+	// moderated, so a joiner cannot be admitted as a viewer.
+	RefusalRoomFull = "room-full"
 )
 
 // Grant is the answer to a knock.
@@ -278,6 +320,8 @@ const (
 	ActionKick
 	// ActionConfigure submits Config as the room's configuration.
 	ActionConfigure
+	// ActionDestroy destroys the room, telling the occupants Text.
+	ActionDestroy
 )
 
 // Action is one change the caller must make on the server.
@@ -303,6 +347,8 @@ func (a Action) String() string {
 		return fmt.Sprintf("kick %s (%s)", a.Nick, a.Reason)
 	case ActionConfigure:
 		return fmt.Sprintf("configure members-only=%t moderated=%t (%s)", a.Config.MembersOnly, a.Config.Moderated, a.Reason)
+	case ActionDestroy:
+		return fmt.Sprintf("destroy (%s)", a.Reason)
 	}
 	return fmt.Sprintf("Action(%d)", uint8(a.Kind))
 }

@@ -80,8 +80,32 @@ type RoomState struct {
 	// Unapplied are affiliation changes that never reached the server (the
 	// connection dropped): sent again when gavel is back in the room.
 	Unapplied []Grant `json:"unapplied,omitempty"`
+	// Settings are what admins decided for the room at run time (roles,
+	// policy). They outlive the room's occupants: a state with only
+	// Settings is a room gavel left, whose next occupants they apply to.
+	Settings *RoomSettings `json:"settings,omitempty"`
 	// Updated is when the state was last written.
 	Updated time.Time `json:"updated"`
+}
+
+// RoomSettings are an admin's run-time decisions for one room.
+type RoomSettings struct {
+	// Roles are the roles set by command, oldest first.
+	Roles []RoleAssignment `json:"roles,omitempty"`
+	// Policy is the policy an admin switched the room to (token,
+	// auto-owner, all-owners); empty: the tenant's.
+	Policy string `json:"policy,omitempty"`
+}
+
+// RoleAssignment is a role set by command for a bare JID or a user id.
+type RoleAssignment struct {
+	// Exactly one of JID (a bare JID) and UserID is set.
+	JID    string `json:"jid,omitempty"`
+	UserID string `json:"user_id,omitempty"`
+	// Role is moderator, participant or viewer.
+	Role string `json:"role"`
+	// Until is when the role ends; zero: with the room's settings.
+	Until time.Time `json:"until,omitzero"`
 }
 
 // Grant is an affiliation gavel set for a bare JID.
@@ -160,6 +184,34 @@ func (r RoomState) valid() error {
 		if err := validString("unapplied JID", g.JID); err != nil {
 			return err
 		}
+	}
+	return r.Settings.valid()
+}
+
+func (s *RoomSettings) valid() error {
+	if s == nil {
+		return nil
+	}
+	if len(s.Roles) > MaxRoomEntries {
+		return invalid("room settings have more than %d roles", MaxRoomEntries)
+	}
+	for _, a := range s.Roles {
+		if (a.JID == "") == (a.UserID == "") {
+			return invalid("a role needs exactly one of a JID and a user id")
+		}
+		if err := validString("role target", a.JID+a.UserID); err != nil {
+			return err
+		}
+		switch a.Role {
+		case "moderator", "participant", "viewer":
+		default:
+			return invalid("role %q is unknown", a.Role)
+		}
+	}
+	switch s.Policy {
+	case "", "token", "auto-owner", "all-owners":
+	default:
+		return invalid("policy %q is unknown", s.Policy)
 	}
 	return nil
 }
@@ -428,6 +480,11 @@ func cloneRoom(r RoomState) RoomState {
 	r.Occupants = slices.Clone(r.Occupants)
 	r.Knocks = slices.Clone(r.Knocks)
 	r.Unapplied = slices.Clone(r.Unapplied)
+	if r.Settings != nil {
+		s := *r.Settings
+		s.Roles = slices.Clone(s.Roles)
+		r.Settings = &s
+	}
 	return r
 }
 

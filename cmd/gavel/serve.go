@@ -190,6 +190,8 @@ func buildTenants(cfg *config.Config) (map[string]component.Tenant, error) {
 				Kind: kind, Guests: guests,
 				ReassertOwners: t.ReassertOwners, ClearOnLeave: t.ClearOnLeave, Viewers: t.Viewers,
 				BotDomains: t.BotDomains, ModeratedRooms: t.ModeratedRooms,
+				WaitForHost: t.WaitForHost, HostOpens: t.HostOpens, EndWithoutHost: t.EndWithoutHost,
+				OwnerGrace: t.OwnerGrace, KeepInterimOwner: t.KeepInterimOwner, MaxParticipants: t.MaxParticipants,
 			},
 			Name:                  name,
 			TopLevelModerator:     t.TopLevelModerator,

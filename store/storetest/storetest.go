@@ -537,7 +537,9 @@ func roomFixture() (a, b, c store.RoomState) {
 		Knocks:    []store.Knock{{JID: "y@example.test/r", Until: at.Add(time.Minute), Affiliation: "member", Base: "member", Role: "participant"}}}
 	b = store.RoomState{Room: "b@conference.example.test", Updated: at}
 	c = store.RoomState{Room: "c@conference.example.test", Updated: at,
-		Grants: []store.Grant{{JID: "y@example.test", Affiliation: "member"}}}
+		Grants: []store.Grant{{JID: "y@example.test", Affiliation: "member"}},
+		Settings: &store.RoomSettings{Policy: "all-owners", Roles: []store.RoleAssignment{
+			{JID: "x@example.test", Role: "moderator"}, {UserID: "u-9", Role: "viewer", Until: at.Add(time.Hour)}}}}
 	return a, b, c
 }
 
@@ -577,6 +579,20 @@ func sameRoom(x, y store.RoomState) bool {
 		k, l := x.Knocks[j], y.Knocks[j]
 		if k.JID != l.JID || k.Affiliation != l.Affiliation || k.Base != l.Base || k.Role != l.Role || !k.Until.Equal(l.Until) {
 			return false
+		}
+	}
+	if (x.Settings == nil) != (y.Settings == nil) {
+		return false
+	}
+	if s, u := x.Settings, y.Settings; s != nil {
+		if s.Policy != u.Policy || len(s.Roles) != len(u.Roles) {
+			return false
+		}
+		for j := range s.Roles {
+			a, b := s.Roles[j], u.Roles[j]
+			if a.JID != b.JID || a.UserID != b.UserID || a.Role != b.Role || !a.Until.Equal(b.Until) {
+				return false
+			}
 		}
 	}
 	return true
