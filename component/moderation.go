@@ -143,6 +143,10 @@ type Moderation struct {
 
 	adm         *admission
 	knockCounts [numKnockOutcomes]prometheus.Counter
+
+	// ownership is what the server check found, by MUC domain, under mu
+	// (servercheck.go).
+	ownership map[string]*OwnershipError
 }
 
 // NewModeration checks options and returns a Moderation to pass in
@@ -264,6 +268,8 @@ func (m *Moderation) connected(sess *session) {
 		r.push(event{kind: evConnected, sess: sess})
 	}
 	for _, mu := range m.mucs {
+		m.loops.Add(1)
+		go m.checkOwnership(sess, mu)
 		if mu.TrustIdentity {
 			m.loops.Add(1)
 			go m.checkIdentity(sess, mu)
