@@ -144,9 +144,11 @@ type Moderation struct {
 	adm         *admission
 	knockCounts [numKnockOutcomes]prometheus.Counter
 
-	// ownership is what the server check found, by MUC domain, under mu
-	// (servercheck.go).
-	ownership map[string]*OwnershipError
+	// ownership is what the server check found, by MUC domain, and
+	// checkRooms the check's rooms in use, to gavel's occupant there;
+	// under mu (servercheck.go).
+	ownership  map[string]*OwnershipError
+	checkRooms map[string]string
 }
 
 // NewModeration checks options and returns a Moderation to pass in
@@ -306,6 +308,9 @@ func (m *Moderation) shutdown(sess *session, deadline time.Time) {
 	}
 	m.mu.Unlock()
 	var b xb
+	m.mu.Lock()
+	m.leaveCheckRooms(&b)
+	m.mu.Unlock()
 	for _, r := range rooms {
 		b.empty("presence", "from", from, "to", r.jid+"/"+r.ownNick(), "type", "unavailable")
 		r.push(event{kind: evShutdown})

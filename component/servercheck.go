@@ -2,6 +2,8 @@ package component
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -22,7 +24,7 @@ import (
 // only later, room by room.
 //
 // The check, once per session and MUC, in a throwaway room named
-// checkRoomPrefix + random hex:
+// checkRoomPrefix + a hash of gavel's component name:
 //
 //  1. gavel joins it under a resource of its own (the room is created and
 //     gavel, its creator, is owner by affiliation);
@@ -34,6 +36,8 @@ import (
 //     result means gavel is owner without an affiliation, as in any room
 //     somebody else created; auth/forbidden means it is not;
 //  5. checkNode@<component>, still owner, destroys the room.
+//
+// gavel leaves the room when it stops during a check (leaveCheckRooms).
 //
 // A server where the check cannot run (the room cannot be created, no
 // answer) is logged as a warning and counts as passed: the check reports
@@ -99,19 +103,10 @@ func (m *Moderation) checkOwnership(sess *session, muc MUC) {
 	}
 	relied := muc.Discover || muc.TrustIdentity
 	var found *OwnershipError
-	switch {
-	case err != nil:
-		m.log.Warn("server check: could not tell whether gavel is owner in rooms it did not create", zap.String("muc", muc.Domain), zap.Error(err))
-	case owner:
-		m.log.Debug("server check: gavel is owner in rooms it did not create", zap.String("muc", muc.Domain))
-	default:
+	if err == nil && !owner {
 		found = &OwnershipError{MUC: muc.Domain, Relied: relied, Detail: detail}
-		if relied {
-			m.log.Error("server check failed: rooms created by Jicofo or clients cannot be governed (discover_rooms, trust_identity)", zap.String("muc", muc.Domain), zap.String("problem", found.Error()))
-		} else {
-			m.log.Warn("server check: gavel governs only the rooms it creates through knocks; rooms clients create cannot be governed (restrict room creation, or fix the server)", zap.String("muc", muc.Domain), zap.String("problem", found.Error()))
-		}
 	}
+	// The finding is in place (for /readyz) before it is logged.
 	m.mu.Lock()
 	if m.sess == sess {
 		if m.ownership == nil {
@@ -120,14 +115,27 @@ func (m *Moderation) checkOwnership(sess *session, muc MUC) {
 		m.ownership[muc.Domain] = found
 	}
 	m.mu.Unlock()
+	switch {
+	case err != nil:
+		m.log.Warn("server check: could not tell whether gavel is owner in rooms it did not create", zap.String("muc", muc.Domain), zap.Error(err))
+	case found == nil:
+		m.log.Debug("server check: gavel is owner in rooms it did not create", zap.String("muc", muc.Domain))
+	case relied:
+		m.log.Error("server check failed: rooms created by Jicofo or clients cannot be governed (discover_rooms, trust_identity)", zap.String("muc", muc.Domain), zap.String("problem", found.Error()))
+	default:
+		m.log.Warn("server check: gavel governs only the rooms it creates through knocks; rooms clients create cannot be governed (restrict room creation, or fix the server)", zap.String("muc", muc.Domain), zap.String("problem", found.Error()))
+	}
 }
 
 // probeOwnership runs steps 1 to 5 on muc. owner is the finding, detail
 // the refusal that showed it; err says why there is no finding.
 func (m *Moderation) probeOwnership(sess *session, muc string) (owner bool, detail string, err error) {
-	suffix := randomSuffix() + randomSuffix()
-	roomJID := checkRoomPrefix + suffix + "@" + muc
-	occupant := m.c.opts.Domain + "/" + checkNode + "-" + suffix
+	// One room per component name: a check cut short (the connection
+	// dropped) leaves gavel's occupant behind as a ghost, and the next
+	// check removes that room first.
+	sum := sha256.Sum256([]byte(m.c.opts.Domain))
+	roomJID := checkRoomPrefix + hex.EncodeToString(sum[:6]) + "@" + muc
+	occupant := m.c.opts.Domain + "/" + checkNode + "-" + randomSuffix() + randomSuffix()
 	other := checkNode + "@" + m.c.opts.Domain
 	ask := func(from, typ string, payload func(*xb)) error {
 		ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
@@ -135,6 +143,18 @@ func (m *Moderation) probeOwnership(sess *session, muc string) (owner bool, deta
 		_, err := sess.iq(ctx, from, roomJID, typ, payload)
 		return err
 	}
+	destroy := func(b *xb) {
+		b.open("query", "xmlns", nsMUCOwner).open("destroy").elem("reason", "gavel's server check").close("destroy").close("query")
+	}
+	// A leftover room: its owner is the stand-in (item-not-found when
+	// there is none, which is the rule).
+	_ = ask(other, "set", destroy)
+	m.mu.Lock()
+	if m.checkRooms == nil {
+		m.checkRooms = map[string]string{}
+	}
+	m.checkRooms[roomJID] = occupant
+	m.mu.Unlock()
 	var b xb
 	b.open("presence", "from", occupant, "to", roomJID+"/"+checkNode)
 	b.open("x", "xmlns", nsMUC).empty("history", "maxstanzas", "0").close("x")
@@ -145,12 +165,13 @@ func (m *Moderation) probeOwnership(sess *session, muc string) (owner bool, deta
 	defer func() {
 		// The stand-in owner destroys the room (also when gavel is no
 		// longer owner), and gavel leaves whatever remains.
-		_ = ask(other, "set", func(b *xb) {
-			b.open("query", "xmlns", nsMUCOwner).open("destroy").elem("reason", "gavel's server check").close("destroy").close("query")
-		})
+		_ = ask(other, "set", destroy)
 		var b xb
 		b.empty("presence", "from", occupant, "to", roomJID+"/"+checkNode, "type", "unavailable")
 		_ = sess.write(b.Bytes())
+		m.mu.Lock()
+		delete(m.checkRooms, roomJID)
+		m.mu.Unlock()
 	}()
 	// 2. Stream order puts the join first; a server that creates rooms
 	// out of order answers item-not-found for a moment.
@@ -187,5 +208,13 @@ func (m *Moderation) probeOwnership(sess *session, muc string) (owner bool, deta
 		return false, "reading a room's configuration: " + se.Type + "/" + se.Condition, nil
 	default:
 		return false, "", fmt.Errorf("reading the room's configuration: %w", err)
+	}
+}
+
+// leaveCheckRooms writes to b the presences that leave the rooms of checks
+// in progress (at shutdown). The caller holds m.mu.
+func (m *Moderation) leaveCheckRooms(b *xb) {
+	for roomJID, occupant := range m.checkRooms {
+		b.empty("presence", "from", occupant, "to", roomJID+"/"+checkNode, "type", "unavailable")
 	}
 }
