@@ -148,7 +148,7 @@ type Moderation struct {
 	// checkRooms the check's rooms in use, to gavel's occupant there;
 	// under mu (servercheck.go).
 	ownership  map[string]*OwnershipError
-	checkRooms map[string]string
+	checkRooms map[string]*checkRoom
 }
 
 // NewModeration checks options and returns a Moderation to pass in
@@ -434,6 +434,9 @@ func (m *Moderation) presence(st *stanza) {
 	// The server sends prepared JIDs; preparing again is cheap and makes
 	// the worker table's keys the same as ParseRoom's, whatever arrives.
 	roomJID = bareOf(roomJID)
+	if m.checkPresence(roomJID, nick, st) {
+		return
+	}
 	_, domain, _ := strings.Cut(roomJID, "@")
 	if _, governed := m.mucs[domain]; !governed {
 		return

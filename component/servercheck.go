@@ -146,14 +146,19 @@ func (m *Moderation) probeOwnership(sess *session, muc string) (owner bool, deta
 	destroy := func(b *xb) {
 		b.open("query", "xmlns", nsMUCOwner).open("destroy").elem("reason", "gavel's server check").close("destroy").close("query")
 	}
-	// A leftover room: its owner is the stand-in (item-not-found when
-	// there is none, which is the rule).
-	_ = ask(other, "set", destroy)
+	// A leftover room: its owner is the stand-in. Ask first whether there
+	// is one: ejabberd makes a missing room for an owner request from a
+	// service admin (the stand-in is one there), and a join right after
+	// that room's destruction can go unanswered.
+	if ask(m.c.opts.Domain, "get", func(b *xb) { b.empty("query", "xmlns", nsDiscoInfo) }) == nil {
+		_ = ask(other, "set", destroy)
+	}
+	cr := &checkRoom{occupant: occupant, self: make(chan *stanza, 1)}
 	m.mu.Lock()
 	if m.checkRooms == nil {
-		m.checkRooms = map[string]string{}
+		m.checkRooms = map[string]*checkRoom{}
 	}
-	m.checkRooms[roomJID] = occupant
+	m.checkRooms[roomJID] = cr
 	m.mu.Unlock()
 	var b xb
 	b.open("presence", "from", occupant, "to", roomJID+"/"+checkNode)
@@ -173,19 +178,27 @@ func (m *Moderation) probeOwnership(sess *session, muc string) (owner bool, deta
 		delete(m.checkRooms, roomJID)
 		m.mu.Unlock()
 	}()
-	// 2. Stream order puts the join first; a server that creates rooms
-	// out of order answers item-not-found for a moment.
-	setOwner := func(b *xb) {
-		b.open("query", "xmlns", nsMUCAdmin).empty("item", "jid", other, "affiliation", "owner").close("query")
-	}
-	for try := 0; ; try++ {
-		err = ask(occupant, "set", setOwner)
-		var se *stanzaError
-		if err == nil || try == 3 || !errors.As(err, &se) || se.Condition != "item-not-found" {
-			break
+	// 1. The room's answer to the join: gavel's own presence in it.
+	t := time.NewTimer(checkTimeout)
+	defer t.Stop()
+	select {
+	case st := <-cr.self:
+		if st.Type == "error" {
+			var err error = &stanzaError{Type: "cancel", Condition: "undefined-condition"}
+			if st.Error != nil {
+				err = st.Error
+			}
+			return false, "", fmt.Errorf("creating a room: %w", err)
 		}
-		time.Sleep(100 * time.Millisecond)
+	case <-t.C:
+		return false, "", fmt.Errorf("creating a room: no answer to the join within %v", checkTimeout)
+	case <-sess.done:
+		return false, "", ErrNotConnected
 	}
+	// 2.
+	err = ask(occupant, "set", func(b *xb) {
+		b.open("query", "xmlns", nsMUCAdmin).empty("item", "jid", other, "affiliation", "owner").close("query")
+	})
 	if err != nil {
 		return false, "", fmt.Errorf("creating a room and making %s its owner: %w", other, err)
 	}
@@ -211,10 +224,36 @@ func (m *Moderation) probeOwnership(sess *session, muc string) (owner bool, deta
 	}
 }
 
+// checkRoom is a room of a check in progress: gavel's occupant JID there,
+// and where its join's answer goes.
+type checkRoom struct {
+	occupant string
+	self     chan *stanza
+}
+
+// checkPresence takes a presence from a check's room (roomJID is bare and
+// prepared): the answer to the check's join is handed to it, the rest
+// dropped. It reports whether the presence was the check's.
+func (m *Moderation) checkPresence(roomJID, nick string, st *stanza) bool {
+	if !isCheckRoom(roomJID) {
+		return false
+	}
+	m.mu.Lock()
+	cr := m.checkRooms[roomJID]
+	m.mu.Unlock()
+	if cr != nil && nick == checkNode && st.To == cr.occupant {
+		select {
+		case cr.self <- st:
+		default: // answered already
+		}
+	}
+	return true
+}
+
 // leaveCheckRooms writes to b the presences that leave the rooms of checks
 // in progress (at shutdown). The caller holds m.mu.
 func (m *Moderation) leaveCheckRooms(b *xb) {
-	for roomJID, occupant := range m.checkRooms {
-		b.empty("presence", "from", occupant, "to", roomJID+"/"+checkNode, "type", "unavailable")
+	for roomJID, cr := range m.checkRooms {
+		b.empty("presence", "from", cr.occupant, "to", roomJID+"/"+checkNode, "type", "unavailable")
 	}
 }
