@@ -60,8 +60,9 @@ type live struct {
 	path string
 	log  *zap.Logger
 
-	mu       sync.Mutex // one reload at a time; guards cfg, api
+	mu       sync.Mutex // one reload at a time; guards cfg, api, reloaded
 	cfg      *config.Config
+	reloaded bool        // a reload swapped in a new config
 	api      *api.Server // nil until the HTTP server runs (or without one)
 	mod      *component.Moderation
 	verifier *swapVerifier
@@ -90,11 +91,22 @@ func (l *live) meeting(tenant string) (commands.MeetingSettings, bool) {
 	return (*l.meetings.Load())(tenant)
 }
 
-// useAPI hands the running API server to reloads.
+// useAPI hands the running API server to reloads. A reload that came
+// before it (the server was built from the file read at the start) is
+// applied to it now.
 func (l *live) useAPI(srv *api.Server) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.api = srv
-	l.mu.Unlock()
+	if l.reloaded {
+		keys, err := adminKeys(l.cfg.HTTP.AdminToken)
+		if err == nil {
+			err = srv.SetKeys(keys)
+		}
+		if err != nil {
+			l.log.Error("config reload: the admin API keeps the keys it started with", zap.Error(err))
+		}
+	}
 }
 
 // reload reads the config file again and swaps in what may change. It
@@ -137,6 +149,7 @@ func (l *live) reload() bool {
 	kept := *l.cfg
 	kept.Tenants, kept.Admins, kept.HTTP.AdminToken = cfg.Tenants, cfg.Admins, cfg.HTTP.AdminToken
 	l.cfg = &kept
+	l.reloaded = true
 	l.log.Info("config reloaded", zap.String("file", l.path), zap.Int("tenants", len(cfg.Tenants)), zap.Int("admins", len(cfg.Admins)))
 	return true
 }
