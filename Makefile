@@ -6,14 +6,15 @@ BIN     := bin
 # Second versions of the servers, unpacked beside the system's (deps-servers).
 SERVERS := $(BIN)/servers
 
-.PHONY: all deps deps-prosody deps-ejabberd deps-servers deps-postgres build demo test lint fuzz bench soak soak-short clean clients-deps clients-deps-apt test-clients
+.PHONY: all deps deps-prosody deps-ejabberd deps-servers deps-postgres deps-systemd build demo test lint fuzz bench soak soak-short clean clients-deps clients-deps-apt test-clients
 
 all: build
 
 ## deps: install every server the tests run against if it is missing: the
 ## system's Prosody 0.12, ejabberd 23.01 and PostgreSQL (apt-get), and
-## Prosody 13 and ejabberd 24.12 unpacked into $(SERVERS) (deps-servers).
-deps: deps-prosody deps-ejabberd deps-servers deps-postgres
+## Prosody 13 and ejabberd 24.12 unpacked into $(SERVERS) (deps-servers);
+## and systemd-analyze, which checks packaging/systemd (deps-systemd).
+deps: deps-prosody deps-ejabberd deps-servers deps-postgres deps-systemd
 
 ## deps-ejabberd: install ejabberd if it is missing (Debian/Ubuntu, apt-get).
 deps-ejabberd:
@@ -45,6 +46,13 @@ deps-postgres:
 		$(APT) update -qq && $(APT) install -y -qq postgresql >/dev/null; }
 	@# Debian starts a system cluster on install; the tests start their own.
 	@$(SUDO) service postgresql stop >/dev/null 2>&1 || true
+
+## deps-systemd: install systemd-analyze if it is missing (Debian's systemd
+## package; the test of packaging/systemd/gavel.service runs its verify).
+deps-systemd:
+	@command -v systemd-analyze >/dev/null 2>&1 || { \
+		echo "installing systemd (apt-get), for systemd-analyze"; \
+		$(APT) update -qq && $(APT) install -y -qq --no-install-recommends systemd >/dev/null; }
 
 ## build: build bin/gavel.
 build:

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -41,7 +42,8 @@ const maxNameRunes = 64
 // verifier checks admin tokens with auth's KeyRing: the same header,
 // signature, claim decoder and time rule as the tokens of joiners.
 type verifier struct {
-	ring *auth.KeyRing
+	// ring is swapped whole by Server.SetKeys (a config reload).
+	ring atomic.Pointer[auth.KeyRing]
 }
 
 // newVerifier checks the keys and builds the key ring.
@@ -65,11 +67,13 @@ func newVerifier(k AdminKeys, now func() time.Time) (*verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: admin keys: %s", strings.TrimPrefix(err.Error(), "auth: "))
 	}
-	return &verifier{ring: ring}, nil
+	v := &verifier{}
+	v.ring.Store(ring)
+	return v, nil
 }
 
 // hasKeys reports whether any token can be verified at all.
-func (v *verifier) hasKeys() bool { return v.ring.HasKeys() }
+func (v *verifier) hasKeys() bool { return v.ring.Load().HasKeys() }
 
 // principal is the verified subject of an admin token.
 type principal struct {
@@ -101,10 +105,11 @@ func (v *verifier) authenticate(r *http.Request) (principal, *apiError) {
 	if len(tok) > maxTokenBytes {
 		return principal{}, errUnauthorized(fmt.Sprintf("the admin token is longer than %d bytes", maxTokenBytes))
 	}
-	if !v.hasKeys() {
+	ring := v.ring.Load() // one key ring for the whole request
+	if !ring.HasKeys() {
 		return principal{}, errUnauthorized("the admin API has no keys configured")
 	}
-	c, err := v.ring.Verify(tok)
+	c, err := ring.Verify(tok)
 	if err != nil {
 		return principal{}, tokenError(err)
 	}

@@ -80,7 +80,7 @@ var commandList = []adhocCommand{
 // commandItems returns the commands from may run, as disco lists them:
 // none for anyone but the admins (nor when no command layer is wired).
 func (m *Moderation) commandItems(from string) []adhocCommand {
-	if m == nil || m.cmds == nil || !m.admins[bareOf(from)] {
+	if m == nil || m.cmds == nil || !m.isAdmin(bareOf(from)) {
 		return nil
 	}
 	return commandList
@@ -118,7 +118,7 @@ func (m *Moderation) command(sess *session, st *stanza) {
 		return
 	}
 	by := bareOf(st.From)
-	if !m.admins[by] {
+	if !m.isAdmin(by) {
 		m.cmds.Refused(cmd.node, by, "not an admin")
 		m.c.replyError(sess, st, &stanzaError{Type: "auth", Condition: "forbidden", Text: "only the admins listed in gavel's config may run commands"})
 		return

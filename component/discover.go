@@ -104,7 +104,7 @@ func (m *Moderation) listRooms(sess *session, muc string, method *listMethod) (m
 	listed := map[string]bool{}
 	add := func(j string) {
 		room := bareOf(strings.TrimSpace(j))
-		if strings.Contains(room, "@") && !strings.Contains(j, "/") && domainOf(room) == muc {
+		if strings.Contains(room, "@") && !strings.Contains(j, "/") && domainOf(room) == muc && !isCheckRoom(room) {
 			listed[room] = true
 		}
 	}

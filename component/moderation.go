@@ -148,6 +148,12 @@ type Moderation struct {
 	parked      parkedRooms // admin settings of rooms without a worker (settings.go)
 	adm         *admission
 	knockCounts [numKnockOutcomes]prometheus.Counter
+
+	// ownership is what the server check found, by MUC domain, and
+	// checkRooms the check's rooms in use, to gavel's occupant there;
+	// under mu (servercheck.go).
+	ownership  map[string]*OwnershipError
+	checkRooms map[string]*checkRoom
 }
 
 // NewModeration checks options and returns a Moderation to pass in
@@ -269,6 +275,8 @@ func (m *Moderation) connected(sess *session) {
 		r.push(event{kind: evConnected, sess: sess})
 	}
 	for _, mu := range m.mucs {
+		m.loops.Add(1)
+		go m.checkOwnership(sess, mu)
 		if mu.TrustIdentity {
 			m.loops.Add(1)
 			go m.checkIdentity(sess, mu)
@@ -305,6 +313,9 @@ func (m *Moderation) shutdown(sess *session, deadline time.Time) {
 	}
 	m.mu.Unlock()
 	var b xb
+	m.mu.Lock()
+	m.leaveCheckRooms(&b)
+	m.mu.Unlock()
 	for _, r := range rooms {
 		b.empty("presence", "from", from, "to", r.jid+"/"+r.ownNick(), "type", "unavailable")
 		r.push(event{kind: evShutdown})
@@ -428,6 +439,9 @@ func (m *Moderation) presence(st *stanza) {
 	// The server sends prepared JIDs; preparing again is cheap and makes
 	// the worker table's keys the same as ParseRoom's, whatever arrives.
 	roomJID = bareOf(roomJID)
+	if m.checkPresence(roomJID, nick, st) {
+		return
+	}
 	_, domain, _ := strings.Cut(roomJID, "@")
 	if _, governed := m.mucs[domain]; !governed {
 		return

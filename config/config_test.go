@@ -286,3 +286,29 @@ tenants:
 		})
 	}
 }
+
+// A secret file under $CREDENTIALS_DIRECTORY is read from systemd's
+// credentials directory (LoadCredential=); without one, the error says so.
+func TestSecretFromCredentialsDirectory(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "component-secret"), []byte("from-credential\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, spelling := range []string{"$CREDENTIALS_DIRECTORY/component-secret", "${CREDENTIALS_DIRECTORY}/component-secret"} {
+		yaml := strings.Replace(minimal, "secret: s3cret", "secret_file: "+spelling, 1)
+		t.Setenv("CREDENTIALS_DIRECTORY", dir)
+		c, err := Parse("gavel.yml", []byte(yaml))
+		if err != nil {
+			t.Fatalf("%s: %v", spelling, err)
+		}
+		if got := c.Component.Secret.Reveal(); got != "from-credential" {
+			t.Errorf("%s: secret = %q", spelling, got)
+		}
+		t.Setenv("CREDENTIALS_DIRECTORY", "")
+		_, err = Parse("gavel.yml", []byte(yaml))
+		want := "config: gavel.yml:4: component.secret_file: $CREDENTIALS_DIRECTORY is not set: it is set by systemd for a service with LoadCredential= (see packaging/systemd/gavel.service); elsewhere give the file's path"
+		if err == nil || err.Error() != want {
+			t.Errorf("%s without the variable: %v, want %s", spelling, err, want)
+		}
+	}
+}

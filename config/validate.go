@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -279,7 +280,30 @@ func (k *Token) check(p *problems, path string) {
 	}
 }
 
+// credentialsVar is the directory where systemd puts a service's
+// credentials (LoadCredential=); a secret file may start with it.
+const credentialsVar = "CREDENTIALS_DIRECTORY"
+
+// secretPath resolves a secret file's path: a leading $CREDENTIALS_DIRECTORY
+// or ${CREDENTIALS_DIRECTORY} is systemd's credentials directory.
+func secretPath(path string) (string, error) {
+	for _, prefix := range []string{"$" + credentialsVar + "/", "${" + credentialsVar + "}/"} {
+		if rest, ok := strings.CutPrefix(path, prefix); ok {
+			dir := os.Getenv(credentialsVar)
+			if dir == "" {
+				return "", fmt.Errorf("$%s is not set: it is set by systemd for a service with LoadCredential= (see packaging/systemd/gavel.service); elsewhere give the file's path", credentialsVar)
+			}
+			return filepath.Join(dir, rest), nil
+		}
+	}
+	return path, nil
+}
+
 func readSecretFile(path string) (Secret, error) {
+	path, err := secretPath(path)
+	if err != nil {
+		return "", err
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", err

@@ -37,7 +37,8 @@ func listenHTTP(addr string) (net.Listener, error) {
 
 // serveHTTP runs the admin API, health and metrics server on ln, and
 // closes ln.
-func serveHTTP(ctx context.Context, cfg *config.Config, log *zap.Logger, cmds *commands.Service, ready func() error, reg *prometheus.Registry, ln net.Listener) (err error) {
+// use, if set, receives the server (for config reloads) before it serves.
+func serveHTTP(ctx context.Context, cfg *config.Config, log *zap.Logger, cmds *commands.Service, ready func() error, reg *prometheus.Registry, ln net.Listener, use func(*api.Server)) (err error) {
 	defer func() {
 		if err != nil {
 			_ = ln.Close()
@@ -60,6 +61,9 @@ func serveHTTP(ctx context.Context, cfg *config.Config, log *zap.Logger, cmds *c
 	})
 	if err != nil {
 		return err
+	}
+	if use != nil {
+		use(srv)
 	}
 	log.Info("http listening", zap.String("address", ln.Addr().String()))
 	return srv.Serve(ctx, ln)

@@ -1,6 +1,6 @@
 // Command gavel is the moderation component for XMPP meeting rooms.
 //
-//	gavel -config gavel.yml           run the daemon
+//	gavel -config gavel.yml           run the daemon (SIGHUP reloads the config)
 //	gavel -config gavel.yml -check    validate the config and exit
 //	gavel -config gavel.yml -init-store   start afresh on an empty gavel.db
 //	gavel token verify|mint ...       explain or make tokens
@@ -68,10 +68,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *check {
-		if _, err := buildVerifier(cfg, zap.NewNop()); err != nil {
+		s, err := prepare(cfg, zap.NewNop())
+		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}
+		s.verifier.Close()
 		fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)
 		return 0
 	}
@@ -84,7 +86,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, cfg, log, serveOptions{InitStore: *initStore}); err != nil {
+	// SIGHUP reloads the config (reload.go) instead of ending gavel.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	if err := serve(ctx, cfg, log, serveOptions{InitStore: *initStore, Reload: hup}); err != nil {
 		log.Error("gavel stopped", zap.Error(err))
 		// Also in plain words, for whoever started gavel by hand.
 		fmt.Fprintln(stderr, "gavel:", err)

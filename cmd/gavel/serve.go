@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -25,13 +26,17 @@ import (
 type serveOptions struct {
 	// InitStore takes an empty gavel.db as a new database.
 	InitStore bool
+	// Reload delivers SIGHUP: reload the config file (reload.go).
+	Reload <-chan os.Signal
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOptions) error {
-	verifier, err := buildVerifier(cfg, log.Named("auth"))
+	prepared, err := prepare(cfg, log.Named("auth"))
 	if err != nil {
 		return err
 	}
+	lv := newLive(prepared, log)
+	verifier := lv.verifier
 	defer verifier.Close()
 
 	st, pg, err := openStore(ctx, cfg, log.Named("store"), so)
@@ -48,10 +53,6 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOpt
 		Help: "JWKS keys skipped as unusable (invalid, unknown use, weak, alg mismatch), one per key per refresh.",
 	}, func() float64 { return float64(verifier.SkippedJWKSKeys()) }))
 
-	tenants, err := buildTenants(cfg)
-	if err != nil {
-		return err
-	}
 	mucs := make([]component.MUC, len(cfg.MUC))
 	for i, m := range cfg.MUC {
 		mucs[i] = component.MUC{
@@ -64,14 +65,9 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOpt
 		MUCs:     mucs,
 		Verifier: verifier,
 		Store:    st,
-		Tenant: func(name string) component.Tenant {
-			if t, ok := tenants[name]; ok {
-				return t
-			}
-			return tenants[config.DefaultTenant]
-		},
-		Admins:  cfg.Admins,
-		Metrics: metrics,
+		Tenant:   lv.tenant,
+		Admins:   cfg.Admins,
+		Metrics:  metrics,
 	})
 	if err != nil {
 		return err
@@ -97,11 +93,8 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOpt
 	if err != nil {
 		return err
 	}
-	meetings, err := meetingSettings(cfg)
-	if err != nil {
-		return err
-	}
-	cmds.UseMeetings(meetings)
+	cmds.UseMeetings(lv.meeting)
+	lv.mod = mod
 	mod.UseCommands(cmds)
 	component.Version = buildVersion()
 	comp, err := component.New(component.Options{
@@ -156,7 +149,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOpt
 	if httpLn != nil {
 		running++
 		go func() {
-			err := serveHTTP(ctx, cfg, log.Named("http"), cmds, readiness(comp, st), reg, httpLn)
+			err := serveHTTP(ctx, cfg, log.Named("http"), cmds, readiness(comp, mod, st), reg, httpLn, lv.useAPI)
 			if err != nil {
 				cancel()
 			}
@@ -164,10 +157,16 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOpt
 		}()
 	}
 	var first error
-	for ; running > 0; running-- {
-		if err := <-errc; err != nil && first == nil {
-			first = err
-			cancel()
+	for running > 0 {
+		select {
+		case <-so.Reload:
+			lv.reload()
+		case err := <-errc:
+			running--
+			if err != nil && first == nil {
+				first = err
+				cancel()
+			}
 		}
 	}
 	return first
@@ -261,12 +260,17 @@ func authSettings(t config.Token, path string) (auth.Settings, error) {
 	return s, nil
 }
 
-// readiness is /readyz: connected to the XMPP server, and a store that
-// takes writes (a full or read-only disk fails it until it recovers).
-func readiness(comp *component.Component, st store.Store) func() error {
+// readiness is /readyz: connected to the XMPP server, a server that
+// passed the connect-time check (gavel is owner where the MUC's settings
+// need it), and a store that takes writes (a full or read-only disk fails
+// it until it recovers).
+func readiness(comp *component.Component, mod *component.Moderation, st store.Store) func() error {
 	return func() error {
 		if !comp.Connected() {
 			return component.ErrNotConnected
+		}
+		if err := mod.ServerCheck(); err != nil {
+			return err
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

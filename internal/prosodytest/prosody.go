@@ -59,6 +59,11 @@ type Options struct {
 	// Prosody is the prosody executable to run; its prosodyctl is the one
 	// beside it. Empty: $GAVEL_PROSODY, else the system's (Binary).
 	Prosody string
+	// NoAdminsAsOwners leaves component_admins_as_room_owners out of the
+	// MUC's config: Prosody 13 then makes gavel owner only of the rooms it
+	// created (0.12 always makes component admins owners). For the tests
+	// of gavel's connect-time server check.
+	NoAdminsAsOwners bool
 	// WebSocket enables Prosody's HTTP server on a free loopback port with
 	// mod_websocket (RFC 7395), open to pages of any origin; the endpoint
 	// is Server.WebSocketURL.
@@ -395,10 +400,10 @@ VirtualHost "{{.GuestHost}}"
 
 Component "{{.MUC}}" "muc"
 	admins = { "{{.Component}}" }
-	-- Prosody 13 makes component admins room owners only when asked (0.12
+{{if not .Opts.NoAdminsAsOwners}}	-- Prosody 13 makes component admins room owners only when asked (0.12
 	-- always did, and ignores the option).
 	component_admins_as_room_owners = true
-	modules_enabled = { {{range .Opts.MUCModules}}"{{.}}"; {{end}} }
+{{end}}	modules_enabled = { {{range .Opts.MUCModules}}"{{.}}"; {{end}} }
 {{if .Opts.RestrictRoomCreation}}	restrict_room_creation = "admin"{{end}}
 	muc_room_default_public = true
 	muc_room_locking = {{if .Opts.NoRoomLocking}}false{{else}}true{{end}}
