@@ -26,6 +26,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/gavelxmpp/gavel/auth"
 	"github.com/gavelxmpp/gavel/commands"
 	"github.com/gavelxmpp/gavel/store"
 )
@@ -34,6 +35,7 @@ import (
 const (
 	EventKick    = "kick"
 	EventDestroy = "destroy"
+	EventRole    = "role.set"
 )
 
 // Kick is the body of EventKick.
@@ -47,6 +49,13 @@ type Kick struct {
 type Destroy struct {
 	Room   string `json:"room"`
 	Reason string `json:"reason,omitempty"`
+}
+
+// Role is the body of EventRole: SET_ROLE for a room of another shard.
+type Role struct {
+	Room string `json:"room"`
+	Nick string `json:"nick"`
+	Role string `json:"role"`
 }
 
 // Handler applies an event another gavel published. It runs on the bus's
@@ -77,7 +86,11 @@ type Bus struct {
 	ctx      context.Context
 }
 
-var _ commands.Rooms = (*Bus)(nil)
+var (
+	_ commands.Rooms      = (*Bus)(nil)
+	_ commands.RoleSetter = (*Bus)(nil)
+	_ commands.RoomMapper = (*Bus)(nil)
+)
 
 // New returns a Bus with the handlers of bans, kicks and destroys. It
 // applies nothing until Start.
@@ -95,6 +108,7 @@ func New(opts Options) (*Bus, error) {
 	b.Handle(store.EventBanAdd, b.onBan)
 	b.Handle(EventKick, b.onKick)
 	b.Handle(EventDestroy, b.onDestroy)
+	b.Handle(EventRole, b.onRole)
 	return b, nil
 }
 
@@ -168,6 +182,18 @@ func (b *Bus) onDestroy(ctx context.Context, e store.Event) error {
 	return b.local.Destroy(ctx, d.Room, d.Reason)
 }
 
+func (b *Bus) onRole(ctx context.Context, e store.Event) error {
+	var r Role
+	if err := json.Unmarshal(e.Body, &r); err != nil {
+		return fmt.Errorf("bus: malformed role event: %w", err)
+	}
+	rs, ok := b.local.(commands.RoleSetter)
+	if !ok || !b.local.Governs(domainOf(r.Room)) {
+		return nil
+	}
+	return rs.SetRole(ctx, r.Room, r.Nick, r.Role)
+}
+
 // domainOf is the MUC service of a prepared room JID.
 func domainOf(room string) string {
 	_, d, _ := strings.Cut(room, "@")
@@ -216,6 +242,29 @@ func (b *Bus) Destroy(ctx context.Context, roomJID, reason string) error {
 		return b.local.Destroy(ctx, roomJID, reason)
 	}
 	return b.Publish(ctx, EventDestroy, Destroy{Room: roomJID, Reason: reason})
+}
+
+// SetRole sets an occupant's role in a room of this shard, or stores the
+// change for the gavel that governs the room (nil then means committed; an
+// occupant that is not there is that gavel's to find).
+func (b *Bus) SetRole(ctx context.Context, roomJID, nick, role string) error {
+	if b.local.Governs(domainOf(roomJID)) {
+		rs, ok := b.local.(commands.RoleSetter)
+		if !ok {
+			return fmt.Errorf("%w: roles cannot be set here", commands.ErrInvalid)
+		}
+		return rs.SetRole(ctx, roomJID, nick, role)
+	}
+	return b.Publish(ctx, EventRole, Role{Room: roomJID, Nick: nick, Role: role})
+}
+
+// MapRoom is the local component's (commands.RoomMapper): the names the
+// server knows a room by (tenant subdomains) are this shard's to map.
+func (b *Bus) MapRoom(ar auth.Room) auth.Room {
+	if m, ok := b.local.(commands.RoomMapper); ok {
+		return m.MapRoom(ar)
+	}
+	return ar
 }
 
 // Publish stores an event (body as JSON) for every gavel and returns once
