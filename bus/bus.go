@@ -72,6 +72,12 @@ type Options struct {
 	Logger *zap.Logger
 	// Timeout bounds the application of one event; zero means 10 s.
 	Timeout time.Duration
+	// Ready reports whether Local can apply commands now (connected to the
+	// XMPP server, the rooms of the previous run restored). Each event
+	// waits for it, so that the events a restarted gavel resumes with
+	// (store.PostgresOptions.Resume), and those read while the XMPP server
+	// was away, are applied rather than failed. nil means always ready.
+	Ready func() bool
 }
 
 // Bus is a commands.Rooms that reaches the rooms of every shard.
@@ -80,6 +86,7 @@ type Bus struct {
 	st      *store.Postgres
 	log     *zap.Logger
 	timeout time.Duration
+	ready   func() bool
 
 	mu       sync.RWMutex
 	handlers map[string]Handler
@@ -98,7 +105,7 @@ func New(opts Options) (*Bus, error) {
 	if opts.Local == nil || opts.Store == nil {
 		return nil, errors.New("bus: Options.Local and Options.Store are required")
 	}
-	b := &Bus{local: opts.Local, st: opts.Store, log: opts.Logger, timeout: opts.Timeout, handlers: map[string]Handler{}}
+	b := &Bus{local: opts.Local, st: opts.Store, log: opts.Logger, timeout: opts.Timeout, ready: opts.Ready, handlers: map[string]Handler{}}
 	if b.log == nil {
 		b.log = zap.NewNop()
 	}
@@ -139,6 +146,9 @@ func (b *Bus) receive(e store.Event) {
 	if !ok || parent == nil || parent.Err() != nil {
 		return
 	}
+	if !b.waitReady(parent) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(parent, b.timeout)
 	defer cancel()
 	start := time.Now()
@@ -149,6 +159,24 @@ func (b *Bus) receive(e store.Event) {
 		return
 	}
 	b.log.Debug("event applied", fields...)
+}
+
+// waitReady waits until Local can apply commands, or ctx ends (false).
+func (b *Bus) waitReady(ctx context.Context) bool {
+	if b.ready == nil || b.ready() {
+		return true
+	}
+	b.log.Info("waiting for the XMPP connection to apply the command log")
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !b.ready() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
 }
 
 func (b *Bus) onBan(ctx context.Context, e store.Event) error {

@@ -495,3 +495,85 @@ func TestPostgresKill9DuringConcurrentBans(t *testing.T) {
 		}
 	}
 }
+
+// TestShardRestartAppliesMissedCommands: commands for B's room accepted
+// through A while B's gavel is down (killed with SIGKILL) are applied when
+// it starts again: it resumes the event log at its cursor, so the ban
+// removes the occupant it restored and the role is set.
+func TestShardRestartAppliesMissedCommands(t *testing.T) {
+	bin := gavelBinary(t)
+	pg, err := pgtest.Start(pgtest.Options{NoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	dsn, err := pg.CreateDB(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GAVEL_TEST_PG_DSN", dsn)
+	a := startShard(t, bin, "a")
+	b := startShard(t, bin, "b")
+	a.waitReady(200)
+	b.waitReady(200)
+	room := b.room("standup")
+	host := b.join(ctx, room, "host", "host-id", true)
+	b.join(ctx, room, "troll", "troll-id", false)
+	b.join(ctx, room, "guest", "guest-id", false)
+
+	// B has stored its room with the three occupants: what it restores.
+	reader, err := store.OpenPostgres(ctx, store.PostgresOptions{DSN: dsn, Scope: b.names.Component})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		rooms, err := reader.Rooms(ctx)
+		if err == nil && len(rooms) == 1 && len(rooms[0].Occupants) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B never stored its room with three occupants: %v %+v", err, rooms)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// A knows that B governs its MUC (a harmless command through A: the
+	// host is a moderator already).
+	learned := time.Now()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		code, out := a.meeting(ctx, "SET_ROLE", map[string]string{"conferenceFullName": room, "participantId": "host", "role": "moderator"})
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("A never accepted a command for B's room: %d %v\nA:\n%s", code, out, a.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("A accepted a command for B's room after %v", time.Since(learned))
+
+	_ = b.cmd.Process.Signal(syscall.SIGKILL)
+	<-b.exited
+	if code, out := a.ban(ctx, "troll-id"); code != 200 {
+		t.Fatalf("ban through A while B is down: %d %v", code, out)
+	}
+	if code, out := a.meeting(ctx, "SET_ROLE", map[string]string{"conferenceFullName": room, "participantId": "guest", "role": "moderator"}); code != 200 {
+		t.Fatalf("SET_ROLE through A while B is down: %d %v\nA:\n%s", code, out, a.logs.String())
+	}
+
+	b.start()
+	b.waitReady(200)
+	if _, err := host.WaitPresence(ctx, func(p xclient.Presence) bool {
+		return strings.EqualFold(p.From, room+"/troll") && p.Type == "unavailable"
+	}); err != nil {
+		t.Fatalf("the ban issued while B was down did not remove the occupant: %v\nB:\n%s", err, b.logs.String())
+	}
+	if _, err := host.WaitPresence(ctx, func(p xclient.Presence) bool {
+		return strings.EqualFold(p.From, room+"/guest") && p.Affiliation == "owner" && p.Role == "moderator"
+	}); err != nil {
+		t.Fatalf("the role set while B was down was not applied: %v\nB:\n%s", err, b.logs.String())
+	}
+}
