@@ -11,7 +11,8 @@
 // go through the log. An accepted command is acknowledged once the
 // transaction that stores it has committed.
 //
-// New kinds of command (set-role, lock, meetings) add a handler with Handle
+// Set-role travels as role.set events. New kinds of command (lock,
+// meetings) add a handler with Handle
 // on the receiving side and publish their own events with Publish.
 package bus
 
