@@ -121,7 +121,9 @@ func New(opts Options) (*Bus, error) {
 }
 
 // Handle sets the handler of an event kind: the extension point for the
-// commands to come (role, lock, meetings). Call it before Start.
+// commands to come (lock, meetings), and for store.EventBanRemove, which
+// the command layer handles (it lifts the ban's outcasts). Call it before
+// Start.
 func (b *Bus) Handle(kind string, h Handler) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -108,6 +108,14 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOpt
 		return err
 	}
 	cmds.UseMeetings(meetings)
+	if cmdBus != nil {
+		// An unban through another gavel: lift the outcasts this gavel set
+		// for that ban (the cache has dropped it before the event comes).
+		cmdBus.Handle(store.EventBanRemove, func(context.Context, store.Event) error {
+			cmds.LiftEnded()
+			return nil
+		})
+	}
 	mod.UseCommands(cmds)
 	component.Version = buildVersion()
 	comp, err = component.New(component.Options{

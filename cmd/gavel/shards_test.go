@@ -240,9 +240,30 @@ func (s *testShard) refusedAsBanned(ctx context.Context, cl *xclient.Client, roo
 	return false, err
 }
 
+// outcast reports whether jid is an outcast of room, as its owner c reads
+// the list.
+func outcast(ctx context.Context, t *testing.T, c *xclient.Client, room, jid string) bool {
+	t.Helper()
+	var res struct {
+		Items []struct {
+			JID string `xml:"jid,attr"`
+		} `xml:"http://jabber.org/protocol/muc#admin query>item"`
+	}
+	if err := c.IQ(ctx, room, "get", `<query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='outcast'/></query>`, &res); err != nil {
+		t.Fatalf("outcast list of %s: %v", room, err)
+	}
+	for _, it := range res.Items {
+		if strings.EqualFold(it.JID, jid) {
+			return true
+		}
+	}
+	return false
+}
+
 // TestShardsShareCommands runs two shards (two Prosody, two gavel binaries)
 // on one PostgreSQL: a ban through A removes the occupant of a room on B
-// and refuses their knock there; a role set through A changes a present
+// and refuses their knock there; an unban through A lifts the outcast on B;
+// a role set through A changes a present
 // occupant on B; bans through A keep being acknowledged and enforced on B
 // across a restart of PostgreSQL, none lost; a destroy through A ends B's
 // room.
@@ -285,6 +306,21 @@ func TestShardsShareCommands(t *testing.T) {
 	// And B refuses their knock, from its cache.
 	if banned, err := b.refusedAsBanned(ctx, troll, room, "troll-id"); !banned {
 		t.Fatalf("B let the banned user knock again: %v", err)
+	}
+
+	// An unban through A lifts the outcast B set in its room.
+	if !outcast(ctx, t, host, room, "troll@"+b.names.Host) {
+		t.Fatal("the ban did not make the occupant an outcast of B's room")
+	}
+	if code, out := a.do(ctx, "DELETE", "/jaccess/v1/access-management/"+shardTenant+"/ban/user/troll-id", ""); code != 200 && code != 204 {
+		t.Fatalf("unban through A: %d %v", code, out)
+	}
+	trollJID := "troll@" + b.names.Host
+	for deadline := time.Now().Add(10 * time.Second); outcast(ctx, t, host, room, trollJID); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the unban through A did not lift %s's outcast on B\nB:\n%s", trollJID, b.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 
 	// SET_ROLE through A for an occupant of B's room. A learns B's MUC
