@@ -11,7 +11,8 @@
 // go through the log. An accepted command is acknowledged once the
 // transaction that stores it has committed.
 //
-// New kinds of command (set-role, lock, meetings) add a handler with Handle
+// Set-role travels as role.set events. New kinds of command (lock,
+// meetings) add a handler with Handle
 // on the receiving side and publish their own events with Publish.
 package bus
 
@@ -26,6 +27,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/gavelxmpp/gavel/auth"
 	"github.com/gavelxmpp/gavel/commands"
 	"github.com/gavelxmpp/gavel/store"
 )
@@ -34,6 +36,8 @@ import (
 const (
 	EventKick    = "kick"
 	EventDestroy = "destroy"
+	EventRole    = "role.set"
+	EventPolicy  = "policy.set"
 )
 
 // Kick is the body of EventKick.
@@ -47,6 +51,21 @@ type Kick struct {
 type Destroy struct {
 	Room   string `json:"room"`
 	Reason string `json:"reason,omitempty"`
+}
+
+// Role is the body of EventRole: SET_ROLE for a room of another shard.
+type Role struct {
+	Room   string    `json:"room"`
+	Nick   string    `json:"nick,omitempty"`
+	UserID string    `json:"user_id,omitempty"`
+	Role   string    `json:"role"`
+	Until  time.Time `json:"until,omitzero"`
+}
+
+// Policy is the body of EventPolicy: SET_POLICY for a room of another shard.
+type Policy struct {
+	Room   string `json:"room"`
+	Policy string `json:"policy"`
 }
 
 // Handler applies an event another gavel published. It runs on the bus's
@@ -63,6 +82,12 @@ type Options struct {
 	Logger *zap.Logger
 	// Timeout bounds the application of one event; zero means 10 s.
 	Timeout time.Duration
+	// Ready reports whether Local can apply commands now (connected to the
+	// XMPP server, the rooms of the previous run restored). Each event
+	// waits for it, so that the events a restarted gavel resumes with
+	// (store.PostgresOptions.Resume), and those read while the XMPP server
+	// was away, are applied rather than failed. nil means always ready.
+	Ready func() bool
 }
 
 // Bus is a commands.Rooms that reaches the rooms of every shard.
@@ -71,13 +96,18 @@ type Bus struct {
 	st      *store.Postgres
 	log     *zap.Logger
 	timeout time.Duration
+	ready   func() bool
 
 	mu       sync.RWMutex
 	handlers map[string]Handler
 	ctx      context.Context
 }
 
-var _ commands.Rooms = (*Bus)(nil)
+var (
+	_ commands.Rooms      = (*Bus)(nil)
+	_ commands.RoleSetter = (*Bus)(nil)
+	_ commands.RoomMapper = (*Bus)(nil)
+)
 
 // New returns a Bus with the handlers of bans, kicks and destroys. It
 // applies nothing until Start.
@@ -85,7 +115,7 @@ func New(opts Options) (*Bus, error) {
 	if opts.Local == nil || opts.Store == nil {
 		return nil, errors.New("bus: Options.Local and Options.Store are required")
 	}
-	b := &Bus{local: opts.Local, st: opts.Store, log: opts.Logger, timeout: opts.Timeout, handlers: map[string]Handler{}}
+	b := &Bus{local: opts.Local, st: opts.Store, log: opts.Logger, timeout: opts.Timeout, ready: opts.Ready, handlers: map[string]Handler{}}
 	if b.log == nil {
 		b.log = zap.NewNop()
 	}
@@ -95,11 +125,15 @@ func New(opts Options) (*Bus, error) {
 	b.Handle(store.EventBanAdd, b.onBan)
 	b.Handle(EventKick, b.onKick)
 	b.Handle(EventDestroy, b.onDestroy)
+	b.Handle(EventRole, b.onRole)
+	b.Handle(EventPolicy, b.onPolicy)
 	return b, nil
 }
 
 // Handle sets the handler of an event kind: the extension point for the
-// commands to come (role, lock, meetings). Call it before Start.
+// commands to come (lock, meetings), and for store.EventBanRemove, which
+// the command layer handles (it lifts the ban's outcasts). Call it before
+// Start.
 func (b *Bus) Handle(kind string, h Handler) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -125,6 +159,9 @@ func (b *Bus) receive(e store.Event) {
 	if !ok || parent == nil || parent.Err() != nil {
 		return
 	}
+	if !b.waitReady(parent) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(parent, b.timeout)
 	defer cancel()
 	start := time.Now()
@@ -135,6 +172,24 @@ func (b *Bus) receive(e store.Event) {
 		return
 	}
 	b.log.Debug("event applied", fields...)
+}
+
+// waitReady waits until Local can apply commands, or ctx ends (false).
+func (b *Bus) waitReady(ctx context.Context) bool {
+	if b.ready == nil || b.ready() {
+		return true
+	}
+	b.log.Info("waiting for the XMPP connection to apply the command log")
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !b.ready() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
 }
 
 func (b *Bus) onBan(ctx context.Context, e store.Event) error {
@@ -166,6 +221,31 @@ func (b *Bus) onDestroy(ctx context.Context, e store.Event) error {
 		return nil
 	}
 	return b.local.Destroy(ctx, d.Room, d.Reason)
+}
+
+func (b *Bus) onRole(ctx context.Context, e store.Event) error {
+	var r Role
+	if err := json.Unmarshal(e.Body, &r); err != nil {
+		return fmt.Errorf("bus: malformed role event: %w", err)
+	}
+	rs, ok := b.local.(commands.RoleSetter)
+	if !ok || !b.local.Governs(domainOf(r.Room)) {
+		return nil
+	}
+	_, err := rs.SetRole(ctx, commands.RoleRequest{Room: r.Room, Participant: r.Nick, UserID: r.UserID, Role: r.Role, Until: r.Until})
+	return err
+}
+
+func (b *Bus) onPolicy(ctx context.Context, e store.Event) error {
+	var p Policy
+	if err := json.Unmarshal(e.Body, &p); err != nil {
+		return fmt.Errorf("bus: malformed policy event: %w", err)
+	}
+	rs, ok := b.local.(commands.RoleSetter)
+	if !ok || !b.local.Governs(domainOf(p.Room)) {
+		return nil
+	}
+	return rs.SetPolicy(ctx, p.Room, p.Policy)
 }
 
 // domainOf is the MUC service of a prepared room JID.
@@ -216,6 +296,42 @@ func (b *Bus) Destroy(ctx context.Context, roomJID, reason string) error {
 		return b.local.Destroy(ctx, roomJID, reason)
 	}
 	return b.Publish(ctx, EventDestroy, Destroy{Room: roomJID, Reason: reason})
+}
+
+// SetRole sets an occupant's role in a room of this shard, or stores the
+// change for the gavel that governs the room (nil then means committed; an
+// occupant that is not there is that gavel's to find).
+func (b *Bus) SetRole(ctx context.Context, req commands.RoleRequest) (int, error) {
+	if b.local.Governs(domainOf(req.Room)) {
+		rs, ok := b.local.(commands.RoleSetter)
+		if !ok {
+			return 0, fmt.Errorf("%w: roles cannot be set here", commands.ErrInvalid)
+		}
+		return rs.SetRole(ctx, req)
+	}
+	return 0, b.Publish(ctx, EventRole, Role{Room: req.Room, Nick: req.Participant, UserID: req.UserID, Role: req.Role, Until: req.Until})
+}
+
+// SetPolicy switches the policy of a room of this shard, or stores the
+// switch for the gavel that governs the room.
+func (b *Bus) SetPolicy(ctx context.Context, roomJID, policy string) error {
+	if b.local.Governs(domainOf(roomJID)) {
+		rs, ok := b.local.(commands.RoleSetter)
+		if !ok {
+			return fmt.Errorf("%w: policies cannot be switched here", commands.ErrInvalid)
+		}
+		return rs.SetPolicy(ctx, roomJID, policy)
+	}
+	return b.Publish(ctx, EventPolicy, Policy{Room: roomJID, Policy: policy})
+}
+
+// MapRoom is the local component's (commands.RoomMapper): the names the
+// server knows a room by (tenant subdomains) are this shard's to map.
+func (b *Bus) MapRoom(ar auth.Room) auth.Room {
+	if m, ok := b.local.(commands.RoomMapper); ok {
+		return m.MapRoom(ar)
+	}
+	return ar
 }
 
 // Publish stores an event (body as JSON) for every gavel and returns once

@@ -63,6 +63,14 @@ func (s *shard) Destroy(_ context.Context, room, reason string) error {
 	s.record("destroy " + room + " " + reason)
 	return nil
 }
+func (s *shard) SetRole(_ context.Context, req commands.RoleRequest) (int, error) {
+	s.record("role " + req.Room + "/" + req.Participant + " " + req.Role)
+	return 1, nil
+}
+func (s *shard) SetPolicy(_ context.Context, room, policy string) error {
+	s.record("policy " + room + " " + policy)
+	return nil
+}
 
 // expect waits for the shard's next action and checks it.
 func (s *shard) expect(t *testing.T, want string) {
@@ -163,9 +171,18 @@ func TestCommandsReachTheOtherShard(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.shard.expect(t, "kick room@conference.b.test/nick3 ")
+	// SET_ROLE travels the same way; in A's own rooms it is direct.
+	if err := svc.SetRole(ctx, "room@conference.b.test", "nick4", commands.RoleViewer, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	b.shard.expect(t, "role room@conference.b.test/nick4 viewer")
+	if err := svc.SetRole(ctx, "room@conference.a.test", "nick5", commands.RoleModerator, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	a.shard.expect(t, "role room@conference.a.test/nick5 moderator")
 	a.shard.mu.Lock()
-	if len(a.shard.did) != 2 {
-		t.Errorf("a did %q, want only its ban and its own kick", a.shard.did)
+	if len(a.shard.did) != 3 {
+		t.Errorf("a did %q, want only its ban, its own kick and its own role", a.shard.did)
 	}
 	a.shard.mu.Unlock()
 }

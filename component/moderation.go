@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -141,9 +142,11 @@ type Moderation struct {
 	resource string // gavel's resource in rooms for the current session
 	instance string // random, per run of gavel: part of the resource
 	restored bool   // the stored rooms were loaded (restoreRooms)
-	previous string // the previous session's resource (ghost occupants)
-	closing  bool
-	workers  sync.WaitGroup
+	// roomsRestored is restored for other goroutines (RoomsRestored).
+	roomsRestored atomic.Bool
+	previous      string // the previous session's resource (ghost occupants)
+	closing       bool
+	workers       sync.WaitGroup
 
 	parked      parkedRooms // admin settings of rooms without a worker (settings.go)
 	adm         *admission
@@ -247,12 +250,19 @@ func (m *Moderation) occupantJID() string {
 	return m.c.opts.Domain + "/" + m.resource
 }
 
+// RoomsRestored reports whether the rooms of the previous run are governed
+// again (loaded from the store at the first connection): from then on a
+// command for one of them reaches it. The command bus waits for it before
+// applying the events this gavel missed while it was down.
+func (m *Moderation) RoomsRestored() bool { return m.roomsRestored.Load() }
+
 // connected starts a session: every governed room is rejoined at once
 // under a fresh resource, and ghosts of the previous session are removed.
 func (m *Moderation) connected(sess *session) {
 	if !m.restored {
 		m.restored = true
 		m.restoreRooms()
+		m.roomsRestored.Store(true)
 	}
 	m.mu.Lock()
 	m.sess = sess

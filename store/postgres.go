@@ -28,7 +28,7 @@ var migrationFiles embed.FS
 
 // PostgresSchemaVersion is the newest schema of the shared database this
 // package applies and understands.
-const PostgresSchemaVersion = 2
+const PostgresSchemaVersion = 3
 
 // The channel gavels LISTEN on; the payload is the new event's seq.
 const notifyChannel = "gavel_events"
@@ -89,6 +89,19 @@ type PostgresOptions struct {
 	ReconnectMin, ReconnectMax time.Duration
 	// MaxConns bounds the pool of connections for writes; zero means 8.
 	MaxConns int32
+	// Resume makes the subscriber start where this scope's previous run
+	// left off in the event log (its cursor in gavel_cursors), not at the
+	// end: events are queued from the open on and delivered once Subscribe
+	// is called, and the cursor follows what was delivered. A running
+	// gavel's bus sets it; a tool that only reads does not.
+	Resume bool
+	// EventRetention and EventRetainMax bound the event log: events older
+	// than EventRetention, and all but the newest EventRetainMax, are
+	// deleted every PruneInterval by whichever gavel gets there. Zero means
+	// 24 h, 1,000,000 and 1 min.
+	EventRetention time.Duration
+	EventRetainMax int64
+	PruneInterval  time.Duration
 }
 
 // Postgres is a Store shared by several gavels in one PostgreSQL database.
@@ -111,6 +124,12 @@ type Postgres struct {
 	// seq of the newest applied event.
 	syncMu sync.Mutex
 	last   int64
+
+	// The subscriber's durable position (postgres_log.go).
+	resume    bool
+	delivered atomic.Int64 // seq of the last event the subscriber returned from
+	logOpts   logOptions
+	logState  logState // the listener's; Close's once the listener stopped
 
 	// health is nil while the listener is connected, else why not.
 	health    atomic.Pointer[error]
@@ -177,6 +196,8 @@ func OpenPostgres(ctx context.Context, opts PostgresOptions) (*Postgres, error) 
 		p.maxBackoff = max(5*time.Second, p.minBackoff)
 	}
 	p.qcond = sync.NewCond(&p.qmu)
+	p.resume = opts.Resume
+	p.logOpts = newLogOptions(opts)
 	if err := Migrate(ctx, pool, log); err != nil {
 		pool.Close()
 		return nil, err
@@ -185,12 +206,16 @@ func OpenPostgres(ctx context.Context, opts PostgresOptions) (*Postgres, error) 
 		pool.Close()
 		return nil, err
 	}
+	if err := p.resumeCursor(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	log.Info("store opened", zap.String("backend", "postgres"), zap.Int("bans", len(p.ix.bans)), zap.Int64("seq", p.last))
 	lctx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
 	p.wg.Add(2)
 	go p.listen(lctx)
 	go p.deliver()
-	log.Info("store opened", zap.String("backend", "postgres"), zap.Int("bans", len(p.ix.bans)), zap.Int64("seq", p.last))
 	return p, nil
 }
 
@@ -471,6 +496,11 @@ func (p *Postgres) Banned(tenant string, kind Kind, value string, now time.Time)
 func (p *Postgres) reload(ctx context.Context, first bool) error {
 	p.syncMu.Lock()
 	defer p.syncMu.Unlock()
+	return p.reloadLocked(ctx, first)
+}
+
+// reloadLocked is reload with syncMu held.
+func (p *Postgres) reloadLocked(ctx context.Context, first bool) error {
 	bans := map[banKey]Ban{}
 	gov := map[string]string{}
 	var maxSeq int64
@@ -546,6 +576,13 @@ func (p *Postgres) sync(ctx context.Context) error {
 		if err != nil {
 			return unavailable("read events", err)
 		}
+		if len(events) > 0 && events[0].Seq > p.last+1 {
+			// A gap: a rolled-back append, or events pruned before this
+			// gavel read them.
+			if err := p.catchUpPruned(ctx); err != nil {
+				return err
+			}
+		}
 		for _, e := range events {
 			p.apply(e)
 			p.last = e.Seq
@@ -592,7 +629,7 @@ func (p *Postgres) enqueue(events []Event) {
 		return
 	}
 	p.qmu.Lock()
-	if p.sub != nil {
+	if p.sub != nil || p.resume {
 		p.queue = append(p.queue, events...)
 		p.qcond.Signal()
 	}
@@ -606,6 +643,7 @@ func (p *Postgres) enqueue(events []Event) {
 func (p *Postgres) Subscribe(fn func(Event)) {
 	p.qmu.Lock()
 	p.sub = fn
+	p.qcond.Broadcast()
 	p.qmu.Unlock()
 }
 
@@ -617,7 +655,7 @@ func (p *Postgres) deliver() {
 	defer p.wg.Done()
 	for {
 		p.qmu.Lock()
-		for len(p.queue) == 0 && !p.stopped {
+		for (len(p.queue) == 0 || p.sub == nil) && !p.stopped {
 			p.qcond.Wait()
 		}
 		if p.stopped {
@@ -629,9 +667,8 @@ func (p *Postgres) deliver() {
 		fn := p.sub
 		p.qmu.Unlock()
 		for _, e := range batch {
-			if fn != nil {
-				fn(e)
-			}
+			fn(e)
+			p.delivered.Store(e.Seq)
 		}
 	}
 }
@@ -747,6 +784,9 @@ func (p *Postgres) session(ctx context.Context, first bool) error {
 		}
 		if err := p.sync(ctx); err != nil {
 			return err
+		}
+		if herr := p.housekeep(ctx); herr != nil {
+			return herr
 		}
 		if err != nil {
 			// The periodic read: also proves the connection lives.
@@ -1095,6 +1135,7 @@ func (p *Postgres) Close() error {
 		p.qcond.Broadcast()
 		p.qmu.Unlock()
 		p.wg.Wait()
+		p.saveCursor()
 		p.pool.Close()
 		p.log.Info("store closed")
 		return nil

@@ -205,7 +205,7 @@ func TestPostgresNewerSchemaRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = store.OpenPostgres(ctx, store.PostgresOptions{DSN: dsn, Scope: "a.example.test"})
-	if !errors.Is(err, store.ErrSchema) || err.Error() != "store: the PostgreSQL database has schema version 99, this gavel understands up to 2: upgrade gavel" {
+	if !errors.Is(err, store.ErrSchema) || err.Error() != "store: the PostgreSQL database has schema version 99, this gavel understands up to 3: upgrade gavel" {
 		t.Fatalf("OpenPostgres = %v, want ErrSchema", err)
 	}
 }

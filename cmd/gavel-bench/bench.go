@@ -230,6 +230,11 @@ func (b *bench) phases(ctx context.Context) error {
 		res.Policy = runPolicy(o.policyRooms, o.policyPer, o.policyTime)
 		writePolicy(os.Stdout, res.Policy, false)
 	}
+	if ph["shards"] {
+		if err := b.shards(ctx); err != nil { // shards.go
+			return err
+		}
+	}
 	return nil
 }
 

@@ -76,9 +76,15 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOpt
 	// the component reaches the rooms for it, and with a shared store the
 	// bus reaches the rooms of the other shards.
 	var rooms commands.Rooms = mod
-	var cmdBus *bus.Bus
+	var (
+		cmdBus *bus.Bus
+		comp   *component.Component
+	)
 	if pg != nil {
-		if cmdBus, err = bus.New(bus.Options{Local: mod, Store: pg, Logger: log.Named("bus")}); err != nil {
+		// The bus applies events once the component is connected and has
+		// its rooms back; comp is set before the bus starts.
+		ready := func() bool { return comp.Connected() && mod.RoomsRestored() }
+		if cmdBus, err = bus.New(bus.Options{Local: mod, Store: pg, Logger: log.Named("bus"), Ready: ready}); err != nil {
 			return err
 		}
 		rooms = cmdBus
@@ -95,9 +101,17 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOpt
 	}
 	cmds.UseMeetings(lv.meeting)
 	lv.mod = mod
+	if cmdBus != nil {
+		// An unban through another gavel: lift the outcasts this gavel set
+		// for that ban (the cache has dropped it before the event comes).
+		cmdBus.Handle(store.EventBanRemove, func(context.Context, store.Event) error {
+			cmds.LiftEnded()
+			return nil
+		})
+	}
 	mod.UseCommands(cmds)
 	component.Version = buildVersion()
-	comp, err := component.New(component.Options{
+	comp, err = component.New(component.Options{
 		Domain:          cfg.Component.JID,
 		Address:         cfg.Component.Address,
 		Secret:          []byte(cfg.Component.Secret.Reveal()),

@@ -30,6 +30,8 @@ func openStore(ctx context.Context, cfg *config.Config, log *zap.Logger, so serv
 	pg, err = store.OpenPostgres(octx, store.PostgresOptions{
 		DSN: c.DSN.Reveal(), Scope: cfg.Component.JID, Logger: log,
 		ReconnectMin: c.ReconnectMin, ReconnectMax: c.ReconnectMax,
+		// The bus resumes where this gavel stopped (docs/scale-out.md).
+		Resume: true,
 	})
 	if err != nil {
 		return nil, nil, err

@@ -68,6 +68,32 @@ type Options struct {
 	// mod_websocket (RFC 7395), open to pages of any origin; the endpoint
 	// is Server.WebSocketURL.
 	WebSocket bool
+	// Names are the server's domains; empty fields keep the constants
+	// (Host, GuestHost, MUC, Component). Shards of one deployment need
+	// distinct names: the command bus routes a room by its MUC domain.
+	Names Names
+}
+
+// Names are the domains inside a test server.
+type Names struct {
+	Host, GuestHost, MUC, Component string
+}
+
+// withDefaults fills the empty names with the constants.
+func (n Names) withDefaults() Names {
+	if n.Host == "" {
+		n.Host = Host
+	}
+	if n.GuestHost == "" {
+		n.GuestHost = GuestHost
+	}
+	if n.MUC == "" {
+		n.MUC = MUC
+	}
+	if n.Component == "" {
+		n.Component = Component
+	}
+	return n
 }
 
 // Server is one running (or stopped) Prosody.
@@ -83,6 +109,8 @@ type Server struct {
 
 	// HTTPAddr is Prosody's HTTP server, with Options.WebSocket only.
 	HTTPAddr string
+	// Names are the server's domains (Options.Names, defaults filled in).
+	Names Names
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -183,6 +211,7 @@ func Start(dir string, opts Options) (*Server, error) {
 		Secret:        opts.Secret,
 		Prosody:       opts.Prosody,
 		opts:          opts,
+		Names:         opts.Names.withDefaults(),
 	}
 	httpPort := 0
 	if opts.WebSocket {
@@ -199,7 +228,7 @@ func Start(dir string, opts Options) (*Server, error) {
 	var buf bytes.Buffer
 	if err := configTemplate.Execute(&buf, map[string]any{
 		"Dir": dir, "C2SPort": ports[0], "ComponentPort": ports[1], "HTTPPort": httpPort, "Opts": s.opts,
-		"Secret": s.Secret, "Host": Host, "GuestHost": GuestHost, "MUC": MUC, "Component": Component,
+		"Secret": s.Secret, "Host": s.Names.Host, "GuestHost": s.Names.GuestHost, "MUC": s.Names.MUC, "Component": s.Names.Component,
 		"Root": os.Geteuid() == 0,
 	}); err != nil {
 		return nil, err

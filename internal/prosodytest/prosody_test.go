@@ -58,3 +58,36 @@ func TestStartEachVersion(t *testing.T) {
 		})
 	}
 }
+
+// Options.Names gives a shard its own domains: a user of its host logs in,
+// and the template names its MUC and component.
+func TestNames(t *testing.T) {
+	names := Names{Host: "b.test", MUC: "conference.b.test", Component: "mod.b.test"}
+	s, err := Start(t.TempDir(), Options{Names: names})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Names.GuestHost != GuestHost || s.Names.MUC != names.MUC {
+		t.Errorf("Names = %+v", s.Names)
+	}
+	cfg, err := os.ReadFile(s.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`VirtualHost "b.test"`, `Component "conference.b.test" "muc"`, `admins = { "mod.b.test" }`, `Component "mod.b.test"`} {
+		if !strings.Contains(string(cfg), want) {
+			t.Errorf("config lacks %s", want)
+		}
+	}
+	if err := s.Register("bob", names.Host, "pw"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := xclient.Login(ctx, s.C2SAddr, "bob", names.Host, "pw")
+	if err != nil {
+		t.Fatalf("login: %v\n%s", err, s.Log())
+	}
+	c.Close()
+}
