@@ -463,6 +463,9 @@ const (
 )
 
 func (r *room) onKnock(k *knockReq) {
+	if r.bridgeKnock(k) {
+		return
+	}
 	if r.state != joined {
 		if len(r.deferred) >= r.m.opts.MaxQueuedKnocks {
 			r.m.refuse(k.sess, k.st, knockRoomBusy, "", k.started)
@@ -500,7 +503,7 @@ func (r *room) decideAll(ks []*knockReq) {
 			m.refuse(k.sess, k.st, policyOutcome(grant.Refusal), "", k.started)
 			continue
 		}
-		acts = append(acts, actions...)
+		acts = append(acts, r.bridgeActions(k, actions)...)
 		gs = append(gs, granted{k, grant})
 	}
 	errs := r.perform(acts)
@@ -521,14 +524,7 @@ func (r *room) decideAll(ks []*knockReq) {
 			expires = k.id.Expires.UTC().Format(time.RFC3339)
 		}
 		r.remember(k)
-		m.c.reply(k.sess, k.st, func(b *xb) {
-			b.empty("knock", "xmlns", NSKnock, "room", r.jid,
-				"affiliation", grant.Affiliation.String(), "role", grant.Role.String(),
-				"reason", grant.Reason, "expires", expires)
-		})
-		m.count(knockGranted, k.started)
-		m.log.Debug("knock granted", zap.String("from", k.full), zap.String("room", r.jid),
-			zap.String("affiliation", grant.Affiliation.String()), zap.String("role", grant.Role.String()), zap.String("reason", grant.Reason))
+		r.answerGrant(k, grant, expires)
 	}
 }
 
