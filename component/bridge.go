@@ -169,20 +169,35 @@ func (r *room) bridgeKnock(k *knockReq) bool {
 	return false
 }
 
-// bridgeActions drops, for bridge joins, the joiner's own affiliation
-// set: the module applies it with the answer. Before gavel is in the
+// bridgeActions drops the joiner's own affiliation set where the bridge
+// module applies it at pre-join instead: for bridge joins, and for knocks
+// into a MUC with a bridge (the knocker's join asks the module, which
+// asks gavel, which answers with what the knock was granted). The module
+// writes it without Prosody's announcement to the room and without a
+// muc#admin round trip. A knocker already present (a refreshed token) is
+// changed by gavel as before: no join will follow. Before gavel is in the
 // room nothing else can be performed; the policy's other actions are
 // found again when gavel enters (Reconcile).
 func (r *room) bridgeActions(k *knockReq, acts []policy.Action) []policy.Action {
-	if !k.bridge {
-		return acts
-	}
-	if r.state != joined {
+	switch {
+	case k.bridge && r.state != joined:
 		return nil
+	case !k.bridge && (!r.muc.Bridge || r.barePresent(k.bare)):
+		return acts
 	}
 	return slices.DeleteFunc(slices.Clone(acts), func(a policy.Action) bool {
 		return a.Kind == policy.ActionSetAffiliation && a.BareJID == k.bare
 	})
+}
+
+// barePresent reports whether an occupant of bare JID bare is in the room.
+func (r *room) barePresent(bare string) bool {
+	for o := range r.pol.Occupants() {
+		if o.BareJID == bare {
+			return true
+		}
+	}
+	return false
 }
 
 // answerGrant answers a granted knock or bridge join.

@@ -354,3 +354,42 @@ func TestBridgeFailsClosedWithoutGavel(t *testing.T) {
 		}
 	})
 }
+
+// With the bridge, knockers into a members-only room get their membership
+// from the module at pre-join: no affiliation is set for absent JIDs, so
+// the occupants get no announcement per joiner (Prosody sends one for
+// each member grant to a JID not in the room).
+func TestBridgeKnockersNeedNoMemberGrant(t *testing.T) {
+	onEachProsody(t, func(t *testing.T, srv *server) {
+		// guests: deny makes the rooms gavel creates members-only.
+		startModeratedMUC(t, srv, bridgeMUC(), map[string]Tenant{"": tenant(policy.Token, policy.GuestsDeny)}, nil)
+		room := newRoom("")
+		first := login(t, srv)
+		knockJoin(t, first, room, mint(t, room, true, nil), "first")
+		_, before := first.Count()
+		const joiners = 10
+		for i := 0; i < joiners; i++ {
+			cl := login(t, srv)
+			nick := fmt.Sprintf("j%d", i)
+			_, p := knockJoin(t, cl, room, mint(t, room, false, nil), nick)
+			if p.Role != "participant" {
+				t.Errorf("%s joined as %s/%s", nick, p.Affiliation, p.Role)
+			}
+		}
+		// Announcements would reach first before the last joiner's
+		// presence: they are sent while that join is decided.
+		if _, err := first.WaitPresence(ctxT(t, 5*time.Second), func(p xclient.Presence) bool {
+			return strings.EqualFold(p.From, fmt.Sprintf("%s/j%d", room, joiners-1))
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, after := first.Count(); after != before {
+			t.Errorf("the first occupant got %d messages for %d knock joins, want 0", after-before, joiners)
+		}
+		// A guest without a knock is still refused.
+		_, err := login(t, srv).Join(ctxT(t, 10*time.Second), room, "guest")
+		if err == nil {
+			t.Error("a guest entered the members-only room")
+		}
+	})
+}
