@@ -260,7 +260,11 @@ func (r *room) refuseQueued() {
 
 // idle reports whether gavel has no reason to stay in the room.
 func (r *room) idle() bool {
-	return r.state != joining && len(r.deferred) == 0 && r.pol.Empty() && r.pol.Pending() == 0
+	// Where clients join without a knock, gavel stays while bots (Jicofo's
+	// focus) hold the room: leaving would leave the next joiner
+	// ungoverned until the room is found again.
+	bots := (r.muc.Discover || r.muc.Bridge) && r.pol.Len() > 0
+	return r.state != joining && len(r.deferred) == 0 && r.pol.Empty() && !bots && r.pol.Pending() == 0
 }
 
 // leaveAndRetire leaves the room and forgets it, unless events arrived.

@@ -158,23 +158,25 @@ module:hook("muc-occupant-pre-join", function(event)
 		origin.send(st.error_reply(stanza, "cancel", "item-not-found", "the room was destroyed", room.jid));
 		return true;
 	end
-	if res then
-		local answer = res.stanza:get_child("join", NS);
+	-- Prosody resolves (rather than rejects) with an error stanza the
+	-- server made at once (gavel not connected): look at the type.
+	local reply = res and res.stanza or err and err.context and err.context.stanza;
+	if reply and reply.attr.type == "result" then
+		local answer = reply:get_child("join", NS);
 		if not answer then
 			return unavailable(event, "answer without <join/>");
 		end
 		apply(event, answer);
 		return;
 	end
-	local es = err and err.context and err.context.stanza;
-	if es then
-		local app = select(4, es:get_error());
-		if es.attr.from == gavel and app and app.attr.xmlns == NS_KNOCK then
-			return refuse(event, es); -- gavel's own refusal
+	if reply then
+		local app = select(4, reply:get_error());
+		if reply.attr.from == gavel and app and app.attr.xmlns == NS_KNOCK then
+			return refuse(event, reply); -- gavel's own refusal
 		end
 		-- The server answered for gavel (not connected, or gone).
 		count_unreachable();
-		return unavailable(event, "gavel is unreachable: " .. tostring(err.condition));
+		return unavailable(event, "gavel is unreachable: " .. tostring(select(2, reply:get_error())));
 	end
 	count_timeout();
 	return unavailable(event, err and err.text or "no answer");
