@@ -366,6 +366,13 @@ func TestBridgeKnockersNeedNoMemberGrant(t *testing.T) {
 		room := newRoom("")
 		first := login(t, srv)
 		knockJoin(t, first, room, mint(t, room, true, nil), "first")
+		// The room's subject follows the join (XEP-0045 7.2.15): count
+		// from after it.
+		if _, err := first.WaitMessage(ctxT(t, 5*time.Second), func(m xclient.Message) bool {
+			return strings.EqualFold(m.From, room)
+		}); err != nil {
+			t.Fatalf("no subject: %v", err)
+		}
 		_, before := first.Count()
 		const joiners = 10
 		for i := 0; i < joiners; i++ {
