@@ -58,13 +58,17 @@ func (m *Moderation) discover(sess *session, muc MUC) {
 	seen := map[string]int{}
 	failures := 0
 	method := listUnknown
+	var costs listCosts
 	for poll := 0; ; poll++ {
 		start := time.Now()
 		listed, err := m.listRooms(sess, muc.Domain, &method)
 		// Listing costs the server time in proportion to its rooms
 		// (about 20 µs of Prosody's CPU per room): wait at least 20
-		// round trips, so polling takes at most about 5 % of it.
-		t.Reset(max(muc.DiscoverInterval, 20*time.Since(start)))
+		// round trips, so polling takes at most about 5 % of it. The
+		// round trip is the median of the last few, so that one slow
+		// answer (a busy moment) does not hold the next poll for
+		// seconds.
+		t.Reset(max(muc.DiscoverInterval, 20*costs.add(time.Since(start))))
 		switch {
 		case sess.closed.Load():
 			return
@@ -81,6 +85,9 @@ func (m *Moderation) discover(sess *session, muc MUC) {
 				}
 			}
 			for room := range listed {
+				if healthCheckRoom(room) {
+					continue // Jicofo's, created and destroyed every few seconds
+				}
 				if _, ok := seen[room]; !ok {
 					seen[room] = poll
 				}
@@ -247,4 +254,26 @@ func (r *room) holdCreatorGrants(acts []policy.Action) []policy.Action {
 		r.creators[w] = true
 	}
 	return out
+}
+
+// listCosts keeps the last few room-list round trips.
+type listCosts struct {
+	last [5]time.Duration
+	n    int
+}
+
+// add records d and returns the median of the round trips kept.
+func (c *listCosts) add(d time.Duration) time.Duration {
+	c.last[c.n%len(c.last)] = d
+	c.n++
+	k := min(c.n, len(c.last))
+	s := slices.Clone(c.last[:k])
+	slices.Sort(s)
+	return s[k/2]
+}
+
+// healthCheckRoom reports whether room is one of Jicofo's health-check
+// rooms ("__jicofo-health-check-<random>"), which gavel leaves alone.
+func healthCheckRoom(room string) bool {
+	return strings.HasPrefix(room, "__jicofo-health-check")
 }

@@ -22,6 +22,11 @@ type knockReq struct {
 	id      policy.Identity
 	claims  *auth.Claims
 	started time.Time
+	// bridge is set for a join the MUC's bridge module asks about
+	// (bridge.go): the answer is a bridge answer, and the module, not
+	// gavel, sets the joiner's own affiliation. newRoom: the join creates
+	// the room.
+	bridge, newRoom bool
 }
 
 // knockOutcome is how a knock was answered: granted, or one refusal. Each
@@ -161,19 +166,39 @@ func policyOutcome(refusal string) knockOutcome {
 // decision but the ban) is done here, so a refused knock costs no
 // goroutine; the rest runs in one of at most MaxKnocksInFlight goroutines.
 func (m *Moderation) knock(sess *session, st *stanza) {
+	m.knockAs(sess, st, joinerReq{full: st.From, room: st.Knock.Room, token: st.Knock.Token})
+}
+
+// joinerReq is what a knock, or a bridge join request, says of a joiner.
+type joinerReq struct {
+	full, room, token string
+	// Set for bridge requests only: the MUC the request came from, the
+	// identity the server stamped, and whether the join creates the room.
+	bridgeMUC string
+	identity  *identityEl
+	newRoom   bool
+}
+
+// knockAs decides for the joiner of jr: a knock, or a join the bridge
+// module asks about (the same checks and the same refusals).
+func (m *Moderation) knockAs(sess *session, st *stanza, jr joinerReq) {
 	started := m.now()
-	full := st.From
+	full := jr.full
 	bare := bareOf(full)
 	if !strings.Contains(full, "/") || bare == "" {
 		m.refuse(sess, st, knockBadRoom, "a knock must come from a full JID", started)
 		return
 	}
-	ar, err := auth.ParseRoom(strings.TrimSpace(st.Knock.Room)) // prepared as the server does
+	ar, err := auth.ParseRoom(strings.TrimSpace(jr.room)) // prepared as the server does
 	if err != nil {
 		m.refuse(sess, st, knockBadRoom, "room must be a room JID like name@"+m.anyMUC()+": "+strings.TrimPrefix(err.Error(), "auth: "), started)
 		return
 	}
 	ar, _ = m.canonicalRoom(ar) // the JaaS domain form names a [tenant] room
+	if jr.bridgeMUC != "" && ar.Domain != jr.bridgeMUC {
+		m.refuse(sess, st, knockNotGoverned, "a bridge asks for the rooms of its own MUC only", started)
+		return
+	}
 	muc, governed := m.mucs[ar.Domain]
 	if !governed {
 		m.refuse(sess, st, knockNotGoverned, "gavel does not govern "+ar.Domain, started)
@@ -184,16 +209,23 @@ func (m *Moderation) knock(sess *session, st *stanza) {
 		m.refuse(sess, st, knockRateLimited, "", started)
 		return
 	}
-	token := strings.TrimSpace(st.Knock.Token)
+	token := strings.TrimSpace(jr.token)
 	var id policy.Identity
 	if token == "" {
-		if containsFold(muc.SecureDomains, domainOf(bare)) {
+		stamped, trusted := m.stampedIdentity(muc, bare, jr.identity)
+		if trusted {
+			id = stamped
+			if !m.adm.verified(t, started) {
+				m.refuse(sess, st, knockRateLimited, "", started)
+				return
+			}
+		} else if containsFold(muc.SecureDomains, domainOf(bare)) {
 			id = policy.Identity{HasToken: true, Moderator: true}
 			if !m.adm.verified(t, started) {
 				m.refuse(sess, st, knockRateLimited, "", started)
 				return
 			}
-		} else {
+		} else if jr.bridgeMUC == "" {
 			if !m.adm.unauthenticated(t, started) {
 				m.refuse(sess, st, knockRateLimited, "", started)
 				return
@@ -203,6 +235,9 @@ func (m *Moderation) knock(sess *session, st *stanza) {
 				return
 			}
 		}
+		// A tokenless bridge join may come from a joiner who knocked (or
+		// a guest): its room knows, and refuses guests as a knock would.
+		// It spends no unauthenticated budget: the server logged it in.
 	}
 	if !m.adm.acquire() {
 		m.refuse(sess, st, knockBusy, "", started)
@@ -214,9 +249,18 @@ func (m *Moderation) knock(sess *session, st *stanza) {
 			m.metrics.KnocksInFlight.Dec()
 			m.adm.release()
 		}()
-		k := &knockReq{sess: sess, st: st, bare: bare, full: full, id: id, started: started}
+		k := &knockReq{sess: sess, st: st, bare: bare, full: full, id: id, started: started,
+			bridge: jr.bridgeMUC != "", newRoom: jr.newRoom}
 		if token != "" && !m.verify(k, t, ar, token) {
 			return
+		}
+		if token == "" && k.id.HasToken {
+			// A stamped identity or a secure domain: the policy may still
+			// refuse it (a viewer where none are admitted).
+			if r := policy.Admit(t.Policy, k.id, m.now()); r != "" {
+				m.refuse(k.sess, k.st, policyOutcome(r), "", k.started)
+				return
+			}
 		}
 		m.admitKnock(k, t, ar, token)
 	}()
@@ -258,7 +302,7 @@ func (m *Moderation) verify(k *knockReq, t Tenant, ar auth.Room, token string) b
 
 // admitKnock checks the store's bans and hands the knock to its room.
 func (m *Moderation) admitKnock(k *knockReq, t Tenant, ar auth.Room, token string) {
-	if ban, banned := m.banned(ar.Tenant, k.bare, k.claims, token); banned {
+	if ban, banned := m.banned(ar.Tenant, k.bare, k.id.UserID, k.claims, token); banned {
 		text := "you are banned from this tenant"
 		if ban.Reason != "" {
 			text += ": " + ban.Reason
@@ -284,19 +328,20 @@ func identityOf(c *auth.Claims, t Tenant) policy.Identity {
 	}
 }
 
-// banned checks the knocker's bare JID, user id and token against the store.
-func (m *Moderation) banned(tenant, bare string, c *auth.Claims, token string) (store.Ban, bool) {
+// banned checks the knocker's bare JID, user id (from the token or a
+// stamped identity) and token against the store.
+func (m *Moderation) banned(tenant, bare, userID string, c *auth.Claims, token string) (store.Ban, bool) {
 	now := m.now()
 	if b, ok := m.opts.Store.Banned(tenant, store.KindJID, bare, now); ok {
 		return b, true
 	}
-	if c == nil {
-		return store.Ban{}, false
-	}
-	if c.UserID != "" {
-		if b, ok := m.opts.Store.Banned(tenant, store.KindUser, c.UserID, now); ok {
+	if userID != "" {
+		if b, ok := m.opts.Store.Banned(tenant, store.KindUser, userID, now); ok {
 			return b, true
 		}
+	}
+	if c == nil {
+		return store.Ban{}, false
 	}
 	h := c.TokenHash
 	if h == ([32]byte{}) {
@@ -314,7 +359,14 @@ func (m *Moderation) refuse(sess *session, st *stanza, o knockOutcome, text stri
 	}
 	m.c.replyError(sess, st, &stanzaError{Type: info.typ, Condition: info.cond, App: info.app, AppNS: NSKnock, Text: text})
 	m.count(o, started)
-	m.log.Debug("knock refused", zap.String("from", st.From), zap.String("room", st.Knock.Room), zap.Stringer("reason", o))
+	room := ""
+	switch {
+	case st.Knock != nil:
+		room = st.Knock.Room
+	case st.BridgeJoin != nil:
+		room = st.BridgeJoin.Room
+	}
+	m.log.Debug("knock refused", zap.String("from", st.From), zap.String("room", room), zap.Stringer("reason", o))
 }
 
 // count records a knock's outcome and latency.

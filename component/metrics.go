@@ -20,6 +20,10 @@ type Metrics struct {
 	// JID than the request went to (forged or misrouted).
 	PendingIQs prometheus.Gauge
 	DroppedIQs prometheus.Counter
+	// BridgeRequests counts requests from bridge modules by kind: join,
+	// created, destroyed, or not-a-bridge (refused: wrong sender). Join
+	// outcomes are counted with the knocks.
+	BridgeRequests *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: none).
@@ -54,9 +58,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		DroppedIQs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gavel_iq_answers_dropped_total", Help: "IQ answers dropped because they did not come from the JID the request went to.",
 		}),
+		BridgeRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gavel_bridge_requests_total", Help: "Requests from MUC bridge modules, by kind: join, created, destroyed, not-a-bridge.",
+		}, []string{"kind"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Knocks, m.KnockLatency, m.TokenLatency, m.KnocksInFlight, m.Changes, m.Joins, m.StateWrites, m.Rooms, m.Occupants, m.PendingIQs, m.DroppedIQs)
+		reg.MustRegister(m.Knocks, m.KnockLatency, m.TokenLatency, m.KnocksInFlight, m.Changes, m.Joins, m.StateWrites, m.Rooms, m.Occupants, m.PendingIQs, m.DroppedIQs, m.BridgeRequests)
 	}
 	return m
 }
@@ -70,3 +77,5 @@ func (m *Metrics) knockCounters() [numKnockOutcomes]prometheus.Counter {
 	}
 	return c
 }
+
+func (m *Metrics) bridgeRequest(kind string) { m.BridgeRequests.WithLabelValues(kind).Inc() }

@@ -69,6 +69,11 @@ type MUC struct {
 	// the tenant's rooms "[tenant]name@Domain" (Jitsi's muc_domain_mapper;
 	// JaaS's "room@conference.<appId>.8x8.vc"). See domains.go.
 	TenantSubdomains bool
+	// Bridge accepts join requests and room events from the MUC's bridge
+	// module (prosody-modules/mod_gavel_bridge.lua, bridge.go): joiners
+	// that never knock are decided before they join, with their
+	// session's token.
+	Bridge bool
 }
 
 // DefaultDiscoverInterval is the room discovery poll interval when a MUC
@@ -231,11 +236,11 @@ func NewModeration(opts ModerationOptions) (*Moderation, error) {
 // routes registers what Moderation serves: knocks, ad-hoc commands and
 // the presence of governed rooms.
 func (m *Moderation) routes() []muxOption {
-	return []muxOption{
+	return append([]muxOption{
 		handleIQ("set", nameKnock, HandlerFunc(m.knock)),
 		handleIQ("set", nameCommand, HandlerFunc(m.command)),
 		handlePresence(HandlerFunc(func(_ *session, st *stanza) { m.presence(st) })),
-	}
+	}, m.bridgeRoutes()...)
 }
 
 func (m *Moderation) attach(c *Component) {

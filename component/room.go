@@ -266,7 +266,11 @@ func (r *room) refuseQueued() {
 
 // idle reports whether gavel has no reason to stay in the room.
 func (r *room) idle() bool {
-	return r.state != joining && len(r.deferred) == 0 && r.pol.Empty() && r.pol.Pending() == 0 && !r.pol.AwaitsOwner()
+	// Where clients join without a knock, gavel stays while bots (Jicofo's
+	// focus) hold the room: leaving would leave the next joiner
+	// ungoverned until the room is found again.
+	bots := (r.muc.Discover || r.muc.Bridge) && r.pol.Len() > 0
+	return r.state != joining && len(r.deferred) == 0 && r.pol.Empty() && !bots && r.pol.Pending() == 0 && !r.pol.AwaitsOwner()
 }
 
 // leaveAndRetire leaves the room and forgets it, unless events arrived.
@@ -469,6 +473,9 @@ const (
 )
 
 func (r *room) onKnock(k *knockReq) {
+	if r.bridgeKnock(k) {
+		return
+	}
 	if r.state != joined {
 		if len(r.deferred) >= r.m.opts.MaxQueuedKnocks {
 			r.m.refuse(k.sess, k.st, knockRoomBusy, "", k.started)
@@ -506,7 +513,7 @@ func (r *room) decideAll(ks []*knockReq) {
 			m.refuse(k.sess, k.st, policyOutcome(grant.Refusal), "", k.started)
 			continue
 		}
-		acts = append(acts, actions...)
+		acts = append(acts, r.bridgeActions(k, actions)...)
 		gs = append(gs, granted{k, grant})
 	}
 	errs := r.perform(acts)
@@ -527,14 +534,7 @@ func (r *room) decideAll(ks []*knockReq) {
 			expires = k.id.Expires.UTC().Format(time.RFC3339)
 		}
 		r.remember(k)
-		m.c.reply(k.sess, k.st, func(b *xb) {
-			b.empty("knock", "xmlns", NSKnock, "room", r.jid,
-				"affiliation", grant.Affiliation.String(), "role", grant.Role.String(),
-				"reason", grant.Reason, "expires", expires)
-		})
-		m.count(knockGranted, k.started)
-		m.log.Debug("knock granted", zap.String("from", k.full), zap.String("room", r.jid),
-			zap.String("affiliation", grant.Affiliation.String()), zap.String("role", grant.Role.String()), zap.String("reason", grant.Reason))
+		r.answerGrant(k, grant, expires)
 	}
 }
 

@@ -33,18 +33,20 @@ type stanza struct {
 	ID      string `xml:"id,attr"`
 	Type    string `xml:"type,attr"`
 
-	MUCUser    *mucUser     `xml:"http://jabber.org/protocol/muc#user x"`
-	Identity   *identityEl  `xml:"identity"`
-	Error      *stanzaError `xml:"error"`
-	Knock      *knockEl     `xml:"urn:gavel:knock:0 knock"`
-	Ping       *struct{}    `xml:"urn:xmpp:ping ping"`
-	DiscoInfo  *discoQuery  `xml:"http://jabber.org/protocol/disco#info query"`
-	DiscoItems *discoQuery  `xml:"http://jabber.org/protocol/disco#items query"`
-	Command    *commandEl   `xml:"http://jabber.org/protocol/commands command"`
-	Version    *versionEl   `xml:"jabber:iq:version query"`
-	AdminQuery *adminQuery  `xml:"http://jabber.org/protocol/muc#admin query"`
-	Probe      *probeEl     `xml:"urn:gavel:instance:0 probe"`
-	Other      []anyEl      `xml:",any"`
+	MUCUser    *mucUser      `xml:"http://jabber.org/protocol/muc#user x"`
+	Identity   *identityEl   `xml:"identity"`
+	Error      *stanzaError  `xml:"error"`
+	Knock      *knockEl      `xml:"urn:gavel:knock:0 knock"`
+	Ping       *struct{}     `xml:"urn:xmpp:ping ping"`
+	DiscoInfo  *discoQuery   `xml:"http://jabber.org/protocol/disco#info query"`
+	DiscoItems *discoQuery   `xml:"http://jabber.org/protocol/disco#items query"`
+	Command    *commandEl    `xml:"http://jabber.org/protocol/commands command"`
+	Version    *versionEl    `xml:"jabber:iq:version query"`
+	AdminQuery *adminQuery   `xml:"http://jabber.org/protocol/muc#admin query"`
+	Probe      *probeEl      `xml:"urn:gavel:instance:0 probe"`
+	BridgeJoin *bridgeJoinEl `xml:"urn:gavel:bridge:0 join"`
+	BridgeRoom *bridgeRoomEl `xml:"urn:gavel:bridge:0 room"`
+	Other      []anyEl       `xml:",any"`
 
 	// payload is the name of the first child element, what the mux
 	// dispatches on (set by the read loop).

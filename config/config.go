@@ -75,6 +75,10 @@ type MUC struct {
 	// "<prefix>.<rest>", is "[tenant]room@Domain" (Jitsi's
 	// muc_domain_mapper; JaaS's "room@conference.<appId>.8x8.vc").
 	TenantSubdomains bool `yaml:"tenant_subdomains"`
+	// Bridge accepts join requests and room events from this MUC's
+	// mod_gavel_bridge (prosody-modules/): joiners that never knock are
+	// decided before they join, with their session's token.
+	Bridge bool `yaml:"bridge"`
 }
 
 // Log selects the log level and format.

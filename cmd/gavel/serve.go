@@ -58,7 +58,7 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOpt
 		mucs[i] = component.MUC{
 			Domain: m.Domain, TrustIdentity: m.TrustIdentity, IdentityDomains: m.IdentityDomains,
 			SecureDomains: m.SecureDomains, Discover: m.DiscoverRooms, DiscoverInterval: m.DiscoverInterval,
-			TenantSubdomains: m.TenantSubdomains,
+			TenantSubdomains: m.TenantSubdomains, Bridge: m.Bridge,
 		}
 	}
 	mod, err := component.NewModeration(component.ModerationOptions{

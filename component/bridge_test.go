@@ -1,0 +1,402 @@
+package component
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gavelxmpp/gavel/auth"
+	"github.com/gavelxmpp/gavel/commands"
+	"github.com/gavelxmpp/gavel/internal/prosodytest"
+	"github.com/gavelxmpp/gavel/internal/xclient"
+	"github.com/gavelxmpp/gavel/policy"
+	"github.com/gavelxmpp/gavel/store"
+)
+
+// sessionTokenModule is a test-only stand-in for Jitsi's token login
+// (mod_auth_token with mod_jitsi_session), which keeps the raw token on
+// the Prosody session as session.auth_token. Jitsi Meet hands the token
+// over at login (?jwt= on the BOSH or WebSocket URL); here the client
+// hands it over in an IQ to its own server, after logging in and before
+// joining. The module checks nothing, as Jitsi's login keeps the token
+// whatever gavel later thinks of it.
+const sessionTokenModule = `-- written by gavel's tests: a stand-in for Jitsi's token login
+local st = require "util.stanza";
+
+module:hook("iq-set/host/urn:gavel:test:session-token:token", function(event)
+	local origin, stanza = event.origin, event.stanza;
+	if origin.type ~= "c2s" then return; end
+	origin.auth_token = stanza.tags[1]:get_text();
+	origin.send(st.reply(stanza));
+	return true;
+end);
+`
+
+// bridgeFocus is the account that plays Jicofo's focus: the bridge never
+// asks about it (gavel_bridge_bypass), and it creates rooms first.
+const bridgeFocus = "focus"
+
+var bridgeServers sync.Map // matrix name -> *bridgeServer
+
+type bridgeServer struct {
+	once sync.Once
+	srv  *server
+	err  error
+}
+
+// sharedBridge returns, for the Prosody base runs, a Prosody shaped as a
+// Jitsi deployment with the bridge: mod_gavel_bridge on the MUC (the file
+// shipped in prosody-modules/), the session-token and identity stand-ins
+// on the hosts, no room locking, the focus bypassed.
+func sharedBridge(t *testing.T, base *server) *server {
+	t.Helper()
+	v, _ := bridgeServers.LoadOrStore(base.Name, &bridgeServer{})
+	b := v.(*bridgeServer)
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "gavel-bridge-")
+		if err != nil {
+			b.err = err
+			return
+		}
+		plugins := filepath.Join(dir, "plugins")
+		if err := os.MkdirAll(plugins, 0o755); err != nil {
+			b.err = err
+			return
+		}
+		for name, src := range map[string]string{
+			"mod_test_session_token.lua":     sessionTokenModule,
+			"mod_test_presence_identity.lua": identityModule,
+		} {
+			if err := os.WriteFile(filepath.Join(plugins, name), []byte(src), 0o644); err != nil {
+				b.err = err
+				return
+			}
+		}
+		shipped, err := filepath.Abs("../prosody-modules")
+		if err != nil {
+			b.err = err
+			return
+		}
+		p, err := prosodytest.Start(filepath.Join(dir, "prosody"), prosodytest.Options{
+			Prosody:       base.prosody,
+			PluginPaths:   []string{plugins, shipped},
+			ExtraModules:  []string{"test_session_token", "test_presence_identity"},
+			MUCModules:    []string{"gavel_bridge"},
+			NoRoomLocking: true,
+			MUCConfig: fmt.Sprintf("\tgavel_bridge_component = %q\n\tgavel_bridge_bypass = { %q }\n",
+				prosodytest.Component, bridgeFocus+"@"+prosodytest.Host),
+		})
+		if err != nil {
+			b.err = err
+			return
+		}
+		if err := p.Register(bridgeFocus, prosodytest.Host, "pw"); err != nil {
+			b.err = err
+			return
+		}
+		b.srv = fromProsody(p)
+		b.srv.Name, b.srv.Version = base.Name, base.Version
+		atExit(func(ok bool) {
+			_ = p.Close()
+			if ok {
+				os.RemoveAll(dir)
+			} else {
+				fmt.Fprintf(os.Stderr, "bridge prosody directory kept: %s\n", dir)
+			}
+		})
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("prosody log:\n%s", b.srv.Log())
+		}
+	})
+	return b.srv
+}
+
+// onEachProsody runs f on a bridge Prosody of every Prosody version of the
+// matrix (the bridge is a Prosody module).
+func onEachProsody(t *testing.T, f func(t *testing.T, srv *server)) {
+	for _, m := range matrix {
+		if !strings.HasPrefix(m.name, "prosody") {
+			continue
+		}
+		t.Run(m.name, func(t *testing.T) { f(t, sharedBridge(t, m.get(t))) })
+	}
+}
+
+// loginToken logs in a fresh account whose session holds token (none when
+// token is empty), as Jitsi's token login leaves it.
+func loginToken(t *testing.T, srv *server, token string) *xclient.Client {
+	t.Helper()
+	cl := loginAs(t, srv, "jm")
+	if token != "" {
+		err := cl.IQ(ctxT(t, 5*time.Second), prosodytest.Host, "set",
+			`<token xmlns='urn:gavel:test:session-token'>`+token+`</token>`, nil)
+		if err != nil {
+			t.Fatalf("session token: %v", err)
+		}
+	}
+	return cl
+}
+
+func loginFocus(t *testing.T, srv *server) *xclient.Client {
+	t.Helper()
+	c, err := xclient.Login(ctxT(t, 10*time.Second), srv.C2SAddr, bridgeFocus, prosodytest.Host, "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeAtEnd(t, c)
+	return c
+}
+
+func bridgeMUC() MUC { return MUC{Domain: prosodytest.MUC, Bridge: true} }
+
+// With the bridge, joiners that never knock get their role in their first
+// presence, whenever they join after the focus created the room, and so
+// does a joiner that creates the room itself.
+func TestBridgeFirstPresence(t *testing.T) {
+	onEachProsody(t, func(t *testing.T, srv *server) {
+		startModeratedMUC(t, srv, bridgeMUC(), map[string]Tenant{"": tenant(policy.Token, policy.GuestsDeny)}, nil)
+		focus := loginFocus(t, srv)
+		const perDelay = 3
+		total, right := 0, 0
+		for _, delay := range []time.Duration{0, 50 * time.Millisecond, 150 * time.Millisecond, 300 * time.Millisecond} {
+			for i := 0; i < perDelay; i++ {
+				room := newRoom("")
+				host := loginToken(t, srv, mint(t, room, true, nil))
+				part := loginToken(t, srv, mint(t, room, false, nil))
+				joinWith(t, focus, room, "focus", "")
+				time.Sleep(delay) // the joiners' delay after room creation
+				ph := joinWith(t, host, room, "host", "")
+				pp := joinWith(t, part, room, "part", "")
+				total += 2
+				if ph.Affiliation == "owner" && ph.Role == "moderator" {
+					right++
+				} else {
+					t.Errorf("delay %v: moderator's first presence %s/%s", delay, ph.Affiliation, ph.Role)
+				}
+				if pp.Affiliation != "owner" && pp.Role == "participant" {
+					right++
+				} else {
+					t.Errorf("delay %v: participant's first presence %s/%s", delay, pp.Affiliation, pp.Role)
+				}
+				_ = focus.Leave(ctxT(t, 5*time.Second), room, "focus")
+			}
+		}
+		t.Logf("first presence right in %d of %d joins", right, total)
+
+		// A joiner that creates the room gets what its token says, not
+		// the creator's ownership.
+		room := newRoom("")
+		p := loginToken(t, srv, mint(t, room, false, nil))
+		if pr := joinWith(t, p, room, "creator", ""); pr.Affiliation == "owner" || pr.Role != "participant" {
+			t.Errorf("participant creating a room joined as %s/%s", pr.Affiliation, pr.Role)
+		}
+		room2 := newRoom("")
+		h := loginToken(t, srv, mint(t, room2, true, nil))
+		if pr := joinWith(t, h, room2, "creator", ""); pr.Affiliation != "owner" || pr.Role != "moderator" {
+			t.Errorf("moderator creating a room joined as %s/%s", pr.Affiliation, pr.Role)
+		}
+	})
+}
+
+// The bridge refuses before the join, with gavel's precise error.
+func TestBridgeRefusals(t *testing.T) {
+	onEachProsody(t, func(t *testing.T, srv *server) {
+		startModeratedMUC(t, srv, bridgeMUC(), map[string]Tenant{"": tenant(policy.Token, policy.GuestsDeny)}, nil)
+		focus := loginFocus(t, srv)
+		room := newRoom("")
+		joinWith(t, focus, room, "focus", "")
+
+		expired := mint(t, room, true, func(r *auth.MintRequest) {
+			r.TTL = 0
+			r.Expires = time.Now().Add(-time.Hour)
+			r.IssuedAt = r.Expires.Add(-time.Hour)
+		})
+		cases := []struct {
+			name, token, typ, cond, app string
+		}{
+			{"expired", expired, "auth", "not-authorized", "token-expired"},
+			{"wrong room", mint(t, newRoom(""), true, nil), "auth", "forbidden", "token-wrong-room"},
+			{"bad signature", mint(t, room, true, func(r *auth.MintRequest) { r.Secret = []byte("another secret entirely") }), "auth", "not-authorized", "token-bad-signature"},
+			{"no token", "", "auth", "not-authorized", "token-required"},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				cl := loginToken(t, srv, c.token)
+				_, err := cl.Join(ctxT(t, 10*time.Second), room, "x")
+				wantRefusal(t, err, c.typ, c.cond, c.app)
+			})
+		}
+		// Refused joiners never entered: the focus saw none of them.
+		for _, p := range focus.Presences() {
+			if strings.EqualFold(p.From, room+"/x") {
+				t.Errorf("a refused joiner entered: %+v", p)
+			}
+		}
+	})
+}
+
+// Bans by token, user id and JID hold for joiners that never knock.
+func TestBridgeBans(t *testing.T) {
+	onEachProsody(t, func(t *testing.T, srv *server) {
+		g := startModeratedMUC(t, srv, bridgeMUC(), map[string]Tenant{"": tenant(policy.Token, policy.GuestsDeny)}, nil)
+		room := newRoom("")
+		ar, _ := auth.ParseRoom(room)
+		focus := loginFocus(t, srv)
+		joinWith(t, focus, room, "focus", "")
+
+		tok := mint(t, room, false, nil)
+		cl := loginToken(t, srv, tok)
+		joinWith(t, cl, room, "banned", "")
+		waitGavel(t, focus, room, 5*time.Second)
+		res, err := g.cmds.Ban(context.Background(), commands.BanRequest{Tenant: ar.Tenant, Kind: store.KindToken, Value: tok, By: "test"})
+		if err != nil || res.Removed != 1 {
+			t.Fatalf("ban: removed %d, %v", res.Removed, err)
+		}
+		waitRemoved(t, cl, room, "banned", 301)
+		// The same token on another account is refused before the join.
+		again := loginToken(t, srv, tok)
+		_, err = again.Join(ctxT(t, 10*time.Second), room, "again")
+		wantRefusal(t, err, "auth", "forbidden", "banned")
+
+		uid := fmt.Sprintf("banned-user-%d", roomSeq.Add(1))
+		if _, err := g.cmds.Ban(context.Background(), commands.BanRequest{Tenant: ar.Tenant, Kind: store.KindUser, Value: uid, By: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		u := loginToken(t, srv, mint(t, room, true, func(r *auth.MintRequest) { r.UserID = uid }))
+		_, err = u.Join(ctxT(t, 10*time.Second), room, "user")
+		wantRefusal(t, err, "auth", "forbidden", "banned")
+	})
+}
+
+// Owner rights given through the bridge end when the session's token
+// expires: gavel entered the room when the module told it was created.
+func TestBridgeExpiryRevokesOwner(t *testing.T) {
+	onEachProsody(t, func(t *testing.T, srv *server) {
+		startModeratedMUC(t, srv, bridgeMUC(), map[string]Tenant{"": tenant(policy.Token, policy.GuestsMember)}, nil)
+		room := newRoom("")
+		exp := time.Now().Add(3*time.Second - auth.DefaultLeeway)
+		tok := mint(t, room, true, func(r *auth.MintRequest) { r.TTL = 0; r.Expires = exp; r.IssuedAt = exp.Add(-time.Minute) })
+		host := loginToken(t, srv, tok)
+		if p := joinWith(t, host, room, "host", ""); p.Affiliation != "owner" {
+			t.Fatalf("host joined as %s", p.Affiliation)
+		}
+		watcher := loginToken(t, srv, mint(t, room, false, nil))
+		joinWith(t, watcher, room, "watcher", "")
+		if _, err := watcher.WaitPresence(ctxT(t, 8*time.Second), func(p xclient.Presence) bool {
+			return strings.EqualFold(p.From, room+"/host") && p.Type == "" && p.Affiliation != "owner" && p.Role != "moderator"
+		}); err != nil {
+			t.Fatalf("owner rights did not end with the token: %v", err)
+		}
+	})
+}
+
+// A client that knocked is admitted by the bridge with what its knock
+// was granted, in a room that refuses guests.
+func TestBridgeAdmitsKnockers(t *testing.T) {
+	onEachProsody(t, func(t *testing.T, srv *server) {
+		startModeratedMUC(t, srv, bridgeMUC(), map[string]Tenant{"": tenant(policy.Token, policy.GuestsDeny)}, nil)
+		room := newRoom("")
+		cl := login(t, srv) // its session holds no token: it knocks with one
+		res, p := knockJoin(t, cl, room, mint(t, room, true, nil), "k")
+		if res.Affiliation != "owner" || p.Affiliation != "owner" || p.Role != "moderator" {
+			t.Errorf("knocker: %+v, presence %s/%s", res, p.Affiliation, p.Role)
+		}
+		other := login(t, srv)
+		res, p = knockJoin(t, other, room, mint(t, room, false, nil), "k2")
+		if p.Role != "participant" || p.Affiliation == "owner" {
+			t.Errorf("participant knocker: %+v, presence %s/%s", res, p.Affiliation, p.Role)
+		}
+	})
+}
+
+// Only the MUC service itself may speak the bridge protocol: a client
+// that sends a join request for someone else is refused, and nothing
+// changes in the room.
+func TestBridgeRequestsOnlyFromTheMUC(t *testing.T) {
+	onEachProsody(t, func(t *testing.T, srv *server) {
+		startModeratedMUC(t, srv, bridgeMUC(), map[string]Tenant{"": tenant(policy.Token, policy.GuestsDeny)}, nil)
+		room := newRoom("")
+		cl := login(t, srv)
+		for _, payload := range []string{
+			`<join xmlns='` + NSBridge + `' room='` + room + `' jid='victim@` + prosodytest.Host + `/r' nick='v' new='true'/>`,
+			`<room xmlns='` + NSBridge + `' jid='` + room + `' event='created'/>`,
+		} {
+			err := cl.IQ(ctxT(t, 5*time.Second), prosodytest.Component, "set", payload, nil)
+			var xe *xclient.Error
+			if !errors.As(err, &xe) || xe.Condition != "forbidden" {
+				t.Errorf("forged bridge request: %v, want cancel/forbidden", err)
+			}
+		}
+	})
+}
+
+// While gavel is not connected, the bridge fails closed (the default):
+// the join is refused with a clear, retryable error.
+func TestBridgeFailsClosedWithoutGavel(t *testing.T) {
+	onEachProsody(t, func(t *testing.T, srv *server) {
+		room := newRoom("")
+		cl := loginToken(t, srv, mint(t, room, true, nil))
+		_, err := cl.Join(ctxT(t, 10*time.Second), room, "x")
+		var xe *xclient.Error
+		if !errors.As(err, &xe) || xe.Type != "wait" || xe.Condition != "service-unavailable" || xe.Text == "" {
+			t.Errorf("join without gavel: %v, want wait/service-unavailable with a text", err)
+		}
+	})
+}
+
+// With the bridge, knockers into a members-only room get their membership
+// from the module at pre-join: no affiliation is set for absent JIDs, so
+// the occupants get no announcement per joiner (Prosody sends one for
+// each member grant to a JID not in the room).
+func TestBridgeKnockersNeedNoMemberGrant(t *testing.T) {
+	onEachProsody(t, func(t *testing.T, srv *server) {
+		// guests: deny makes the rooms gavel creates members-only.
+		startModeratedMUC(t, srv, bridgeMUC(), map[string]Tenant{"": tenant(policy.Token, policy.GuestsDeny)}, nil)
+		room := newRoom("")
+		first := login(t, srv)
+		knockJoin(t, first, room, mint(t, room, true, nil), "first")
+		// The room's subject follows the join (XEP-0045 7.2.15): count
+		// from after it.
+		if _, err := first.WaitMessage(ctxT(t, 5*time.Second), func(m xclient.Message) bool {
+			return strings.EqualFold(m.From, room)
+		}); err != nil {
+			t.Fatalf("no subject: %v", err)
+		}
+		_, before := first.Count()
+		const joiners = 10
+		for i := 0; i < joiners; i++ {
+			cl := login(t, srv)
+			nick := fmt.Sprintf("j%d", i)
+			_, p := knockJoin(t, cl, room, mint(t, room, false, nil), nick)
+			if p.Role != "participant" {
+				t.Errorf("%s joined as %s/%s", nick, p.Affiliation, p.Role)
+			}
+		}
+		// Announcements would reach first before the last joiner's
+		// presence: they are sent while that join is decided.
+		if _, err := first.WaitPresence(ctxT(t, 5*time.Second), func(p xclient.Presence) bool {
+			return strings.EqualFold(p.From, fmt.Sprintf("%s/j%d", room, joiners-1))
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, after := first.Count(); after != before {
+			t.Errorf("the first occupant got %d messages for %d knock joins, want 0", after-before, joiners)
+		}
+		// A guest without a knock is still refused.
+		_, err := login(t, srv).Join(ctxT(t, 10*time.Second), room, "guest")
+		if err == nil {
+			t.Error("a guest entered the members-only room")
+		}
+	})
+}

@@ -1,0 +1,196 @@
+-- mod_gavel_bridge: asks gavel, before each join, what the joiner gets.
+--
+-- Load it on the MUC component gavel governs. It holds no policy and no
+-- keys: at muc-occupant-pre-join it sends gavel (an XMPP component, over
+-- the component link) the joiner's real JID, nick, the token its session
+-- logged in with (Jitsi's mod_auth_token keeps it as session.auth_token)
+-- and the <identity/> the server stamped into the presence, waits for the
+-- answer without blocking Prosody (util.async), and applies it before the
+-- join goes on: the affiliation and role (so the first presence is right),
+-- or gavel's refusal, error for error. It also tells gavel at once when a
+-- room is created or destroyed. The protocol is docs/protocol.md, section
+-- "The bridge" (urn:gavel:bridge:0); setup is docs/jitsi.md.
+--
+-- Options (on the MUC component):
+--   gavel_bridge_component = "mod.example.com"  -- gavel's JID (required)
+--   gavel_bridge_timeout = 2                    -- seconds to wait for gavel
+--   gavel_bridge_fail = "closed"                -- or "open": on timeout or
+--                                                  when gavel is unreachable
+--   gavel_bridge_bypass = { "focus@auth.example.com", "recorder.example.com" }
+--                                               -- JIDs or domains never asked
+--                                                  (Jicofo's focus, Jibri)
+--   gavel_bridge_skip_rooms = { "__jicofo-health-check" } -- name prefixes
+
+local async = require "util.async";
+local jid = require "util.jid";
+local st = require "util.stanza";
+local id = require "util.id";
+
+local NS = "urn:gavel:bridge:0";
+local NS_KNOCK = "urn:gavel:knock:0";
+
+local gavel = module:get_option_string("gavel_bridge_component");
+if not gavel then
+	module:log("error", "gavel_bridge_component is not set: every join will be refused");
+end
+local timeout = module:get_option_number("gavel_bridge_timeout", 2);
+local fail_open = module:get_option_string("gavel_bridge_fail", "closed") == "open";
+local bypass = module:get_option_set("gavel_bridge_bypass", {});
+local skip_rooms = module:get_option_array("gavel_bridge_skip_rooms", { "__jicofo-health-check" });
+
+local valid_affiliations = { owner = true, admin = true, member = true, none = true };
+local valid_roles = { moderator = true, participant = true, visitor = true };
+
+-- Counters: Prosody 0.12 has module:measure; 13 keeps it for modules.
+local function counter(name)
+	local ok, m = pcall(module.measure, module, name, "rate");
+	if ok and m then return m; end
+	return function() end;
+end
+local count_asked = counter("asked");
+local count_timeout = counter("timeout");
+local count_unreachable = counter("unreachable");
+local count_refused = counter("refused");
+local count_failed_open = counter("failed_open");
+
+local function bypassed(real_jid)
+	local bare = jid.bare(real_jid);
+	local host = jid.host(real_jid);
+	return host == gavel or bypass:contains(bare) or bypass:contains(host);
+end
+
+local function skipped_room(room_jid)
+	local node = jid.node(room_jid) or "";
+	for _, prefix in ipairs(skip_rooms) do
+		if node:sub(1, #prefix) == prefix then return true; end
+	end
+	return false;
+end
+
+-- unavailable refuses the join when gavel cannot answer (fail closed), or
+-- lets it go on with the server's defaults (fail open).
+local function unavailable(event, why)
+	if fail_open then
+		count_failed_open();
+		module:log("warn", "gavel did not answer for %s (%s): join allowed (gavel_bridge_fail = open)", event.stanza.attr.from, why);
+		return nil;
+	end
+	module:log("warn", "gavel did not answer for %s (%s): join refused", event.stanza.attr.from, why);
+	event.origin.send(st.error_reply(event.stanza, "wait", "service-unavailable",
+		"moderation is unavailable: try again in a moment", event.room.jid));
+	return true;
+end
+
+-- refuse passes gavel's refusal on to the joiner: the same type,
+-- condition, text and application condition.
+local function refuse(event, err_stanza)
+	count_refused();
+	local typ, cond, text, app = err_stanza:get_error();
+	local reply = st.error_reply(event.stanza, typ or "cancel", cond or "not-allowed", text, event.room.jid);
+	if app and app.attr.xmlns == NS_KNOCK then
+		reply:get_child("error"):add_child(st.stanza(app.name, { xmlns = NS_KNOCK }));
+	end
+	event.origin.send(reply);
+	return true;
+end
+
+-- apply sets what gavel granted. The affiliation of a JID with no
+-- occupant in the room is written without the announcement Prosody sends
+-- for absent JIDs (XEP-0045 example 195): the join presence that follows
+-- carries it to everyone. A JID already present (another session) gets it
+-- through set_affiliation, which tells the room.
+local function apply(event, answer)
+	local room, occupant = event.room, event.occupant;
+	local aff = answer.attr.affiliation;
+	local role = answer.attr.role;
+	if not valid_affiliations[aff] then aff = nil; end
+	if not valid_roles[role] then role = nil; end
+	local bare = jid.bare(event.stanza.attr.from);
+	if aff and room:get_affiliation(bare) ~= aff then
+		local present = false;
+		for _, o in room:each_occupant() do
+			if o.bare_jid == bare then present = true; break; end
+		end
+		if present or type(room._affiliations) ~= "table" then
+			room:set_affiliation(true, bare, aff, answer.attr.reason);
+		else
+			room._affiliations[bare] = aff ~= "none" and aff or nil;
+			if aff == "none" and room._affiliation_data then
+				room._affiliation_data[bare] = nil;
+			end
+			room:save();
+		end
+	end
+	occupant.role = role or room:get_default_role(aff or room:get_affiliation(bare));
+end
+
+module:hook("muc-occupant-pre-join", function(event)
+	local room, stanza, origin = event.room, event.stanza, event.origin;
+	local real_jid = stanza.attr.from;
+	if bypassed(real_jid) or skipped_room(room.jid) then return; end
+	if not gavel then
+		return unavailable(event, "gavel_bridge_component is not set");
+	end
+	if not async.ready() then
+		-- Not in a context that can wait (no async runner): decide as if
+		-- gavel were unreachable.
+		return unavailable(event, "cannot wait here");
+	end
+	local iq = st.iq({ type = "set", from = module.host, to = gavel, id = id.short() })
+		:tag("join", {
+			xmlns = NS, room = room.jid, jid = real_jid,
+			nick = jid.resource(event.occupant.nick),
+			new = event.is_new_room and "true" or nil,
+		});
+	local token = origin and origin.type == "c2s" and origin.full_jid == real_jid and origin.auth_token;
+	if type(token) == "string" and token ~= "" then
+		iq:text_tag("token", token);
+	end
+	local identity = stanza:get_child("identity");
+	if identity then
+		iq:add_child(st.clone(identity));
+	end
+	iq:up();
+	count_asked();
+	local res, err = async.wait_for(module:send_iq(iq, nil, timeout));
+	if room.destroying then
+		-- Destroyed while gavel was asked: the join must not bring it back.
+		origin.send(st.error_reply(stanza, "cancel", "item-not-found", "the room was destroyed", room.jid));
+		return true;
+	end
+	-- Prosody resolves (rather than rejects) with an error stanza the
+	-- server made at once (gavel not connected): look at the type.
+	local reply = res and res.stanza or err and err.context and err.context.stanza;
+	if reply and reply.attr.type == "result" then
+		local answer = reply:get_child("join", NS);
+		if not answer then
+			return unavailable(event, "answer without <join/>");
+		end
+		apply(event, answer);
+		return;
+	end
+	if reply then
+		local app = select(4, reply:get_error());
+		if reply.attr.from == gavel and app and app.attr.xmlns == NS_KNOCK then
+			return refuse(event, reply); -- gavel's own refusal
+		end
+		-- The server answered for gavel (not connected, or gone).
+		count_unreachable();
+		return unavailable(event, "gavel is unreachable: " .. tostring(select(2, reply:get_error())));
+	end
+	count_timeout();
+	return unavailable(event, err and err.text or "no answer");
+end, 0);
+
+-- notify tells gavel of a room event at once; the answer is not awaited.
+local function notify(room, what)
+	if not gavel or skipped_room(room.jid) then return; end
+	local iq = st.iq({ type = "set", from = module.host, to = gavel, id = id.short() })
+		:tag("room", { xmlns = NS, jid = room.jid, event = what }):up();
+	module:send_iq(iq, nil, timeout):catch(function(e)
+		module:log("debug", "gavel did not take room %s %s: %s", room.jid, what, e and e.text or "?");
+	end);
+end
+
+module:hook("muc-room-created", function(event) notify(event.room, "created"); end);
+module:hook("muc-room-destroyed", function(event) notify(event.room, "destroyed"); end);
