@@ -129,6 +129,8 @@ type room struct {
 	saved     store.RoomState
 	ghost     string
 	ghostNick string
+
+	why whyBook // snapshot_view.go: why each occupant has its rights
 }
 
 func (m *Moderation) newRoom(jid string) (*room, error) {
@@ -521,6 +523,7 @@ func (r *room) decideAll(ks []*knockReq) {
 			expires = k.id.Expires.UTC().Format(time.RFC3339)
 		}
 		r.remember(k)
+		r.why.granted(r, k.bare, grant.Reason)
 		m.c.reply(k.sess, k.st, func(b *xb) {
 			b.empty("knock", "xmlns", NSKnock, "room", r.jid,
 				"affiliation", grant.Affiliation.String(), "role", grant.Role.String(),
@@ -591,6 +594,7 @@ type actionErr struct {
 // affiliation items in one muc#admin request are not used: Prosody 0.12
 // applies only the first item and answers success.
 func (r *room) perform(actions []policy.Action) []actionErr {
+	r.why.note(r, actions)
 	if len(actions) == 0 {
 		return nil
 	}
