@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
+	"github.com/gavelxmpp/gavel/api"
 	"github.com/gavelxmpp/gavel/auth"
 	"github.com/gavelxmpp/gavel/bus"
 	"github.com/gavelxmpp/gavel/commands"
@@ -152,7 +153,8 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOpt
 	if httpLn != nil {
 		running++
 		go func() {
-			err := serveHTTP(ctx, cfg, log.Named("http"), cmds, readiness(comp, st), reg, httpLn)
+			err := serveHTTP(ctx, cfg, log.Named("http"), cmds, readiness(comp, st), reg, httpLn,
+				consoleSources{rooms: mod, health: consoleHealth(cfg, comp, st)})
 			if err != nil {
 				cancel()
 			}
@@ -253,6 +255,20 @@ func authSettings(t config.Token, path string) (auth.Settings, error) {
 	s.MaxTokenBytes = t.MaxTokenBytes
 	s.MUCDomainPrefix = t.MUCDomainPrefix
 	return s, nil
+}
+
+// consoleHealth is the console's health view of the XMPP connection and
+// the store.
+func consoleHealth(cfg *config.Config, comp *component.Component, st store.Store) func() api.Health {
+	return func() api.Health {
+		h := api.Health{Servers: []api.ServerHealth{{Address: cfg.Component.Address, Connected: comp.Connected(), Reconnects: comp.Reconnects()}}}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := st.Check(ctx); err != nil {
+			h.Store = err.Error()
+		}
+		return h
+	}
 }
 
 // readiness is /readyz: connected to the XMPP server, and a store that
