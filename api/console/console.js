@@ -397,7 +397,8 @@ async function loadHealth() {
   $("#health-token").textContent = t.count ? `${t.count} validations, mean ${t.meanMs.toFixed(2)} ms, p95 ≤ ${t.p95Ms.toFixed(2)} ms` : "no validation in this period";
   const outcomes = Object.keys(d.knocks.outcomes).filter((o) => d.knocks.totals[o] > 0).sort((a, b) => (a === "granted" ? -1 : b === "granted" ? 1 : a.localeCompare(b)));
   const minutes = Math.max(1, d.knocks.minutes);
-  const W = 600, H = 160, bw = W / Math.max(minutes, 12);
+  // Sixty slots, the latest minute on the right.
+  const W = 600, H = 160, bw = W / 60, x0 = (60 - Math.min(minutes, 60)) * bw;
   let peak = 1;
   for (let i = 0; i < minutes; i++) peak = Math.max(peak, outcomes.reduce((n, o) => n + (d.knocks.outcomes[o][i] || 0), 0));
   const bars = [];
@@ -408,11 +409,11 @@ async function loadHealth() {
       if (!v) return;
       const hgt = (v / peak) * (H - 10);
       y -= hgt;
-      bars.push(s("rect", { x: (i * bw + 1).toFixed(1), y: y.toFixed(1), width: Math.max(1, bw - 2).toFixed(1), height: hgt.toFixed(1), class: "c" + (j % 6) },
+      bars.push(s("rect", { x: (x0 + i * bw + 1).toFixed(1), y: y.toFixed(1), width: Math.max(1, bw - 2).toFixed(1), height: hgt.toFixed(1), class: "c" + (j % 6) },
         s("title", {}, `${o}: ${v}`)));
     });
   }
-  $("#health-chart").replaceChildren(s("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `knocks per minute since ${d.knocks.since}: ` + outcomes.map((o) => `${o} ${d.knocks.totals[o]}`).join(", ") || "none" },
+  $("#health-chart").replaceChildren(s("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img", "aria-label": `knocks per minute since ${d.knocks.since}: ` + outcomes.map((o) => `${o} ${d.knocks.totals[o]}`).join(", ") || "none" },
     s("line", { x1: 0, y1: H - 0.5, x2: W, y2: H - 0.5, class: "axis" }), ...bars));
   $("#health-legend").replaceChildren(...(outcomes.length ? outcomes.map((o, j) => h("li", {}, h("span", { class: "swatch c" + (j % 6) }), `${o}: ${d.knocks.totals[o]}`)) : [h("li", { class: "muted" }, "no knock in this period")]));
 }
