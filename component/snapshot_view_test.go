@@ -65,3 +65,44 @@ func TestRoomViews(t *testing.T) {
 		t.Errorf("another tenant's views: %v, %v", views, err)
 	}
 }
+
+// TestWhyFallback: without a recorded change, the reason follows from what
+// the occupant knocked with and the room's policy; a recorded change wins,
+// the latest of its bare JID's and its nick's.
+func TestWhyFallback(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    policy.Occupant
+		kind policy.Kind
+		want string
+	}{
+		{"token moderator", policy.Occupant{Token: true, Moderator: true, Affiliation: policy.Owner}, policy.Token, policy.ReasonTokenModerator},
+		{"token participant", policy.Occupant{Token: true, Affiliation: policy.Member}, policy.Token, policy.ReasonTokenParticipant},
+		{"viewer", policy.Occupant{Token: true, Viewer: true}, policy.Token, policy.ReasonViewer},
+		{"all-owners", policy.Occupant{Affiliation: policy.Owner}, policy.AllOwners, policy.ReasonAllOwners},
+		{"auto-owner", policy.Occupant{Affiliation: policy.Owner}, policy.AutoOwner, policy.ReasonFirstJoiner},
+		{"guest visitor", policy.Occupant{Knocked: true, Role: policy.Visitor}, policy.Token, policy.ReasonGuestVisitor},
+		{"guest member", policy.Occupant{Knocked: true, Role: policy.Participant}, policy.Token, policy.ReasonGuestMember},
+		{"existing", policy.Occupant{Affiliation: policy.Admin}, policy.Token, policy.ReasonExisting},
+		{"bot", policy.Occupant{Bot: true}, policy.Token, "bot"},
+		{"nothing", policy.Occupant{Affiliation: policy.None}, policy.Token, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b whyBook
+			if got := b.reason(tc.o, tc.kind); got != tc.want {
+				t.Errorf("reason %q, want %q", got, tc.want)
+			}
+		})
+	}
+	b := whyBook{
+		byBare: map[string]whyEntry{"a@x": {reason: policy.ReasonTokenParticipant, seq: 1}},
+		byNick: map[string]whyEntry{"a": {reason: ReasonSetByAdmin, seq: 2}},
+	}
+	if got := b.reason(policy.Occupant{Nick: "a", BareJID: "a@x"}, policy.Token); got != ReasonSetByAdmin {
+		t.Errorf("the later nick entry: %q", got)
+	}
+	b.byBare["a@x"] = whyEntry{reason: policy.ReasonTokenModerator, seq: 3}
+	if got := b.reason(policy.Occupant{Nick: "a", BareJID: "a@x"}, policy.Token); got != policy.ReasonTokenModerator {
+		t.Errorf("the later bare JID entry: %q", got)
+	}
+}
