@@ -136,6 +136,7 @@ $(CLIENTS_JS)/node_modules/.package-lock.json: $(CLIENTS_JS)/package-lock.json |
 	cd $(CLIENTS_JS) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-## test-clients: only the client tests (JavaScript, Python, the web page in Chromium).
+## test-clients: only the client tests (JavaScript, Python, the web page and
+## the admin console in Chromium).
 test-clients: deps-prosody clients-deps
-	$(GO) test -count=1 -v -run 'TestJS|TestPython|TestWeb' ./clients/
+	$(GO) test -count=1 -v -run 'TestJS|TestPython|TestWeb|TestConsole' ./clients/

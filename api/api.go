@@ -102,6 +102,15 @@ type Options struct {
 	MUCDomain string
 	// Meetings serves /v1/meetings (Whereby's shape); nil: not served.
 	Meetings Meetings
+	// Rooms gives the console (/console/) its picture of the rooms; nil:
+	// no console.
+	Rooms commands.RoomViewer
+	// Health reports the XMPP connections and the store for the console's
+	// health view; nil shows only Ready.
+	Health func() Health
+	// ConsolePoll is how often the console looks at the rooms someone
+	// watches live; zero means DefaultConsolePoll.
+	ConsolePoll time.Duration
 }
 
 // Server serves the API. Its methods are safe for concurrent use.
@@ -119,6 +128,7 @@ type Server struct {
 
 	mucDomain string
 	meetings  Meetings
+	console   *console // nil without Options.Rooms
 }
 
 // New checks opts and returns a Server.
@@ -187,7 +197,13 @@ func New(opts Options) (*Server, error) {
 	if !s.verifier.hasKeys() {
 		s.log.Warn("the admin API has no keys: every command will be refused (set http.admin_token)")
 	}
+	if opts.Rooms != nil {
+		s.console = newConsole(s, opts)
+	}
 	s.handler = s.routes()
+	if s.console != nil {
+		s.console.start()
+	}
 	return s, nil
 }
 
@@ -208,6 +224,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          s.stdLog(),
 		// Requests in flight keep running during the graceful shutdown.
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	if s.console != nil {
+		// Live streams end when the server shuts down, rather than hold
+		// the shutdown up; the knock history is sampled meanwhile.
+		srv.RegisterOnShutdown(s.console.close)
+		go s.console.sampleEvery(ctx, time.Minute)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -263,6 +285,9 @@ func (s *Server) routes() http.Handler {
 		ErrorHandling: promhttp.ContinueOnError,
 	})
 	handle("GET /metrics", "metrics", metrics.ServeHTTP)
+	if s.console != nil {
+		s.console.routes(handle)
+	}
 	return s.middleware(mux, names)
 }
 

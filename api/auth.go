@@ -79,6 +79,7 @@ func (v *verifier) hasKeys() bool { return v.ring.Load().HasKeys() }
 type principal struct {
 	sub  string
 	name string
+	exp  time.Time // the token's exp; zero when it has none
 }
 
 // by is the issuer recorded by the command layer: "api:<sub>", followed by
@@ -102,6 +103,12 @@ func (v *verifier) authenticate(r *http.Request) (principal, *apiError) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
 		return principal{}, errUnauthorized("the Authorization header must be Bearer <admin JWT>")
 	}
+	return v.verify(tok)
+}
+
+// verify checks an admin token, from the Authorization header or the
+// console's sign-in form.
+func (v *verifier) verify(tok string) (principal, *apiError) {
 	if len(tok) > maxTokenBytes {
 		return principal{}, errUnauthorized(fmt.Sprintf("the admin token is longer than %d bytes", maxTokenBytes))
 	}
@@ -119,7 +126,7 @@ func (v *verifier) authenticate(r *http.Request) (principal, *apiError) {
 	if c.Subject == "" {
 		return principal{}, &apiError{http.StatusForbidden, "wrong-tenant", "the admin token has no sub: it must name the tenant"}
 	}
-	return principal{sub: c.Subject, name: nameOf(c)}, nil
+	return principal{sub: c.Subject, name: nameOf(c), exp: c.Expires}, nil
 }
 
 // authorize checks that the token's subject may act on tenant.

@@ -23,6 +23,9 @@ import (
 // tokenSecret signs the test tokens (tenant "default", issuer "clients").
 const tokenSecret = "clients-test-secret-0123456789abcdef"
 
+// adminSecret signs the admin tokens of the API and the console.
+const adminSecret = "clients-admin-secret-0123456789abcdef"
+
 // password is every test user's password.
 const password = "pw"
 
@@ -32,6 +35,7 @@ type harness struct {
 	dir   string
 	gavel string // the binary, for `gavel token mint`
 	srv   *prosodytest.Server
+	http  string // gavel's HTTP address (API and console)
 	proc  *exec.Cmd
 	done  chan error
 }
@@ -113,7 +117,8 @@ func start() (h *harness, err error) {
 		return h, err
 	}
 	cfg := filepath.Join(dir, "gavel.yml")
-	body := fmt.Sprintf(gavelConfig, h.srv.ComponentAddr, h.srv.Secret, ports[0], filepath.Join(dir, "data"), tokenSecret)
+	h.http = fmt.Sprintf("127.0.0.1:%d", ports[0])
+	body := fmt.Sprintf(gavelConfig, h.srv.ComponentAddr, h.srv.Secret, ports[0], adminSecret, filepath.Join(dir, "data"), tokenSecret)
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		return h, err
 	}
@@ -288,6 +293,8 @@ log:
   format: console
 http:
   listen: 127.0.0.1:%d
+  admin_token:
+    secrets: [%q]
 data_dir: %s
 tenants:
   default:
@@ -300,4 +307,7 @@ tenants:
     policy: auto-owner
     guests: member
     knocks_per_minute_per_jid: 1
+  rival:
+    policy: token
+    guests: deny
 `

@@ -131,6 +131,8 @@ type room struct {
 	ghostNick string
 	// destroyed is set while reset runs for a room that was destroyed.
 	destroyed bool
+
+	why whyBook // snapshot_view.go: why each occupant has its rights
 }
 
 func (m *Moderation) newRoom(jid string) (*room, error) {
@@ -534,6 +536,7 @@ func (r *room) decideAll(ks []*knockReq) {
 			expires = k.id.Expires.UTC().Format(time.RFC3339)
 		}
 		r.remember(k)
+		r.why.granted(r, k.bare, grant.Reason)
 		r.answerGrant(k, grant, expires)
 	}
 }
@@ -597,6 +600,7 @@ type actionErr struct {
 // affiliation items in one muc#admin request are not used: Prosody 0.12
 // applies only the first item and answers success.
 func (r *room) perform(actions []policy.Action) []actionErr {
+	r.why.note(r, actions)
 	if len(actions) == 0 {
 		return nil
 	}

@@ -88,61 +88,61 @@ func TestAdminRoles(t *testing.T) {
 	}{
 		{"moderator by nick, kept over a reload of the same JID", tok, []step{
 			{"enter alice tok", "none/participant token-participant", nil},
-			{"role alice moderator", "", []string{"aff alice owner admin-role"}},
+			{"role alice moderator", "", []string{"aff alice owner set-by-admin"}},
 			{"leave alice", "", []string{"aff alice none clear-on-leave"}},
-			{"enter alice tok", "owner/moderator admin-role set", []string{"aff alice owner admin-role"}},
+			{"enter alice tok", "owner/moderator set-by-admin set", []string{"aff alice owner set-by-admin"}},
 		}},
 		{"moderator by user id, for every session", tok, []step{
 			{"enter alice tok uid=u1", "none/participant token-participant", nil},
-			{"userrole u1 moderator", "", []string{"aff alice owner admin-role"}},
+			{"userrole u1 moderator", "", []string{"aff alice owner set-by-admin"}},
 			{"leave alice", "", []string{"aff alice none clear-on-leave"}},
 			// A reload as an anonymous client: a new JID, the same user id.
-			{"enter carol tok uid=u1", "owner/moderator admin-role set", []string{"aff carol owner admin-role"}},
+			{"enter carol tok uid=u1", "owner/moderator set-by-admin set", []string{"aff carol owner set-by-admin"}},
 			{"enter dave tok uid=u2", "none/participant token-participant", nil},
 		}},
 		{"a user id role set before the user arrives", tok, []step{
 			{"userrole u9 viewer", "", nil},
-			{"enter alice mod uid=u9", "none/visitor admin-role", []string{"role alice visitor admin-role"}},
+			{"enter alice mod uid=u9", "none/visitor set-by-admin", []string{"role alice visitor set-by-admin"}},
 		}},
 		{"viewer lowers a token moderator; clearing gives the token's right back", tok, []step{
 			{"enter alice mod", "owner/moderator token-moderator set", []string{"aff alice owner token-moderator"}},
-			{"role alice viewer", "", []string{"aff alice none admin-role", "role alice visitor admin-role"}},
-			{"role alice default", "", []string{"aff alice owner admin-role"}},
+			{"role alice viewer", "", []string{"aff alice none set-by-admin", "role alice visitor set-by-admin"}},
+			{"role alice default", "", []string{"aff alice owner set-by-admin"}},
 		}},
 		{"participant in a moderated room", moderated, []step{
 			{"enter alice viewer", "none/visitor viewer-claim", nil},
 			// Member gives voice in a moderated room: no role change.
-			{"role alice participant", "", []string{"aff alice member admin-role"}},
+			{"role alice participant", "", []string{"aff alice member set-by-admin"}},
 			{"leave alice", "", []string{"aff alice none clear-on-leave"}},
-			{"enter alice viewer", "member/participant admin-role set", []string{"aff alice member admin-role"}},
+			{"enter alice viewer", "member/participant set-by-admin set", []string{"aff alice member set-by-admin"}},
 		}},
 		{"a token expiry does not end an admin's role", tok, []step{
 			{"enter alice tok exp=1m", "none/participant token-participant", nil},
-			{"role alice moderator", "", []string{"aff alice owner admin-role"}},
+			{"role alice moderator", "", []string{"aff alice owner set-by-admin"}},
 			{"wait 2m", "", nil},
 		}},
 		{"an end time does", tok, []step{
 			{"enter alice tok", "none/participant token-participant", nil},
-			{"role alice moderator for=1m", "", []string{"aff alice owner admin-role"}},
+			{"role alice moderator for=1m", "", []string{"aff alice owner set-by-admin"}},
 			{"wait 30s", "", nil},
-			{"wait 31s", "", []string{"aff alice none admin-role"}},
+			{"wait 31s", "", []string{"aff alice none set-by-admin"}},
 		}},
 		{"all-owners: a viewer stays a viewer", Options{Kind: AllOwners, Guests: GuestsMember}, []step{
 			{"enter alice tok", "owner/moderator all-owners set", []string{"aff alice owner all-owners"}},
-			{"role alice viewer", "", []string{"aff alice none admin-role", "role alice visitor admin-role"}},
+			{"role alice viewer", "", []string{"aff alice none set-by-admin", "role alice visitor set-by-admin"}},
 			{"leave alice", "", nil},
-			{"enter alice tok", "none/visitor admin-role", []string{"role alice visitor admin-role"}},
+			{"enter alice tok", "none/visitor set-by-admin", []string{"role alice visitor set-by-admin"}},
 		}},
 		{"an unknown nick", tok, []step{
 			{"role nobody moderator", "no-occupant", nil},
 		}},
 		{"the role survives gavel's restart", tok, []step{
 			{"enter alice tok uid=u1", "none/participant token-participant", nil},
-			{"userrole u1 moderator", "", []string{"aff alice owner admin-role"}},
+			{"userrole u1 moderator", "", []string{"aff alice owner set-by-admin"}},
 			{"restart", "", nil},
 			{"reconcile", "", nil},
 			{"leave alice", "", []string{"aff alice none clear-on-leave"}},
-			{"enter alice tok uid=u1", "owner/moderator admin-role set", []string{"aff alice owner admin-role"}},
+			{"enter alice tok uid=u1", "owner/moderator set-by-admin set", []string{"aff alice owner set-by-admin"}},
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) { runRuntime(t, tc.opts, tc.steps) })
@@ -156,7 +156,7 @@ func TestAdminRolesUnderAutoOwner(t *testing.T) {
 		{"enter bob tok", "none/participant token-participant", nil},
 		// An admin says alice only participates: bob is promoted, and
 		// alice is never picked again.
-		{"role alice participant", "", []string{"aff alice none admin-role", "aff bob owner handover"}},
+		{"role alice participant", "", []string{"aff alice none set-by-admin", "aff bob owner handover"}},
 		{"leave bob", "", []string{"aff bob none clear-on-leave"}},
 		{"enter carol tok", "owner/moderator first-joiner set", []string{"aff carol owner first-joiner"}},
 	})
@@ -178,7 +178,7 @@ func TestSetKind(t *testing.T) {
 		}},
 		{"an admin's role stands", Options{Kind: Token, Guests: GuestsMember}, []step{
 			{"enter bob tok", "none/participant token-participant", nil},
-			{"role bob viewer", "", []string{"role bob visitor admin-role"}},
+			{"role bob viewer", "", []string{"role bob visitor set-by-admin"}},
 			{"policy all-owners", "", nil},
 		}},
 		{"the switch survives gavel's restart", Options{Kind: Token, Guests: GuestsMember}, []step{
@@ -253,7 +253,7 @@ func TestHostRules(t *testing.T) {
 		}},
 		{"an admin's moderator is a host", Options{Kind: Token, Guests: GuestsMember, WaitForHost: true}, []step{
 			{"userrole u1 moderator", "", nil},
-			{"enter alice tok uid=u1", "owner/moderator admin-role set", []string{"aff alice owner admin-role"}},
+			{"enter alice tok uid=u1", "owner/moderator set-by-admin set", []string{"aff alice owner set-by-admin"}},
 			{"enter bob tok", "none/participant token-participant", nil},
 		}},
 		{"capacity: viewers beyond it", Options{Kind: Token, Guests: GuestsDeny, Viewers: true, MaxParticipants: 2}, []step{
@@ -339,9 +339,9 @@ func TestRolesBetweenKnockAndJoin(t *testing.T) {
 	}{
 		{"a role set before the join holds at the join", []step{
 			{"knock alice tok uid=u1", "none/participant token-participant", nil},
-			{"userrole u1 moderator", "", []string{"aff alice owner admin-role"}},
+			{"userrole u1 moderator", "", []string{"aff alice owner set-by-admin"}},
 			{"join alice", "", nil},
-			{"userrole u1 viewer", "", []string{"aff alice none admin-role", "role alice visitor admin-role"}},
+			{"userrole u1 viewer", "", []string{"aff alice none set-by-admin", "role alice visitor set-by-admin"}},
 		}},
 		{"a policy switch before the join holds at the join", []step{
 			{"knock alice tok", "none/participant token-participant", nil},

@@ -253,7 +253,7 @@ const (
 	ReasonKnockExpired     = "knock-expired"
 	ReasonTokenExpired     = "token-expired"
 	// ReasonAdminRole: an admin set the role at run time (SetRole).
-	ReasonAdminRole = "admin-role"
+	ReasonAdminRole = "set-by-admin"
 	// ReasonAdminPolicy: an admin switched the room's policy (SetKind).
 	ReasonAdminPolicy = "admin-policy"
 	// ReasonOwnerReturned: the auto-owner came back within OwnerGrace;

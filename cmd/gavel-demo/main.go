@@ -150,6 +150,7 @@ func demo(ctx context.Context, gavelBin, dir string, exitAfter bool) error {
 	m.meetingOverHTTP(httpAddr)
 
 	m.print()
+	m.console(httpAddr, dir)
 	if exitAfter {
 		return m.err
 	}
@@ -389,8 +390,8 @@ tenants:
 `
 
 // adminToken mints an admin token for tenant sub with gavel token mint.
-func (m *meeting) adminToken(sub string) string {
-	full := []string{"token", "mint", "-secret-env", "GAVEL_DEMO_ADMIN_SECRET", "-sub", sub, "-admin", "-name", "demo-admin"}
+func (m *meeting) adminToken(sub string, extra ...string) string {
+	full := append([]string{"token", "mint", "-secret-env", "GAVEL_DEMO_ADMIN_SECRET", "-sub", sub, "-admin", "-name", "demo-admin"}, extra...)
 	cmd := exec.Command(m.gavel, full...)
 	cmd.Env = append(os.Environ(), "GAVEL_DEMO_ADMIN_SECRET="+adminSecret)
 	out, err := cmd.Output()
@@ -399,6 +400,20 @@ func (m *meeting) adminToken(sub string) string {
 		return ""
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// console prints the console's address and an admin token to sign in
+// with, for the tenant of meeting 1 (standup), which is still going on.
+func (m *meeting) console(httpAddr, dir string) {
+	tok := m.adminToken("example.test", "-ttl", "12h")
+	if tok == "" {
+		return
+	}
+	path := filepath.Join(dir, "console-token.txt")
+	_ = os.WriteFile(path, []byte(tok+"\n"), 0o600)
+	step("console: http://%s/console/", httpAddr)
+	fmt.Printf("    sign in with the admin token of tenant example.test (12 hours; also in %s):\n    %s\n", path, tok)
+	fmt.Printf("    meeting 1, standup@%s, is there: alice is moderator (token-moderator); set her role, kick or ban.\n", prosodytest.MUC)
 }
 
 // meetingOverHTTP makes a meeting with POST /v1/meetings, shows its three

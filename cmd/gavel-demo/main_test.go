@@ -43,6 +43,7 @@ func TestDemo(t *testing.T) {
 		"host link:        https://meet.example.test/townhall-", "viewer link:",
 		"gina     [town]townhall-", "owner/moderator     token-moderator",
 		"hank     [town]townhall-", "ivy      [town]townhall-", "none/visitor viewer-claim",
+		"==> console: http://127.0.0.1:", "/console/", "sign in with the admin token of tenant example.test",
 	} {
 		// Columns are as wide as the widest cell: compare words, not spaces.
 		if !strings.Contains(strings.Join(strings.Fields(out), " "), strings.Join(strings.Fields(want), " ")) {

@@ -38,7 +38,7 @@ func listenHTTP(addr string) (net.Listener, error) {
 // serveHTTP runs the admin API, health and metrics server on ln, and
 // closes ln.
 // use, if set, receives the server (for config reloads) before it serves.
-func serveHTTP(ctx context.Context, cfg *config.Config, log *zap.Logger, cmds *commands.Service, ready func() error, reg *prometheus.Registry, ln net.Listener, use func(*api.Server)) (err error) {
+func serveHTTP(ctx context.Context, cfg *config.Config, log *zap.Logger, cmds *commands.Service, ready func() error, reg *prometheus.Registry, ln net.Listener, con consoleSources, use func(*api.Server)) (err error) {
 	defer func() {
 		if err != nil {
 			_ = ln.Close()
@@ -58,6 +58,8 @@ func serveHTTP(ctx context.Context, cfg *config.Config, log *zap.Logger, cmds *c
 		RatePerMinute: cfg.HTTP.RatePerMinute,
 		MUCDomain:     firstMUC(cfg),
 		Meetings:      cmds,
+		Rooms:         con.rooms,
+		Health:        con.health,
 	})
 	if err != nil {
 		return err
@@ -65,7 +67,7 @@ func serveHTTP(ctx context.Context, cfg *config.Config, log *zap.Logger, cmds *c
 	if use != nil {
 		use(srv)
 	}
-	log.Info("http listening", zap.String("address", ln.Addr().String()))
+	log.Info("http listening", zap.String("address", ln.Addr().String()), zap.String("console", "http://"+ln.Addr().String()+"/console/"))
 	return srv.Serve(ctx, ln)
 }
 
@@ -92,4 +94,10 @@ func firstMUC(cfg *config.Config) string {
 		return ""
 	}
 	return cfg.MUC[0].Domain
+}
+
+// consoleSources are what the console reads from the XMPP side.
+type consoleSources struct {
+	rooms  commands.RoomViewer
+	health func() api.Health
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
+	"github.com/gavelxmpp/gavel/api"
 	"github.com/gavelxmpp/gavel/auth"
 	"github.com/gavelxmpp/gavel/bus"
 	"github.com/gavelxmpp/gavel/commands"
@@ -163,7 +164,8 @@ func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, so serveOpt
 	if httpLn != nil {
 		running++
 		go func() {
-			err := serveHTTP(ctx, cfg, log.Named("http"), cmds, readiness(comp, mod, st), reg, httpLn, lv.useAPI)
+			err := serveHTTP(ctx, cfg, log.Named("http"), cmds, readiness(comp, mod, st), reg, httpLn,
+				consoleSources{rooms: mod, health: consoleHealth(cfg, comp, st)}, lv.useAPI)
 			if err != nil {
 				cancel()
 			}
@@ -272,6 +274,20 @@ func authSettings(t config.Token, path string) (auth.Settings, error) {
 	s.MaxTokenBytes = t.MaxTokenBytes
 	s.MUCDomainPrefix = t.MUCDomainPrefix
 	return s, nil
+}
+
+// consoleHealth is the console's health view of the XMPP connection and
+// the store.
+func consoleHealth(cfg *config.Config, comp *component.Component, st store.Store) func() api.Health {
+	return func() api.Health {
+		h := api.Health{Servers: []api.ServerHealth{{Address: cfg.Component.Address, Connected: comp.Connected(), Reconnects: comp.Reconnects()}}}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := st.Check(ctx); err != nil {
+			h.Store = err.Error()
+		}
+		return h
+	}
 }
 
 // readiness is /readyz: connected to the XMPP server, a server that
