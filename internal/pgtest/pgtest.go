@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -156,8 +157,21 @@ func (s *Server) CreateDB(ctx context.Context) (string, error) {
 }
 
 // Restart starts PostgreSQL again (after Stop or Kill) on the same port and
-// waits until it accepts connections.
+// waits until it accepts connections. After a kill, the old backends may
+// still hold the shared memory for a moment (PostgreSQL then refuses to
+// start, rightly): Restart tries again for a few seconds.
 func (s *Server) Restart() error {
+	var err error
+	for try := 0; try < 50; try++ {
+		if err = s.start(); err == nil || !strings.Contains(err.Error(), "pre-existing shared memory block") {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return err
+}
+
+func (s *Server) start() error {
 	bin, err := BinDir()
 	if err != nil {
 		return err
