@@ -1,7 +1,3 @@
-// Package component is gavel's XMPP side: the XEP-0114 session with the
-// server, reconnection, the rooms gavel governs, the knock protocol and
-// ad-hoc commands. Decisions come from package policy; tokens are checked by
-// package auth; bans live in package store.
 package component
 
 import (
