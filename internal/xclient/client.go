@@ -385,10 +385,19 @@ func (c *Client) Join(ctx context.Context, room, nick string) (Presence, error) 
 // a client may add, such as a forged <identity/>).
 func (c *Client) JoinWith(ctx context.Context, room, nick, extra string) (Presence, error) {
 	occupant := room + "/" + nick
+	// Only an answer to this join counts: an earlier session under the
+	// same nick left its self-presence in the history.
+	c.mu.Lock()
+	skip := len(c.presences)
+	c.mu.Unlock()
 	if err := c.Send(ctx, `<presence to='`+escape(occupant)+`'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x>`+extra+`</presence>`); err != nil {
 		return Presence{}, err
 	}
 	p, err := c.WaitPresence(ctx, func(p Presence) bool {
+		if skip > 0 {
+			skip--
+			return false
+		}
 		return strings.EqualFold(p.From, occupant) && (p.Self() || p.Type == "error")
 	})
 	if err != nil {
