@@ -191,7 +191,7 @@ func TestConsoleSignIn(t *testing.T) {
 	}
 	var s sessionJSON
 	f.get(t, "/console/api/session", &s)
-	if s.Tenant != testTenant || s.CSRF == "" || s.By != "console:acme (Ada)" || !s.Features["setRole"] || s.Features["lock"] || !s.Features["policy"] {
+	if s.Tenant != testTenant || s.CSRF == "" || s.By != "console:acme (Ada)" || !s.Features["setRole"] || !s.Features["lock"] || !s.Features["policy"] {
 		t.Errorf("session %+v", s)
 	}
 	// The session ends with the token (an hour, plus the leeway).
@@ -281,7 +281,7 @@ func TestConsoleActions(t *testing.T) {
 		{"another tenant's room", "/console/api/rooms/kick", `{"room":"[other]secret@` + testDomain + `","nick":"bob"}`, json, 403, "wrong-tenant"},
 		{"another tenant's room, destroy", "/console/api/rooms/destroy", `{"room":"[other]secret@` + testDomain + `"}`, json, 403, "wrong-tenant"},
 		{"unknown field", "/console/api/rooms/kick", `{"room":"` + testRoom + `","nick":"bob","tenant":"other"}`, json, 400, "bad-request"},
-		{"lock is not offered", "/console/api/rooms/lock", `{"room":"` + testRoom + `","locked":true}`, json, 404, "not-available"},
+		{"lock of another tenant's room", "/console/api/rooms/lock", `{"room":"[other]secret@` + testDomain + `","locked":true}`, json, 403, "wrong-tenant"},
 		{"policy of another tenant's room", "/console/api/rooms/policy", `{"room":"[other]secret@` + testDomain + `","policy":"token"}`, json, 403, "wrong-tenant"},
 		{"bad ban kind", "/console/api/bans", `{"kind":"ip","value":"1.2.3.4"}`, json, 400, "bad-request"},
 	} {
@@ -308,6 +308,7 @@ func TestConsoleActions(t *testing.T) {
 	ok("/console/api/rooms/destroy", `{"room":"`+testRoom+`","reason":"done"}`)
 	ok("/console/api/bans", `{"kind":"user","value":"troll","reason":"spam","duration":"24h"}`)
 	ok("/console/api/bans/lift", `{"kind":"user","value":"troll"}`)
+	ok("/console/api/rooms/lock", `{"room":"`+testRoom+`","locked":true}`)
 	calls := f.cmds.Calls()
 	want := []call{
 		{Method: "Kick", Room: testRoom, Nick: "bob", Reason: "noise", By: "console:acme"},
@@ -324,6 +325,9 @@ func TestConsoleActions(t *testing.T) {
 	}
 	if u := calls[4]; u.Method != "Unban" || u.Tenant != testTenant || u.Value != "troll" {
 		t.Errorf("unban %+v", u)
+	}
+	if l := calls[5]; l != (call{Method: "SetLock", Room: testRoom, Locked: true, By: "console:acme"}) {
+		t.Errorf("lock %+v", l)
 	}
 
 	// Signing out needs the CSRF token too, then ends the session.

@@ -60,6 +60,8 @@ type meetingResponse struct {
 	// PresentSessions (SET_ROLE) counts the present sessions the role
 	// applied to at once; a user id's later sessions get it as they join.
 	PresentSessions *int `json:"presentSessions,omitempty"`
+	// Locked (LOCK, UNLOCK) is the room's lock now.
+	Locked *bool `json:"locked,omitempty"`
 }
 
 // roleSetter is the role and policy commands of the command layer
@@ -307,6 +309,15 @@ func (s *Server) meeting(w http.ResponseWriter, r *http.Request) {
 		err = s.cmds.Destroy(ctx, cmd.Room, cmd.Reason, p.by())
 	case actionKick:
 		err = s.cmds.Kick(ctx, cmd.Room, cmd.Participant, cmd.Reason, p.by())
+	case actionLock, actionUnlock:
+		l, ok := s.cmds.(roomLocker)
+		if !ok {
+			writeError(w, r, &apiError{http.StatusBadRequest, "unknown-action", cmd.Action + " is not available"})
+			return
+		}
+		locked := cmd.Action == actionLock
+		err = l.SetLock(ctx, cmd.Room, locked, p.by())
+		resp.Locked = &locked
 	case actionSetRole, actionSetPolicy:
 		rs, ok := s.cmds.(roleSetter)
 		if !ok {

@@ -98,6 +98,7 @@ type call struct {
 	// SET_ROLE and SET_POLICY.
 	UserID, Role, Policy string
 	Until                time.Time
+	Locked               bool // LOCK, UNLOCK
 }
 
 // fakeCommands is a test double of our own Commands interface: it records
@@ -195,6 +196,10 @@ func (f *fakeCommands) AssignRole(_ context.Context, req commands.RoleRequest, b
 
 func (f *fakeCommands) SetPolicy(_ context.Context, roomJID, policy, by string) error {
 	return f.record(call{Method: "SetPolicy", Room: roomJID, Policy: policy, By: by})
+}
+
+func (f *fakeCommands) SetLock(_ context.Context, roomJID string, locked bool, by string) error {
+	return f.record(call{Method: "SetLock", Room: roomJID, Locked: locked, By: by})
 }
 
 func (f *fakeCommands) Destroy(_ context.Context, roomJID, reason, by string) error {

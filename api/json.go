@@ -189,7 +189,14 @@ const (
 	actionKick      = "KICK_PARTICIPANT"
 	actionSetRole   = "SET_ROLE"
 	actionSetPolicy = "SET_POLICY"
+	actionLock      = "LOCK"
+	actionUnlock    = "UNLOCK"
 )
+
+// lockPayload is the payload of LOCK and UNLOCK.
+type lockPayload struct {
+	ConferenceFullName string `json:"conferenceFullName"`
+}
 
 // setRolePayload is the payload of SET_ROLE.
 type setRolePayload struct {
@@ -297,9 +304,15 @@ func decodeMeeting(data []byte) (meetingCommand, *apiError) {
 			return meetingCommand{}, errBadRequest("payload.policy is required: token, auto-owner or all-owners")
 		}
 		cmd.Room, cmd.Policy = p.ConferenceFullName, p.Policy
+	case actionLock, actionUnlock:
+		var p lockPayload
+		if e := decodeStrict(env.Payload, &p); e != nil {
+			return meetingCommand{}, e
+		}
+		cmd.Room = p.ConferenceFullName
 	default:
 		return meetingCommand{}, &apiError{http.StatusBadRequest, "unknown-action",
-			fmt.Sprintf("unknown action: want %s, %s, %s or %s", actionDestroy, actionKick, actionSetRole, actionSetPolicy)}
+			fmt.Sprintf("unknown action: want %s, %s, %s, %s, %s or %s", actionDestroy, actionKick, actionSetRole, actionSetPolicy, actionLock, actionUnlock)}
 	}
 	if cmd.Room == "" {
 		return meetingCommand{}, errBadRequest("payload.conferenceFullName is required")

@@ -26,6 +26,9 @@ type meetingRequest struct {
 	RoomNamePrefix string   `json:"roomNamePrefix"`
 	Fields         []string `json:"fields"`
 	TemplateType   string   `json:"templateType"`
+	// Policy and MaxParticipants are the meeting's own options.
+	Policy          string `json:"policy"`
+	MaxParticipants int    `json:"maxParticipants"`
 }
 
 // meetingTokens are the raw tokens of a new meeting.
@@ -37,23 +40,26 @@ type meetingTokens struct {
 
 // meetingJSON is a meeting in a response.
 type meetingJSON struct {
-	MeetingID     string         `json:"meetingId"`
-	RoomName      string         `json:"roomName"`
-	StartDate     string         `json:"startDate"`
-	EndDate       string         `json:"endDate"`
-	HostUntil     string         `json:"hostUntil"`
-	State         string         `json:"state"`
-	EndedAt       string         `json:"endedAt,omitempty"`
-	RoomURL       string         `json:"roomUrl,omitempty"`
-	HostRoomURL   string         `json:"hostRoomUrl,omitempty"`
-	ViewerRoomURL string         `json:"viewerRoomUrl,omitempty"`
-	Tokens        *meetingTokens `json:"tokens,omitempty"`
+	MeetingID       string         `json:"meetingId"`
+	RoomName        string         `json:"roomName"`
+	StartDate       string         `json:"startDate"`
+	EndDate         string         `json:"endDate"`
+	HostUntil       string         `json:"hostUntil"`
+	State           string         `json:"state"`
+	EndedAt         string         `json:"endedAt,omitempty"`
+	RoomURL         string         `json:"roomUrl,omitempty"`
+	HostRoomURL     string         `json:"hostRoomUrl,omitempty"`
+	ViewerRoomURL   string         `json:"viewerRoomUrl,omitempty"`
+	Tokens          *meetingTokens `json:"tokens,omitempty"`
+	Policy          string         `json:"policy,omitempty"`
+	MaxParticipants int            `json:"maxParticipants,omitempty"`
 }
 
 func (s *Server) meetingOut(m store.Meeting) meetingJSON {
 	return meetingJSON{
 		MeetingID: m.ID, RoomName: m.Room, StartDate: formatTime(m.Start), EndDate: formatTime(m.End),
 		HostUntil: formatTime(m.HostUntil), State: commands.MeetingState(m, s.now()), EndedAt: formatTime(m.Ended),
+		Policy: m.Policy, MaxParticipants: m.MaxParticipants,
 	}
 }
 
@@ -89,7 +95,7 @@ func (s *Server) createMeeting(w http.ResponseWriter, r *http.Request) {
 	if e == nil {
 		e = decodeStrict(data, &body)
 	}
-	req := commands.MeetingRequest{Tenant: tenant, By: p.by(), RoomNamePrefix: body.RoomNamePrefix}
+	req := commands.MeetingRequest{Tenant: tenant, By: p.by(), RoomNamePrefix: body.RoomNamePrefix, Policy: body.Policy, MaxParticipants: body.MaxParticipants}
 	if e == nil {
 		end, err := time.Parse(time.RFC3339, body.EndDate)
 		switch {

@@ -23,6 +23,12 @@ func TestMeetingRoles(t *testing.T) {
 		{"policy", `{"action":"SET_POLICY","payload":{"conferenceFullName":"` + testRoom + `","policy":"all-owners"}}`,
 			call{Method: "SetPolicy", Room: testRoom, Policy: "all-owners", By: "api:acme"},
 			`{"action":"SET_POLICY","conferenceFullName":"` + testRoom + `","policy":"all-owners"}`},
+		{"lock", `{"action":"LOCK","payload":{"conferenceFullName":"` + testRoom + `"}}`,
+			call{Method: "SetLock", Room: testRoom, Locked: true, By: "api:acme"},
+			`{"action":"LOCK","conferenceFullName":"` + testRoom + `","locked":true}`},
+		{"unlock", `{"action":"UNLOCK","payload":{"conferenceFullName":"` + testRoom + `"}}`,
+			call{Method: "SetLock", Room: testRoom, By: "api:acme"},
+			`{"action":"UNLOCK","conferenceFullName":"` + testRoom + `","locked":false}`},
 	}
 	tok := mint(t, testEpoch, nil)
 	for _, tc := range cases {

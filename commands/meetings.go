@@ -71,6 +71,12 @@ type MeetingRequest struct {
 	RoomNamePrefix string
 	// Host and Viewer ask for a host token (link) and a viewer token.
 	Host, Viewer bool
+	// Policy (a Policy word; empty: the tenant's) and MaxParticipants
+	// (zero: the tenant's) are the meeting's own options: its room gets
+	// them as run-time settings, as SetPolicy gives them, until the
+	// meeting ends.
+	Policy          string
+	MaxParticipants int
 }
 
 // MeetingResult is a new meeting with its tokens and links. The tokens
@@ -104,6 +110,17 @@ func (s *Service) CreateMeeting(ctx context.Context, req MeetingRequest) (res Me
 		return res, fmt.Errorf("%w: endDate is more than %v away", ErrInvalid, MaxMeetingLength)
 	case req.Viewer && !set.Viewers:
 		return res, fmt.Errorf("%w: tenant %q does not admit viewers (viewers: true makes its rooms moderated)", ErrInvalid, clip(tenant))
+	case req.MaxParticipants < 0 || req.MaxParticipants > MaxMeetingParticipants:
+		return res, fmt.Errorf("%w: maxParticipants must be between 0 and %d", ErrInvalid, MaxMeetingParticipants)
+	}
+	switch req.Policy {
+	case "", PolicyToken, PolicyAutoOwner, PolicyAllOwners:
+	default:
+		return res, fmt.Errorf("%w: policy %q: want %s, %s or %s", ErrInvalid, clip(req.Policy), PolicyToken, PolicyAutoOwner, PolicyAllOwners)
+	}
+	opts, hasOpts := s.rooms.(RoomOptionSetter)
+	if !hasOpts && (req.Policy != "" || req.MaxParticipants > 0) {
+		return res, fmt.Errorf("%w: meetings cannot have their own options here", ErrInvalid)
 	}
 	prefix := strings.ToLower(strings.TrimSpace(req.RoomNamePrefix))
 	prefix = strings.TrimPrefix(prefix, "/")
@@ -114,7 +131,8 @@ func (s *Service) CreateMeeting(ctx context.Context, req MeetingRequest) (res Me
 	}
 	var id [8]byte
 	_, _ = rand.Read(id[:])
-	m := store.Meeting{ID: hex.EncodeToString(id[:]), Tenant: tenant, Start: now, End: end, By: req.By, Viewers: req.Viewer}
+	m := store.Meeting{ID: hex.EncodeToString(id[:]), Tenant: tenant, Start: now, End: end, By: req.By, Viewers: req.Viewer,
+		Policy: req.Policy, MaxParticipants: req.MaxParticipants}
 	name := m.ID
 	if prefix != "" {
 		name = prefix + "-" + m.ID
@@ -157,6 +175,15 @@ func (s *Service) CreateMeeting(ctx context.Context, req MeetingRequest) (res Me
 	if req.Viewer {
 		if res.ViewerToken, res.ViewerRoomURL, err = mint("viewer", end, false, true); err != nil {
 			return res, err
+		}
+	}
+	if req.Policy != "" || req.MaxParticipants > 0 {
+		// Before the meeting is stored: a meeting is never without its
+		// options. The room keeps them (durably, also before its first
+		// knock) until the meeting's host rights end.
+		o := RoomOptions{Policy: req.Policy, MaxParticipants: req.MaxParticipants, SetMax: req.MaxParticipants > 0, KeepUntil: m.HostUntil}
+		if err := opts.SetRoomOptions(ctx, m.Room, o); err != nil {
+			return MeetingResult{}, err
 		}
 	}
 	if err := s.store.PutMeeting(ctx, m); err != nil {

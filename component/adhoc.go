@@ -20,6 +20,10 @@ type adhocCommand struct {
 	node, name string
 	fields     []formField
 	run        func(ctx context.Context, s *commands.Service, by string, f *dataForm) (string, error)
+	// host is set for a command a room's hosts run, not only the admins
+	// (admit: lock.go); hostRun runs it with the full JID of the host.
+	host    bool
+	hostRun func(m *Moderation, ctx context.Context, from string, f *dataForm) (string, error)
 }
 
 type formField struct {
@@ -69,6 +73,21 @@ var commandList = []adhocCommand{
 	}, run: func(ctx context.Context, s *commands.Service, by string, f *dataForm) (string, error) {
 		return "policy set", s.SetPolicy(ctx, f.value("room"), f.value("policy"), by)
 	}},
+	{node: "lock", name: "Lock a meeting (hosts admit knockers)", fields: []formField{
+		{name: "room", typ: "jid-single", label: "Room JID", required: true},
+	}, run: func(ctx context.Context, s *commands.Service, by string, f *dataForm) (string, error) {
+		return "locked", s.SetLock(ctx, f.value("room"), true, by)
+	}},
+	{node: "unlock", name: "Unlock a meeting", fields: []formField{
+		{name: "room", typ: "jid-single", label: "Room JID", required: true},
+	}, run: func(ctx context.Context, s *commands.Service, by string, f *dataForm) (string, error) {
+		return "unlocked", s.SetLock(ctx, f.value("room"), false, by)
+	}},
+	{node: "admit", name: "Admit or deny a knock on a locked meeting", host: true, fields: []formField{
+		{name: "room", typ: "jid-single", label: "Room JID", required: true},
+		{name: "request", typ: "text-single", label: "Request id (from gavel's message)", required: true},
+		{name: "decision", typ: "list-single", label: "Decision", options: []string{"admit", "deny"}},
+	}, hostRun: (*Moderation).runAdmit},
 	{node: "destroy", name: "Destroy a room", fields: []formField{
 		{name: "room", typ: "jid-single", label: "Room JID", required: true},
 		{name: "reason", typ: "text-single", label: "Reason"},
@@ -118,7 +137,7 @@ func (m *Moderation) command(sess *session, st *stanza) {
 		return
 	}
 	by := bareOf(st.From)
-	if !m.isAdmin(by) {
+	if !m.isAdmin(by) && !cmd.host {
 		m.cmds.Refused(cmd.node, by, "not an admin")
 		m.c.replyError(sess, st, &stanzaError{Type: "auth", Condition: "forbidden", Text: "only the admins listed in gavel's config may run commands"})
 		return
@@ -156,7 +175,13 @@ func (m *Moderation) command(sess *session, st *stanza) {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
-			note, err := cmd.run(ctx, m.cmds, by, st.Command.Form)
+			var note string
+			var err error
+			if cmd.hostRun != nil {
+				note, err = cmd.hostRun(m, ctx, st.From, st.Command.Form)
+			} else {
+				note, err = cmd.run(ctx, m.cmds, by, st.Command.Form)
+			}
 			level := "info"
 			if errors.Is(err, commands.ErrIncomplete) {
 				// The ban is stored: the command completed, with a warning.
@@ -177,6 +202,10 @@ func (m *Moderation) command(sess *session, st *stanza) {
 // commandError maps an error of the command layer to a stanza error.
 func commandError(err error) *stanzaError {
 	switch {
+	case errors.Is(err, errNoHeld):
+		return &stanzaError{Type: "cancel", Condition: "item-not-found", Text: err.Error()}
+	case errors.Is(err, errNotHost):
+		return &stanzaError{Type: "auth", Condition: "forbidden", Text: err.Error()}
 	case errors.Is(err, commands.ErrInvalid):
 		return &stanzaError{Type: "modify", Condition: "bad-request", Text: err.Error()}
 	case errors.Is(err, commands.ErrNoSuchBan), errors.Is(err, commands.ErrRoomNotFound), errors.Is(err, commands.ErrParticipantNotFound):

@@ -182,7 +182,7 @@ func TestAdHocCommands(t *testing.T) {
 	for _, it := range items.Query.Items {
 		nodes = append(nodes, it.Node)
 	}
-	if strings.Join(nodes, ",") != "ban-user,ban-token,unban,list-bans,kick,set-role,set-policy,destroy" {
+	if strings.Join(nodes, ",") != "ban-user,ban-token,unban,list-bans,kick,set-role,set-policy,lock,unlock,admit,destroy" {
 		t.Errorf("command nodes = %v", nodes)
 	}
 

@@ -27,6 +27,9 @@ type knockReq struct {
 	// gavel, sets the joiner's own affiliation. newRoom: the join creates
 	// the room.
 	bridge, newRoom bool
+	// admitted is set for a knock a host admitted to a locked room
+	// (lock.go): the lock lets it through.
+	admitted bool
 }
 
 // knockOutcome is how a knock was answered: granted, or one refusal. Each
@@ -65,6 +68,7 @@ const (
 	knockShuttingDown
 	knockHostAbsent
 	knockRoomFull
+	knockLocked
 	numKnockOutcomes
 )
 
@@ -105,6 +109,7 @@ var knockOutcomes = [numKnockOutcomes]outcomeInfo{
 	knockShuttingDown:             {"shutting-down", "wait", "service-unavailable", "gavel is shutting down"},
 	knockHostAbsent:               {"host-absent", "wait", "resource-constraint", "the meeting has not started: wait for the host and knock again"},
 	knockRoomFull:                 {"room-full", "wait", "resource-constraint", "the meeting is full"},
+	knockLocked:                   {"locked", "auth", "not-allowed", "the meeting is locked"},
 }
 
 // String returns the outcome's application condition.

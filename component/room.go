@@ -92,7 +92,8 @@ type room struct {
 	sess     *session
 	state    joinState
 	deferred []*knockReq
-	present  []policy.Presence // occupants seen while joining
+	holds    map[string]*knockReq // knocks a locked room holds (lock.go), by request id
+	present  []policy.Presence    // occupants seen while joining
 	timer    Timer
 	timerAt  time.Time
 	lastLen  int
@@ -230,6 +231,7 @@ func (r *room) run() {
 		ev := r.next()
 		if ev.kind == evShutdown {
 			r.failDeferred(knockShuttingDown, "")
+			r.dropHolds(knockShuttingDown, true)
 			r.stopTimer()
 			r.stopJoinTimer()
 			m.retire(r)
@@ -238,6 +240,7 @@ func (r *room) run() {
 			return
 		}
 		r.handle(ev)
+		r.expireHolds()
 		if r.state == joined {
 			r.save()
 		}
@@ -342,6 +345,7 @@ func (r *room) handle(ev event) {
 		r.adopting = false
 		r.stopJoinTimer()
 		r.deferred = nil // their IQs cannot be answered on a dead stream
+		r.dropHolds(0, false)
 	case evKnock:
 		r.onKnock(ev.knock)
 	case evPresence:
@@ -510,6 +514,9 @@ func (r *room) decideAll(ks []*knockReq) {
 	var acts []policy.Action
 	gs := make([]granted, 0, len(ks))
 	for _, k := range ks {
+		if r.holdKnock(k) {
+			continue
+		}
 		grant, actions := r.pol.Knock(k.bare, k.full, k.id, m.now())
 		if grant.Refused() {
 			m.refuse(k.sess, k.st, policyOutcome(grant.Refusal), "", k.started)

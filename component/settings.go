@@ -43,11 +43,18 @@ func (m *Moderation) retention() time.Duration {
 	return DefaultSettingsRetention
 }
 
+// stale reports whether parked settings set of at are past keeping at
+// now: older than the retention, and past what they ask to be kept for (a
+// meeting's end).
+func (m *Moderation) stale(set policy.SnapshotSettings, at, now time.Time) bool {
+	return now.Sub(at) >= m.retention() && !now.Before(set.KeepUntil)
+}
+
 // park keeps set for jid, in memory, and in the store when write is set;
 // expired parked settings are dropped on the way.
 func (m *Moderation) park(jid string, set policy.SnapshotSettings, at time.Time, write bool) {
 	now := m.now()
-	if now.Sub(at) >= m.retention() {
+	if m.stale(set, at, now) {
 		return
 	}
 	p := &m.parked
@@ -60,7 +67,7 @@ func (m *Moderation) park(jid string, set policy.SnapshotSettings, at time.Time,
 	if now.Sub(p.pruned) > time.Minute {
 		p.pruned = now
 		for j, x := range p.rooms {
-			if now.Sub(x.at) >= m.retention() {
+			if m.stale(x.set, x.at, now) {
 				old = append(old, j)
 				delete(p.rooms, j)
 			}
@@ -93,7 +100,7 @@ func (m *Moderation) unpark(jid string) (policy.SnapshotSettings, bool) {
 		return policy.SnapshotSettings{}, false
 	}
 	delete(p.rooms, jid)
-	if m.now().Sub(x.at) >= m.retention() {
+	if m.stale(x.set, x.at, m.now()) {
 		return policy.SnapshotSettings{}, false
 	}
 	return x.set, true
@@ -103,7 +110,7 @@ func (m *Moderation) unpark(jid string) (policy.SnapshotSettings, bool) {
 // govern (restoreRooms); false when it has none, or they are too old.
 func (m *Moderation) parkStored(st store.RoomState) bool {
 	set := settingsFromStore(st.Settings)
-	if set.IsZero() || m.now().Sub(st.Updated) >= m.retention() {
+	if set.IsZero() || m.stale(set, st.Updated, m.now()) {
 		return false
 	}
 	m.park(st.Room, set, st.Updated, false)
@@ -171,7 +178,7 @@ func settingsToStore(s policy.SnapshotSettings) *store.RoomSettings {
 	if s.IsZero() {
 		return nil
 	}
-	out := &store.RoomSettings{}
+	out := &store.RoomSettings{MaxParticipants: s.MaxParticipants, Locked: s.Locked, KeepUntil: s.KeepUntil}
 	if s.KindSet {
 		out.Policy = s.Kind.String()
 	}
@@ -186,6 +193,7 @@ func settingsFromStore(s *store.RoomSettings) policy.SnapshotSettings {
 	if s == nil {
 		return out
 	}
+	out.MaxParticipants, out.Locked, out.KeepUntil = max(s.MaxParticipants, 0), s.Locked, s.KeepUntil
 	if k, err := policy.ParseKind(s.Policy); err == nil && s.Policy != "" {
 		out.Kind, out.KindSet = k, true
 	}

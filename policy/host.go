@@ -44,7 +44,7 @@ func (r *Room) gate(bare, full string, g Grant, base Affiliation, n int64) (Gran
 	if !r.hostPresent(n) && (r.opts.WaitForHost || r.opts.HostOpens && !r.rt.opened) {
 		return Grant{Affiliation: known, Refusal: RefusalHostAbsent}, 0
 	}
-	if max := r.opts.MaxParticipants; max > 0 && g.Role == Participant && g.Reason != ReasonAdminRole && r.voiced(full, n) >= max {
+	if max := r.maxParticipants(); max > 0 && g.Role == Participant && g.Reason != ReasonAdminRole && r.voiced(full, n) >= max {
 		if !r.cfg.Moderated {
 			return Grant{Affiliation: known, Refusal: RefusalRoomFull}, 0
 		}
@@ -121,6 +121,9 @@ func (r *Room) settle(n int64, reason string) {
 	}
 	r.ensureOwner(n, reason)
 	r.watchHost(n)
+	if len(r.rt.held) > 0 {
+		r.bumpHeld(n)
+	}
 }
 
 // settleAway forgets owners whose grace is over, and once one is back

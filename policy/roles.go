@@ -88,6 +88,13 @@ type runState struct {
 	noHostSince int64       // since when occupants have had no owner; 0: an owner is here or nobody
 	ended       bool        // the room's destroy was emitted
 	away        []awayOwner // auto-owners that left, within OwnerGrace
+	// lock.go: the meeting's lock, its held knocks, the per-room bound on
+	// participants (0: Options.MaxParticipants) and how long settings are
+	// kept for a room nobody is in.
+	locked    bool
+	held      []HeldKnock
+	max       int
+	keepUntil int64
 }
 
 // SetRole remembers role for t (AdminNone forgets the one set before) until
@@ -337,10 +344,19 @@ type SnapshotSettings struct {
 	// Kind is the policy SetKind chose, when KindSet.
 	Kind    Kind
 	KindSet bool
+	// MaxParticipants overrides Options.MaxParticipants when positive
+	// (SetMaxParticipants); Locked is the meeting's lock (SetLocked).
+	MaxParticipants int
+	Locked          bool
+	// KeepUntil asks whoever keeps the settings of a room nobody is in to
+	// keep them at least until then (a meeting's end); zero: no ask.
+	KeepUntil time.Time
 }
 
 // IsZero reports whether s holds nothing.
-func (s SnapshotSettings) IsZero() bool { return len(s.Roles) == 0 && !s.KindSet }
+func (s SnapshotSettings) IsZero() bool {
+	return len(s.Roles) == 0 && !s.KindSet && s.MaxParticipants == 0 && !s.Locked && s.KeepUntil.IsZero()
+}
 
 // Settings returns the room's run-time decisions.
 func (r *Room) Settings() SnapshotSettings {
@@ -351,6 +367,7 @@ func (r *Room) Settings() SnapshotSettings {
 	if r.rt.kindSet {
 		s.Kind = r.kind
 	}
+	s.MaxParticipants, s.Locked, s.KeepUntil = r.rt.max, r.rt.locked, unixTime(r.rt.keepUntil)
 	return s
 }
 
@@ -369,6 +386,13 @@ func (r *Room) restoreSettings(s SnapshotSettings) {
 	}
 	if s.KindSet && s.Kind <= AllOwners {
 		r.kind, r.rt.kindSet = s.Kind, true
+	}
+	if s.MaxParticipants > 0 {
+		r.rt.max = s.MaxParticipants
+	}
+	r.rt.locked = r.rt.locked || s.Locked
+	if k := unixNano(s.KeepUntil); k > r.rt.keepUntil {
+		r.rt.keepUntil = k
 	}
 }
 

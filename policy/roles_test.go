@@ -52,7 +52,7 @@ func (s *sim) doRuntime(step string) string {
 		s.apply(s.r.SetKind(k, s.now))
 		return ""
 	}
-	return s.do(step)
+	return s.doLock(step)
 }
 
 // runRuntime plays steps as sim.run does, with doRuntime.

@@ -189,8 +189,13 @@ type Options struct {
 	// MaxParticipants bounds the occupants with voice (owners, moderators
 	// and participants); joiners beyond it become viewers (ReasonCapacity)
 	// where the room is moderated, and are refused (RefusalRoomFull)
-	// elsewhere. Zero: no bound.
+	// elsewhere. Zero: no bound. SetMaxParticipants overrides it per room.
 	MaxParticipants int
+	// HoldTimeout is how long a knock held by a locked room waits for a
+	// host's answer (DefaultHoldTimeout when zero); MaxHeld bounds the
+	// knocks held at once (DefaultMaxHeld when zero). lock.go.
+	HoldTimeout time.Duration
+	MaxHeld     int
 }
 
 // RoomConfig is the MUC configuration a room needs for its policy to work.

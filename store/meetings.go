@@ -27,6 +27,11 @@ type Meeting struct {
 	HostUntil time.Time `json:"host_until"`
 	// Viewers is true for a meeting with a viewer link (viewerMode).
 	Viewers bool `json:"viewers,omitempty"`
+	// Policy (token, auto-owner, all-owners; empty: the tenant's) and
+	// MaxParticipants (zero: the tenant's) are the meeting's own options,
+	// applied to its room as run-time settings.
+	Policy          string `json:"policy,omitempty"`
+	MaxParticipants int    `json:"max_participants,omitempty"`
 	// Tokens are the minted tokens' hashes (auth.TokenHash, hex) with their expiry.
 	Tokens []MeetingToken `json:"tokens,omitempty"`
 	// By is who made the meeting.

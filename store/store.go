@@ -95,6 +95,14 @@ type RoomSettings struct {
 	// Policy is the policy an admin switched the room to (token,
 	// auto-owner, all-owners); empty: the tenant's.
 	Policy string `json:"policy,omitempty"`
+	// MaxParticipants is the room's own bound on participants; zero: the
+	// tenant's.
+	MaxParticipants int `json:"max_participants,omitempty"`
+	// Locked is a locked meeting: knockers wait for a host's answer.
+	Locked bool `json:"locked,omitempty"`
+	// KeepUntil keeps the settings of a room nobody is in at least until
+	// then (a meeting's end).
+	KeepUntil time.Time `json:"keep_until,omitzero"`
 }
 
 // RoleAssignment is a role set by command for a bare JID or a user id.
@@ -212,6 +220,9 @@ func (s *RoomSettings) valid() error {
 	case "", "token", "auto-owner", "all-owners":
 	default:
 		return invalid("policy %q is unknown", s.Policy)
+	}
+	if s.MaxParticipants < 0 {
+		return invalid("max participants %d is negative", s.MaxParticipants)
 	}
 	return nil
 }

@@ -143,6 +143,9 @@ func demo(ctx context.Context, gavelBin, dir string, exitAfter bool) error {
 	m.join("erin", lounge, m.mint("-sub", "party", "-room", "lounge", "-user-id", "erin"))
 	m.join("frank", lounge, "")
 
+	step("commands: make bob a moderator with SET_ROLE through the HTTP API")
+	m.setRoleOverHTTP(httpAddr, standup, "bob", "moderator")
+
 	step("commands: ban bob through the JaaS-shaped HTTP API")
 	m.banOverHTTP(httpAddr, standup, "bob")
 
@@ -196,6 +199,46 @@ func (m *meeting) banOverHTTP(httpAddr, room, user string) {
 	}
 	m.rows = append(m.rows, []string{user, room, "", "banned", "user-ban", "removed from every room; a new JID or token for the same user id is refused"})
 	m.join(user, room, m.mint("-sub", "example.test", "-room", "standup", "-user-id", user))
+}
+
+// setRoleOverHTTP gives present occupant nick a role with SET_ROLE, with
+// an admin token minted by gavel, and shows the role change the room sees.
+func (m *meeting) setRoleOverHTTP(httpAddr, room, nick, role string) {
+	admin := m.adminToken("example.test")
+	if admin == "" {
+		return
+	}
+	url := "http://" + httpAddr + "/conference-commands/v1/meeting"
+	body := fmt.Sprintf(`{"action":"SET_ROLE","payload":{"conferenceFullName":%q,"participantId":%q,"role":%q}}`, room, nick, role)
+	fmt.Printf("    $ curl -X POST -H 'Authorization: Bearer $ADMIN' -d '%s' %s\n", body, url)
+	req, _ := http.NewRequestWithContext(m.ctx, "POST", url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		m.fail(err)
+		return
+	}
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Printf("    %s %s", resp.Status, out)
+	if resp.StatusCode != http.StatusOK {
+		m.fail(fmt.Errorf("SET_ROLE: %s %s", resp.Status, out))
+		return
+	}
+	watcher := m.clients["alice"]
+	if watcher == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
+	defer cancel()
+	p, err := watcher.WaitPresence(ctx, func(p xclient.Presence) bool {
+		return strings.EqualFold(p.From, room+"/"+nick) && p.Type == "" && p.Role == role
+	})
+	if err != nil {
+		m.fail(fmt.Errorf("%s never became %s: %v", nick, role, err))
+		return
+	}
+	m.rows = append(m.rows, []string{nick, room, "", p.Affiliation + "/" + p.Role, "set-by-admin", "SET_ROLE through the HTTP API, while in the room"})
 }
 
 // meeting drives demo users and records what each got.

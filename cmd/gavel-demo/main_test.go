@@ -39,6 +39,7 @@ func TestDemo(t *testing.T) {
 		"token-required", "token-expired", "token-wrong-room",
 		"owner/moderator     first-joiner", "owner/moderator     handover",
 		"frank    [party]lounge@conference.example.test   no token      owner/moderator     all-owners",
+		`"action":"SET_ROLE"`, "bob      standup@conference.example.test                       owner/moderator     set-by-admin     SET_ROLE through the HTTP API",
 		`"removed":1`, "refused             banned",
 		"host link:        https://meet.example.test/townhall-", "viewer link:",
 		"gina     [town]townhall-", "owner/moderator     token-moderator",
