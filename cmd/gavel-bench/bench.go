@@ -235,6 +235,15 @@ func (b *bench) phases(ctx context.Context) error {
 			return err
 		}
 	}
+	if ph["gavel-recovery"] {
+		for _, stop := range []string{"kill", "term"} { // gavelrecovery.go
+			r, err := b.gavelRecovery(ctx, stop)
+			if err != nil {
+				return err
+			}
+			writeGavelRecovery(r)
+		}
+	}
 	return nil
 }
 
