@@ -142,7 +142,7 @@ func (r *room) restore(st store.RoomState) bool {
 	if st.Nick != "" {
 		r.ghostNick = st.Nick
 	}
-	r.held = true
+	r.held, r.restored = true, true
 	r.saved = st // what the store holds; the first save after the rejoin updates it
 	return len(snap.Grants) > 0 || len(snap.Occupants) > 0 || len(snap.Pending) > 0 || len(snap.Unapplied) > 0
 }

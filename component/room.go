@@ -130,6 +130,7 @@ type room struct {
 	saved     store.RoomState
 	ghost     string
 	ghostNick string
+	restored  bool // loaded from the store, not yet rejoined
 	// destroyed is set while reset runs for a room that was destroyed.
 	destroyed bool
 
@@ -329,7 +330,14 @@ func (r *room) handle(ev event) {
 	switch ev.kind {
 	case evConnected:
 		r.sess = ev.sess
-		if r.held && len(r.deferred) == 0 && !r.exists() {
+		// A room restored from the store is joined without asking first:
+		// after gavel's own restart the server still has its rooms, and
+		// asking would cost the server a request per room just when every
+		// room rejoins at once. (Should it have lost one, the join
+		// recreates it empty and gavel leaves it again.)
+		restored := r.restored
+		r.restored = false
+		if r.held && !restored && len(r.deferred) == 0 && !r.exists() {
 			// The server lost the room (a crash): recreating it empty only
 			// for gavel to leave it again would cost the server dearly
 			// across many rooms. Its next knock recreates it.

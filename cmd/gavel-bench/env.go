@@ -41,11 +41,14 @@ type env struct {
 	gavelLog string
 	gavel    *exec.Cmd
 	done     chan struct{} // closed when gavel exits
-	secret   []byte
-	rsaKey   *rsa.PrivateKey
-	pinned   bool
-	gcOK     bool
-	perfWarn sync.Once
+	// gavelStarted is when the gavel process was last started (after its
+	// config was checked).
+	gavelStarted time.Time
+	secret       []byte
+	rsaKey       *rsa.PrivateKey
+	pinned       bool
+	gcOK         bool
+	perfWarn     sync.Once
 }
 
 // logf prints a progress line.
@@ -220,6 +223,7 @@ func (e *env) startGavel(ctx context.Context) error {
 	cmd := exec.Command(e.gavelBin, "-config", cfg)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	e.gavelStarted = time.Now()
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return err
