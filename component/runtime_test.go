@@ -191,3 +191,43 @@ func TestEndWithoutHost(t *testing.T) {
 		}
 	})
 }
+
+// TestRoleByUserIDSurvivesServerRestart: a role set for a user id holds
+// after the server restarts, cleanly (rooms restored from disk) or by a
+// crash (rooms lost): the user's next knock gets it.
+func TestRoleByUserIDSurvivesServerRestart(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		t.Run(map[bool]string{false: "SIGTERM", true: "SIGKILL"}[crash], func(t *testing.T) {
+			onEachServer(t, func(t *testing.T, srv *server) {
+				srv = restartable(t, srv, prosodytest.Options{RestrictRoomCreation: true})
+				tenants := map[string]Tenant{"": tenant(policy.Token, policy.GuestsDeny)}
+				g := startModeratedWith(t, srv, MUC{Domain: prosodytest.MUC}, tenants, boltStore(t), nil)
+				room := newRoom("")
+				uid := "ada-" + srv.Name
+				tok := func() string { return mint(t, room, false, func(r *auth.MintRequest) { r.UserID = uid }) }
+				ada := login(t, srv)
+				knockJoin(t, ada, room, tok(), "ada")
+				ctx := ctxT(t, 20*time.Second)
+				if _, err := g.cmds.AssignRole(ctx, commands.RoleRequest{Room: room, UserID: uid, Role: commands.RoleModerator}, "test"); err != nil {
+					t.Fatal(err)
+				}
+				stop := srv.Stop
+				if crash {
+					stop = srv.Kill
+				}
+				if err := stop(); err != nil {
+					t.Fatal(err)
+				}
+				if err := srv.Restart(); err != nil {
+					t.Fatal(err)
+				}
+				g.waitConnected(t, 5*time.Second)
+				ada = login(t, srv)
+				res, p := knockJoin(t, ada, room, tok(), "ada")
+				if res.Affiliation != "owner" || res.Reason != policy.ReasonAdminRole || p.Affiliation != "owner" {
+					t.Fatalf("after the server's restart: knock %+v, joined as %s/%s", res, p.Affiliation, p.Role)
+				}
+			})
+		})
+	}
+}
