@@ -38,6 +38,7 @@ const (
 	EventDestroy = "destroy"
 	EventRole    = "role.set"
 	EventPolicy  = "policy.set"
+	EventOptions = "options.set"
 )
 
 // Kick is the body of EventKick.
@@ -60,6 +61,13 @@ type Role struct {
 	UserID string    `json:"user_id,omitempty"`
 	Role   string    `json:"role"`
 	Until  time.Time `json:"until,omitzero"`
+}
+
+// RoomOptions is the body of EventOptions: a lock, an unlock or a
+// meeting's options for a room of another shard.
+type RoomOptions struct {
+	Room    string               `json:"room"`
+	Options commands.RoomOptions `json:"options"`
 }
 
 // Policy is the body of EventPolicy: SET_POLICY for a room of another shard.
@@ -127,6 +135,7 @@ func New(opts Options) (*Bus, error) {
 	b.Handle(EventDestroy, b.onDestroy)
 	b.Handle(EventRole, b.onRole)
 	b.Handle(EventPolicy, b.onPolicy)
+	b.Handle(EventOptions, b.onOptions)
 	return b, nil
 }
 
@@ -310,6 +319,31 @@ func (b *Bus) SetRole(ctx context.Context, req commands.RoleRequest) (int, error
 		return rs.SetRole(ctx, req)
 	}
 	return 0, b.Publish(ctx, EventRole, Role{Room: req.Room, Nick: req.Participant, UserID: req.UserID, Role: req.Role, Until: req.Until})
+}
+
+// SetRoomOptions locks, unlocks or sets a meeting's options in a room of
+// this shard, or stores the change for the gavel that governs the room.
+func (b *Bus) SetRoomOptions(ctx context.Context, roomJID string, o commands.RoomOptions) error {
+	if b.local.Governs(domainOf(roomJID)) {
+		rs, ok := b.local.(commands.RoomOptionSetter)
+		if !ok {
+			return fmt.Errorf("%w: room options cannot be set here", commands.ErrInvalid)
+		}
+		return rs.SetRoomOptions(ctx, roomJID, o)
+	}
+	return b.Publish(ctx, EventOptions, RoomOptions{Room: roomJID, Options: o})
+}
+
+func (b *Bus) onOptions(ctx context.Context, e store.Event) error {
+	var o RoomOptions
+	if err := json.Unmarshal(e.Body, &o); err != nil {
+		return fmt.Errorf("bus: malformed options event: %w", err)
+	}
+	rs, ok := b.local.(commands.RoomOptionSetter)
+	if !ok || !b.local.Governs(domainOf(o.Room)) {
+		return nil
+	}
+	return rs.SetRoomOptions(ctx, o.Room, o.Options)
 }
 
 // SetPolicy switches the policy of a room of this shard, or stores the

@@ -71,6 +71,10 @@ func (s *shard) SetPolicy(_ context.Context, room, policy string) error {
 	s.record("policy " + room + " " + policy)
 	return nil
 }
+func (s *shard) SetRoomOptions(_ context.Context, room string, o commands.RoomOptions) error {
+	s.record(fmt.Sprintf("options %s locked=%v", room, o.Locked != nil && *o.Locked))
+	return nil
+}
 
 // expect waits for the shard's next action and checks it.
 func (s *shard) expect(t *testing.T, want string) {
@@ -180,6 +184,15 @@ func TestCommandsReachTheOtherShard(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.shard.expect(t, "role room@conference.a.test/nick5 moderator")
+	// A lock through A for a room of B, and a policy switch.
+	if err := svc.SetLock(ctx, "room@conference.b.test", true, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	b.shard.expect(t, "options room@conference.b.test locked=true")
+	if err := svc.SetPolicy(ctx, "room@conference.b.test", "all-owners", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	b.shard.expect(t, "policy room@conference.b.test all-owners")
 	a.shard.mu.Lock()
 	if len(a.shard.did) != 3 {
 		t.Errorf("a did %q, want only its ban, its own kick and its own role", a.shard.did)
