@@ -235,6 +235,9 @@ func (b *bench) phases(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := b.jitsiPhases(ctx); err != nil { // jitsi.go
+		return err
+	}
 	return nil
 }
 
