@@ -62,6 +62,10 @@ func (b *bench) jitsiPhases(ctx context.Context) error {
 const (
 	modeLua    = "lua-affiliation" // the token_affiliation stand-in
 	modeBridge = "bridge"
+	// modeLuaSeat is the stand-in in rooms with one more idle occupant,
+	// as gavel is one in the bridge rooms: the difference to modeLua is
+	// what gavel's seat in every room costs Prosody.
+	modeLuaSeat = "lua+seat"
 )
 
 // benchSessionTokenModule is a STAND-IN for Jitsi's token login
@@ -332,8 +336,17 @@ func (b *bench) bridgePhase(ctx context.Context) error {
 			return fmt.Errorf("bridge: session token: %w", err)
 		}
 	}
-	for _, mode := range []string{modeBare, modeLua, modeBridge} {
-		prefix := map[string]string{modeBare: "bare-", modeLua: "lua-", modeBridge: "br-"}[mode]
+	seatUsers, err := e.register("s", o.m)
+	if err != nil {
+		return err
+	}
+	seats, err := e.loginAll(ctx, seatUsers, o.concurrency)
+	if err != nil {
+		return err
+	}
+	defer closeAll(seats)
+	for _, mode := range []string{modeBare, modeLua, modeBridge, modeLuaSeat} {
+		prefix := map[string]string{modeBare: "bare-", modeLua: "lua-", modeBridge: "br-", modeLuaSeat: "lua-seat-"}[mode]
 		rs := roomSet{jids: make([]string, o.m)}
 		for i := range rs.jids {
 			rs.jids[i] = fmt.Sprintf("%s%d@%s", prefix, i, prosodytest.MUC)
@@ -344,6 +357,9 @@ func (b *bench) bridgePhase(ctx context.Context) error {
 			p, err := jb.residents[i].Join(cctx, rs.jids[i], "host")
 			if err == nil && p.Affiliation != "owner" {
 				err = fmt.Errorf("joined as %s/%s", p.Affiliation, p.Role)
+			}
+			if err == nil && mode == modeLuaSeat {
+				_, err = seats[i].Join(cctx, rs.jids[i], "seat")
 			}
 			if err != nil {
 				return fmt.Errorf("bridge: create %s: %w", rs.jids[i], err)
@@ -382,12 +398,13 @@ func (b *bench) bridgePhase(ctx context.Context) error {
 		}
 	}
 	variants := func(paced bool) []variant {
-		return []variant{{modeBare, run(modeBare, paced)}, {modeLua, run(modeLua, paced)}, {modeBridge, run(modeBridge, paced)}}
+		return []variant{{modeBare, run(modeBare, paced)}, {modeLua, run(modeLua, paced)}, {modeBridge, run(modeBridge, paced)},
+			{modeLuaSeat, run(modeLuaSeat, paced)}}
 	}
 	logf("bridge: joins, %d rounds per mode", o.rounds)
 	pj, err := jb.compare(ctx, "bridge-joins", fmt.Sprintf(
-		"Bridge, joins: %d clients that never knock (token on the session) join %d rooms (%d in flight), stay %v, leave; bare, %s stand-in, %s",
-		o.n, o.m, o.concurrency, o.stay, modeLua, modeBridge), variants(false))
+		"Bridge, joins: %d clients that never knock (token on the session) join %d rooms (%d in flight), stay %v, leave; bare, %s stand-in, %s, %s (the stand-in with one more idle occupant per room, as gavel is in the bridge rooms)",
+		o.n, o.m, o.concurrency, o.stay, modeLua, modeBridge, modeLuaSeat), variants(false))
 	if err != nil {
 		return err
 	}
@@ -395,8 +412,8 @@ func (b *bench) bridgePhase(ctx context.Context) error {
 	printPhase(os.Stdout, pj)
 	logf("bridge: paced at %g joins/s for %v, %d rounds per mode", o.rate, o.duration, o.rounds)
 	pp, err := jb.compare(ctx, "bridge-paced", fmt.Sprintf(
-		"Bridge, paced: %g joins/s for %v into %d rooms, each joiner stays %v; bare, %s stand-in, %s",
-		o.rate, o.duration, o.m, o.stay, modeLua, modeBridge), variants(true))
+		"Bridge, paced: %g joins/s for %v into %d rooms, each joiner stays %v; bare, %s stand-in, %s, %s",
+		o.rate, o.duration, o.m, o.stay, modeLua, modeBridge, modeLuaSeat), variants(true))
 	if err != nil {
 		return err
 	}
