@@ -244,6 +244,9 @@ func (b *bench) phases(ctx context.Context) error {
 			writeGavelRecovery(r)
 		}
 	}
+	if err := b.jitsiPhases(ctx); err != nil { // jitsi.go
+		return err
+	}
 	return nil
 }
 

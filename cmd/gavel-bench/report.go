@@ -24,7 +24,14 @@ type results struct {
 	GCSplit  []gcSplit         `json:"prosody_gc_split,omitempty"`
 	Gavel    map[string]int64  `json:"gavel_peak_rss_kib_after_phase"`
 	Targets  []target          `json:"targets"`
+	// Extra holds the results of phases registered from their own files
+	// (see markdownHooks), by phase name.
+	Extra map[string]any `json:"extra,omitempty"`
 }
+
+// markdownHooks print the tables of phases registered from their own
+// files, before the targets.
+var markdownHooks []func(io.Writer, *results)
 
 // phase is one comparison: per-mode summaries and the rounds behind them.
 type phase struct {
@@ -323,6 +330,9 @@ func markdown(w io.Writer, r *results) {
 	if len(r.Policy) > 0 {
 		fmt.Fprintf(w, "\n#### Policy engine\n\n")
 		writePolicy(w, r.Policy, true)
+	}
+	for _, f := range markdownHooks {
+		f(w, r)
 	}
 	fmt.Fprintf(w, "\n#### Targets\n\n")
 	writeTargets(w, r.Targets, true)
