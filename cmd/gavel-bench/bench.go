@@ -90,7 +90,7 @@ func runBench(ctx context.Context, o options) error {
 func (b *bench) phases(ctx context.Context) error {
 	o, e, res := b.o, b.e, b.res
 	ph := o.phases
-	if ph["joins"] || ph["joins100"] || ph["decomp"] || ph["paced"] || ph["burst"] || ph["arrivals"] {
+	if ph["joins"] || ph["joins100"] || ph["decomp"] || ph["rejoin"] || ph["paced"] || ph["burst"] || ph["arrivals"] {
 		if err := b.setupClients(ctx); err != nil {
 			return err
 		}
@@ -169,6 +169,11 @@ func (b *bench) phases(ctx context.Context) error {
 	}
 	if ph["decomp"] {
 		if err := b.decompose(ctx, record); err != nil {
+			return err
+		}
+	}
+	if ph["rejoin"] {
+		if err := b.rejoinPhase(ctx, record); err != nil {
 			return err
 		}
 	}

@@ -218,6 +218,18 @@ tenants:
       app_id: %[6]s
       secrets: [%[7]q]
       public_keys: [%[8]q]
+  # The rejoin phase: gavel's default with resets held for 2 s.
+  grace:
+    policy: token
+    guests: deny
+    clear_on_leave: true
+    clear_on_leave_grace: 2s
+    knocks_per_minute: 100000000
+    knocks_per_minute_per_jid: 100000000
+    token:
+      app_id: %[6]s
+      secrets: [%[7]q]
+      public_keys: [%[8]q]
   # The flood phase's tenant: gavel's default knock limits, guests denied.
   flood:
     guests: deny

@@ -12,6 +12,8 @@
 //	          presence alone), and with a Lua stand-in for Jitsi's
 //	          token_affiliation (a pre-join affiliation set in Prosody)
 //	joins100  the same into rooms of -big occupants
+//	rejoin    (not in the default set) joiners leave and come back at
+//	          once: what holding clear_on_leave resets saves
 //	decomp    (not in the default set) where Prosody's extra CPU per
 //	          moderated join goes: gavel's presence, the knock, owner and
 //	          member grants with their resets, each with Prosody's Lua
@@ -98,10 +100,10 @@ type options struct {
 	verbose     bool
 }
 
-var allPhases = []string{"joins", "joins100", "paced", "arrivals", "burst", "decomp", "flood", "recovery", "policy"}
+var allPhases = []string{"joins", "joins100", "paced", "arrivals", "burst", "decomp", "rejoin", "flood", "recovery", "policy"}
 
-// defaultPhases are what make bench runs: all but the decomposition,
-// which is a diagnostic (-phases decomp).
+// defaultPhases are what make bench runs: all but the decomposition and
+// the rejoin phase, which measure single causes (-phases decomp,rejoin).
 var defaultPhases = []string{"joins", "joins100", "paced", "arrivals", "burst", "flood", "recovery", "policy"}
 
 func main() { os.Exit(run()) }

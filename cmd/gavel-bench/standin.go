@@ -45,6 +45,9 @@ module:hook("muc-occupant-pre-join", function(event)
 	end
 	if not want or room:get_affiliation(bare) == want then return; end
 	room:set_affiliation(true, bare, want);
+	-- Prosody gave the occupant its role from the affiliation it had
+	-- before this hook (new_occupant): give it the one of the new one.
+	event.occupant.role = room:get_default_role(want);
 	local g = granted[room.jid];
 	if not g then g = {}; granted[room.jid] = g; end
 	g[bare] = true;
