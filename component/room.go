@@ -127,6 +127,7 @@ type room struct {
 	// occupant JID and nick in the room as a previous run of gavel left
 	// them (its ghost, removed before the first join).
 	saved     store.RoomState
+	unsaved   int // events handled since the last save (batch.go)
 	ghost     string
 	ghostNick string
 }
@@ -229,9 +230,13 @@ func (r *room) run() {
 			r.account(0)
 			return
 		}
-		r.handle(ev)
+		if ev.kind == evKnock && r.state == joined {
+			r.decideAll(r.withQueuedKnocks(ev.knock)) // batch.go
+		} else {
+			r.handle(ev)
+		}
 		if r.state == joined {
-			r.save()
+			r.saveSoon() // batch.go
 		}
 		r.armTimer()
 		r.account(r.pol.Len())
@@ -484,13 +489,15 @@ func (r *room) onKnock(k *knockReq) {
 // decide applies the policy to a knock, performs its actions and answers.
 func (r *room) decide(k *knockReq) { r.decideAll([]*knockReq{k}) }
 
-// decideAll applies the policy to knocks in order, performs all their
-// actions at once and answers each knock.
+// decideAll applies the policy to knocks in order, stores the result once,
+// answers at once the knocks that need no change in the room, performs the
+// others' actions all at once and answers them.
 func (r *room) decideAll(ks []*knockReq) {
 	m := r.m
 	type granted struct {
-		k *knockReq
-		g policy.Grant
+		k    *knockReq
+		g    policy.Grant
+		none bool // the knock asked the room for nothing
 	}
 	var acts []policy.Action
 	gs := make([]granted, 0, len(ks))
@@ -501,35 +508,55 @@ func (r *room) decideAll(ks []*knockReq) {
 			continue
 		}
 		acts = append(acts, actions...)
-		gs = append(gs, granted{k, grant})
+		gs = append(gs, granted{k, grant, len(actions) == 0})
 	}
-	errs := r.perform(acts)
-	if len(gs) > 0 {
-		// The grants wait for their joins in the policy: durable before
-		// the knocks are answered, so a restart between the answer and
-		// the join keeps what the knock said (user id, token, role).
-		r.save()
+	if len(gs) == 0 {
+		r.perform(acts)
+		return
 	}
 	for _, x := range gs {
-		k, grant := x.k, x.g
+		r.remember(x.k) // before the save, which stores the token hashes
+	}
+	// The grants wait for their joins in the policy: durable before the
+	// knocks are answered and before any grant is sent (one write for the
+	// whole batch; perform's own save then finds nothing new), so a restart
+	// between the answer and the join keeps what the knock said.
+	r.save()
+	waiting := gs[:0:0]
+	for _, x := range gs {
+		if x.none && !slices.ContainsFunc(acts, func(a policy.Action) bool { return a.BareJID == x.k.bare }) {
+			r.grant(x.k, x.g)
+			continue
+		}
+		waiting = append(waiting, x)
+	}
+	errs := r.perform(acts)
+	for _, x := range waiting {
+		k := x.k
 		if i := slices.IndexFunc(errs, func(e actionErr) bool { return e.bare == k.bare || errors.Is(e.err, ErrNotConnected) }); i >= 0 {
+			delete(r.knocks, k.full)
 			m.refuse(k.sess, k.st, knockRoomUnavailable, "the room refused gavel's change: "+errs[i].err.Error(), k.started)
 			continue
 		}
-		var expires string
-		if grant.Affiliation == policy.Owner && !k.id.Expires.IsZero() {
-			expires = k.id.Expires.UTC().Format(time.RFC3339)
-		}
-		r.remember(k)
-		m.c.reply(k.sess, k.st, func(b *xb) {
-			b.empty("knock", "xmlns", NSKnock, "room", r.jid,
-				"affiliation", grant.Affiliation.String(), "role", grant.Role.String(),
-				"reason", grant.Reason, "expires", expires)
-		})
-		m.count(knockGranted, k.started)
-		m.log.Debug("knock granted", zap.String("from", k.full), zap.String("room", r.jid),
-			zap.String("affiliation", grant.Affiliation.String()), zap.String("role", grant.Role.String()), zap.String("reason", grant.Reason))
+		r.grant(k, x.g)
 	}
+}
+
+// grant answers a granted knock.
+func (r *room) grant(k *knockReq, grant policy.Grant) {
+	m := r.m
+	var expires string
+	if grant.Affiliation == policy.Owner && !k.id.Expires.IsZero() {
+		expires = k.id.Expires.UTC().Format(time.RFC3339)
+	}
+	m.c.reply(k.sess, k.st, func(b *xb) {
+		b.empty("knock", "xmlns", NSKnock, "room", r.jid,
+			"affiliation", grant.Affiliation.String(), "role", grant.Role.String(),
+			"reason", grant.Reason, "expires", expires)
+	})
+	m.count(knockGranted, k.started)
+	m.log.Debug("knock granted", zap.String("from", k.full), zap.String("room", r.jid),
+		zap.String("affiliation", grant.Affiliation.String()), zap.String("role", grant.Role.String()), zap.String("reason", grant.Reason))
 }
 
 // knockRecord is what a granted knock said, kept for bans.
