@@ -158,6 +158,22 @@ func (e *env) pinProsody() error {
 	return pin(e.srv.PID(), prosodyCPU)
 }
 
+// graceTenant is the rejoin phase's tenant: gavel's default with resets
+// held for rejoinGrace (only written when the phase runs, so that a gavel
+// without clear_on_leave_grace can run the other phases).
+const graceTenant = `  grace:
+    policy: token
+    guests: deny
+    clear_on_leave: true
+    clear_on_leave_grace: 2s
+    knocks_per_minute: 100000000
+    knocks_per_minute_per_jid: 100000000
+    token:
+      app_id: %s
+      secrets: [%q]
+      public_keys: [%q]
+`
+
 // writeKeys makes the HS256 secret and the RS256 key pair of the run.
 func (e *env) writeKeys() error {
 	b := make([]byte, 24)
@@ -218,19 +234,7 @@ tenants:
       app_id: %[6]s
       secrets: [%[7]q]
       public_keys: [%[8]q]
-  # The rejoin phase: gavel's default with resets held for 2 s.
-  grace:
-    policy: token
-    guests: deny
-    clear_on_leave: true
-    clear_on_leave_grace: 2s
-    knocks_per_minute: 100000000
-    knocks_per_minute_per_jid: 100000000
-    token:
-      app_id: %[6]s
-      secrets: [%[7]q]
-      public_keys: [%[8]q]
-  # The flood phase's tenant: gavel's default knock limits, guests denied.
+%[9]s  # The flood phase's tenant: gavel's default knock limits, guests denied.
   flood:
     guests: deny
     knocks_per_minute: 6000
@@ -239,12 +243,16 @@ tenants:
 
 func (e *env) startGavel(ctx context.Context) error {
 	cfg := filepath.Join(e.dir, "gavel.yml")
+	var grace string
+	if e.o.phases["rejoin"] {
+		grace = fmt.Sprintf(graceTenant, appID, string(e.secret), filepath.Join(e.dir, "rs256.pub.pem"))
+	}
 	data := filepath.Join(e.dir, "gavel-data")
 	if e.o.gavelData != "" {
 		data = e.o.gavelData
 	}
 	body := fmt.Sprintf(gavelConfig, prosodytest.Component, e.srv.ComponentAddr, e.srv.Secret, prosodytest.MUC,
-		data, appID, string(e.secret), filepath.Join(e.dir, "rs256.pub.pem"))
+		data, appID, string(e.secret), filepath.Join(e.dir, "rs256.pub.pem"), grace)
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		return err
 	}
