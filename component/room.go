@@ -126,8 +126,10 @@ type room struct {
 	// Durable state (persist.go): what was last stored, and gavel's
 	// occupant JID and nick in the room as a previous run of gavel left
 	// them (its ghost, removed before the first join).
-	saved     store.RoomState
-	unsaved   int // events handled since the last save (batch.go)
+	saved   store.RoomState
+	unsaved int // events handled since the last save (batch.go)
+	// Held clear_on_leave resets by bare JID (linger.go).
+	lingering map[string]lingering
 	ghost     string
 	ghostNick string
 }
@@ -222,6 +224,7 @@ func (r *room) run() {
 	for {
 		ev := r.next()
 		if ev.kind == evShutdown {
+			r.sendDueResets(true) // linger.go
 			r.failDeferred(knockShuttingDown, "")
 			r.stopTimer()
 			r.stopJoinTimer()
@@ -265,7 +268,7 @@ func (r *room) refuseQueued() {
 
 // idle reports whether gavel has no reason to stay in the room.
 func (r *room) idle() bool {
-	return r.state != joining && len(r.deferred) == 0 && r.pol.Empty() && r.pol.Pending() == 0
+	return r.state != joining && len(r.deferred) == 0 && r.pol.Empty() && r.pol.Pending() == 0 && len(r.lingering) == 0
 }
 
 // leaveAndRetire leaves the room and forgets it, unless events arrived.
@@ -507,6 +510,7 @@ func (r *room) decideAll(ks []*knockReq) {
 			m.refuse(k.sess, k.st, policyOutcome(grant.Refusal), "", k.started)
 			continue
 		}
+		actions = r.resumeGrant(actions, k.bare) // linger.go
 		acts = append(acts, actions...)
 		gs = append(gs, granted{k, grant, len(actions) == 0})
 	}
@@ -755,6 +759,7 @@ func (r *room) onPresence(st *stanza, nick string) {
 			// It is about to be removed: grant it nothing meanwhile.
 			acts = policy.WithoutGrantsTo(acts, p.BareJID)
 		}
+		acts = append(acts, r.resetOnReturn(p.BareJID)...) // linger.go
 		r.perform(append(acts, r.admit(full, now)...))
 	case "unavailable":
 		if r.state == joining {
@@ -766,7 +771,7 @@ func (r *room) onPresence(st *stanza, nick string) {
 		if st.MUCUser.has(301) || st.MUCUser.has(321) {
 			r.perform(r.pol.AffiliationChanged(p.BareJID, aff, now))
 		}
-		r.perform(r.pol.Left(nick, now))
+		r.perform(r.holdResets(r.pol.Left(nick, now), p.BareJID, aff)) // linger.go
 		delete(r.knocks, full)
 		delete(r.idents, full)
 		delete(r.admitted, full)
@@ -932,6 +937,7 @@ func (r *room) reset() {
 	clear(r.admitted)
 	clear(r.joinAff)
 	clear(r.creators)
+	clear(r.lingering)
 }
 
 // exists asks the server whether the room still exists, without creating

@@ -210,6 +210,9 @@ func (t *Tenant) check(p *problems, path string) {
 			p.add(fmt.Sprintf("%s.bot_domains[%d]", path, i), "%v", err)
 		}
 	}
+	if t.ClearOnLeaveGrace < 0 || t.ClearOnLeaveGrace > 10*time.Minute {
+		p.add(path+".clear_on_leave_grace", "must be between 0 and 10m, got %v", t.ClearOnLeaveGrace)
+	}
 	if t.KnocksPerMinute < 1 {
 		p.add(path+".knocks_per_minute", "must be at least 1, got %d", t.KnocksPerMinute)
 	}
