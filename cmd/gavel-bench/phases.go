@@ -189,16 +189,11 @@ func settle(ctx context.Context, cs []*xclient.Client) int {
 	return last
 }
 
-// prime creates n rooms named prefix0..: a resident creates each (bare:
-// joins and submits the instant-room form; gavel: knocks with a moderator
-// token, gavel creates the room, and the resident joins as owner) and stays.
-func (b *bench) prime(ctx context.Context, gavel bool, prefix string, n int) (roomSet, time.Duration, error) {
-	return b.primeSet(ctx, roomSet{gavel: gavel}, prefix, n)
-}
-
-// primeSet is prime for a room set of any kind: rs says gavel or not and,
-// for the Lua stand-in's rooms, whether they are members-only. Gavel rooms
-// are members-only when their tenant says so ([deny] prefixes).
+// primeSet creates n rooms named prefix0..: a resident creates each (bare
+// and the Lua stand-in's: joins and submits the instant-room form,
+// members-only for rs.deny; gavel: knocks with a moderator token, gavel
+// creates the room, members-only when its tenant says so, and the
+// resident joins as owner) and stays.
 func (b *bench) primeSet(ctx context.Context, rs roomSet, prefix string, n int) (roomSet, time.Duration, error) {
 	gavel := rs.gavel
 	rs.jids = make([]string, n)
