@@ -11,14 +11,14 @@ const maxKnockBatch = 64
 
 // withQueuedKnocks returns first followed by the knocks queued right
 // behind it (up to maxKnockBatch in all), taking them from the queue. Only
-// knocks at the head of the queue are taken: an event between two knocks
-// keeps its place.
+// batchable knocks at the head of the queue are taken: an event between two
+// knocks, or a knock with a path of its own, keeps its place.
 func (r *room) withQueuedKnocks(first *knockReq) []*knockReq {
 	ks := []*knockReq{first}
 	r.qmu.Lock()
 	defer r.qmu.Unlock()
 	n := 0
-	for n < len(r.queue) && len(ks) < maxKnockBatch && r.queue[n].kind == evKnock {
+	for n < len(r.queue) && len(ks) < maxKnockBatch && r.queue[n].kind == evKnock && batchable(r.queue[n].knock) {
 		ks = append(ks, r.queue[n].knock)
 		r.queue[n] = event{}
 		n++
@@ -30,6 +30,11 @@ func (r *room) withQueuedKnocks(first *knockReq) []*knockReq {
 	}
 	return ks
 }
+
+// batchable reports whether a queued knock may join a batch: only a knock
+// that onKnock would hand straight to decideAll (a knock with a path of its
+// own there, such as the bridge's on main, must not).
+func batchable(k *knockReq) bool { return k != nil }
 
 // maxUnsaved bounds how many events a busy room handles between two saves.
 const maxUnsaved = 32

@@ -233,11 +233,7 @@ func (r *room) run() {
 			r.account(0)
 			return
 		}
-		if ev.kind == evKnock && r.state == joined {
-			r.decideAll(r.withQueuedKnocks(ev.knock)) // batch.go
-		} else {
-			r.handle(ev)
-		}
+		r.handle(ev)
 		if r.state == joined {
 			r.saveSoon() // batch.go
 		}
@@ -486,7 +482,7 @@ func (r *room) onKnock(k *knockReq) {
 		}
 		return
 	}
-	r.decide(k)
+	r.decideAll(r.withQueuedKnocks(k)) // batch.go
 }
 
 // decide applies the policy to a knock, performs its actions and answers.
