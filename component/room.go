@@ -482,11 +482,12 @@ func (r *room) onKnock(k *knockReq) {
 		}
 		return
 	}
-	r.decideAll(r.withQueuedKnocks(k)) // batch.go
+	r.decide(k)
 }
 
-// decide applies the policy to a knock, performs its actions and answers.
-func (r *room) decide(k *knockReq) { r.decideAll([]*knockReq{k}) }
+// decide applies the policy to a knock and to the knocks queued right
+// behind it (batch.go), performs their actions and answers them.
+func (r *room) decide(k *knockReq) { r.decideAll(r.withQueuedKnocks(k)) }
 
 // decideAll applies the policy to knocks in order, stores the result once,
 // answers at once the knocks that need no change in the room, performs the
