@@ -86,9 +86,12 @@ fuzz:
 		$(GO) test ./$$pkg/ -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s || exit 1; \
 	done
 
-## bench: gavel against bare Prosody in the same run (joins, 100 joins/s,
-## burst, arrivals with HS256 and RS256, recovery of 1,000 rooms), the
-## policy engine and token validation. Prosody is pinned to one CPU, the
+## bench: gavel against bare Prosody in the same run (joins into rooms of
+## 10 and of 100, 100 joins/s, burst, arrivals with HS256 and RS256; open
+## rooms and gavel's default guests: deny side by side, beside a Lua
+## pre-join stand-in; recovery of 1,000 rooms), the policy engine and token
+## validation. BENCHFLAGS='-prosody bin/servers/prosody-13/usr/bin/prosody'
+## runs it on Prosody 13; '-phases decomp' splits gavel's cost per join. Prosody is pinned to one CPU, the
 ## load generator and gavel to the other. Results: $(BIN)/bench/ and
 ## docs/BENCHMARKS.md. BENCHFLAGS adds gavel-bench flags (-h lists them).
 BENCHFLAGS ?=

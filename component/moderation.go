@@ -39,6 +39,10 @@ type Tenant struct {
 	// quarter of it, its tokenless and failed knocks); KnocksPerMinutePerJID
 	// each joiner's knocks. See admission.go and docs/protocol.md.
 	KnocksPerMinute, KnocksPerMinutePerJID int
+	// ClearGrace holds a clear_on_leave reset this long after the leave,
+	// and drops it when the same JID knocks again for the same rights
+	// (linger.go); 0 resets at once.
+	ClearGrace time.Duration
 }
 
 // MUC is one governed conference service.

@@ -127,7 +127,10 @@ type room struct {
 	// Durable state (persist.go): what was last stored, and gavel's
 	// occupant JID and nick in the room as a previous run of gavel left
 	// them (its ghost, removed before the first join).
-	saved     store.RoomState
+	saved   store.RoomState
+	unsaved int // events handled since the last save (batch.go)
+	// Held clear_on_leave resets by bare JID (linger.go).
+	lingering map[string]lingering
 	ghost     string
 	ghostNick string
 	restored  bool // loaded from the store, not yet rejoined
@@ -231,6 +234,7 @@ func (r *room) run() {
 	for {
 		ev := r.next()
 		if ev.kind == evShutdown {
+			r.sendDueResets(true) // linger.go
 			r.failDeferred(knockShuttingDown, "")
 			r.dropHolds(knockShuttingDown, true)
 			r.stopTimer()
@@ -243,7 +247,7 @@ func (r *room) run() {
 		r.handle(ev)
 		r.expireHolds()
 		if r.state == joined {
-			r.save()
+			r.saveSoon() // batch.go
 		}
 		r.armTimer()
 		r.account(r.pol.Len())
@@ -276,7 +280,7 @@ func (r *room) idle() bool {
 	// focus) hold the room: leaving would leave the next joiner
 	// ungoverned until the room is found again.
 	bots := (r.muc.Discover || r.muc.Bridge) && r.pol.Len() > 0
-	return r.state != joining && len(r.deferred) == 0 && r.pol.Empty() && !bots && r.pol.Pending() == 0 && !r.pol.AwaitsOwner()
+	return r.state != joining && len(r.deferred) == 0 && r.pol.Empty() && !bots && r.pol.Pending() == 0 && !r.pol.AwaitsOwner() && len(r.lingering) == 0
 }
 
 // leaveAndRetire leaves the room and forgets it, unless events arrived.
@@ -508,16 +512,19 @@ func (r *room) onKnock(k *knockReq) {
 	r.decide(k)
 }
 
-// decide applies the policy to a knock, performs its actions and answers.
-func (r *room) decide(k *knockReq) { r.decideAll([]*knockReq{k}) }
+// decide applies the policy to a knock and to the knocks queued right
+// behind it (batch.go), performs their actions and answers them.
+func (r *room) decide(k *knockReq) { r.decideAll(r.withQueuedKnocks(k)) }
 
-// decideAll applies the policy to knocks in order, performs all their
-// actions at once and answers each knock.
+// decideAll applies the policy to knocks in order, stores the result once,
+// answers at once the knocks that need no change in the room, performs the
+// others' actions all at once and answers them.
 func (r *room) decideAll(ks []*knockReq) {
 	m := r.m
 	type granted struct {
-		k *knockReq
-		g policy.Grant
+		k    *knockReq
+		g    policy.Grant
+		none bool // the knock asked the room for nothing
 	}
 	var acts []policy.Action
 	gs := make([]granted, 0, len(ks))
@@ -530,30 +537,50 @@ func (r *room) decideAll(ks []*knockReq) {
 			m.refuse(k.sess, k.st, policyOutcome(grant.Refusal), "", k.started)
 			continue
 		}
-		acts = append(acts, r.bridgeActions(k, actions)...)
-		gs = append(gs, granted{k, grant})
+		actions = r.bridgeActions(k, r.resumeGrant(actions, k.bare)) // linger.go, bridge.go
+		acts = append(acts, actions...)
+		gs = append(gs, granted{k, grant, len(actions) == 0})
 	}
-	errs := r.perform(acts)
-	if len(gs) > 0 {
-		// The grants wait for their joins in the policy: durable before
-		// the knocks are answered, so a restart between the answer and
-		// the join keeps what the knock said (user id, token, role).
-		r.save()
+	if len(gs) == 0 {
+		r.perform(acts)
+		return
 	}
 	for _, x := range gs {
-		k, grant := x.k, x.g
+		r.remember(x.k) // before the save, which stores the token hashes
+	}
+	// The grants wait for their joins in the policy: durable before the
+	// knocks are answered and before any grant is sent (one write for the
+	// whole batch; perform's own save then finds nothing new), so a restart
+	// between the answer and the join keeps what the knock said.
+	r.save()
+	waiting := gs[:0:0]
+	for _, x := range gs {
+		if x.none && !slices.ContainsFunc(acts, func(a policy.Action) bool { return a.BareJID == x.k.bare }) {
+			r.grant(x.k, x.g)
+			continue
+		}
+		waiting = append(waiting, x)
+	}
+	errs := r.perform(acts)
+	for _, x := range waiting {
+		k := x.k
 		if i := slices.IndexFunc(errs, func(e actionErr) bool { return e.bare == k.bare || errors.Is(e.err, ErrNotConnected) }); i >= 0 {
+			delete(r.knocks, k.full)
 			m.refuse(k.sess, k.st, knockRoomUnavailable, "the room refused gavel's change: "+errs[i].err.Error(), k.started)
 			continue
 		}
-		var expires string
-		if grant.Affiliation == policy.Owner && !k.id.Expires.IsZero() {
-			expires = k.id.Expires.UTC().Format(time.RFC3339)
-		}
-		r.remember(k)
-		r.why.granted(r, k.bare, grant.Reason)
-		r.answerGrant(k, grant, expires)
+		r.grant(k, x.g)
 	}
+}
+
+// grant answers a granted knock.
+func (r *room) grant(k *knockReq, grant policy.Grant) {
+	var expires string
+	if grant.Affiliation == policy.Owner && !k.id.Expires.IsZero() {
+		expires = k.id.Expires.UTC().Format(time.RFC3339)
+	}
+	r.why.granted(r, k.bare, grant.Reason)
+	r.answerGrant(k, grant, expires)
 }
 
 // knockRecord is what a granted knock said, kept for bans.
@@ -774,6 +801,7 @@ func (r *room) onPresence(st *stanza, nick string) {
 			// It is about to be removed: grant it nothing meanwhile.
 			acts = policy.WithoutGrantsTo(acts, p.BareJID)
 		}
+		acts = append(acts, r.resetOnReturn(p.BareJID)...) // linger.go
 		r.perform(append(acts, r.admit(full, now)...))
 	case "unavailable":
 		if r.state == joining {
@@ -785,7 +813,7 @@ func (r *room) onPresence(st *stanza, nick string) {
 		if st.MUCUser.has(301) || st.MUCUser.has(321) {
 			r.perform(r.pol.AffiliationChanged(p.BareJID, aff, now))
 		}
-		r.perform(r.pol.Left(nick, now))
+		r.perform(r.holdResets(r.pol.Left(nick, now), p.BareJID, aff)) // linger.go
 		delete(r.knocks, full)
 		delete(r.idents, full)
 		delete(r.admitted, full)
@@ -956,6 +984,7 @@ func (r *room) reset() {
 	clear(r.admitted)
 	clear(r.joinAff)
 	clear(r.creators)
+	clear(r.lingering)
 }
 
 // exists asks the server whether the room still exists, without creating

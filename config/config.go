@@ -111,6 +111,10 @@ type Tenant struct {
 	ReassertOwners bool `yaml:"reassert_owners"`
 	// ClearOnLeave resets affiliations gavel granted when their holder leaves.
 	ClearOnLeave bool `yaml:"clear_on_leave"`
+	// ClearOnLeaveGrace holds that reset this long after the leave, and
+	// drops it when the same user knocks again for the same rights
+	// meanwhile (a reconnect costs the server no affiliation change).
+	ClearOnLeaveGrace time.Duration `yaml:"clear_on_leave_grace"`
 	// Viewers admits tokens whose context.user.role is viewer: the tenant's
 	// rooms are then moderated from their creation (and never members-only),
 	// so viewers join without voice. Without it such knocks are refused.

@@ -220,6 +220,9 @@ func (t *Tenant) check(p *problems, path string) {
 	if t.MaxParticipants < 0 {
 		p.add(path+".max_participants", "must not be negative, got %d", t.MaxParticipants)
 	}
+	if t.ClearOnLeaveGrace < 0 || t.ClearOnLeaveGrace > 10*time.Minute {
+		p.add(path+".clear_on_leave_grace", "must be between 0 and 10m, got %v", t.ClearOnLeaveGrace)
+	}
 	if t.KnocksPerMinute < 1 {
 		p.add(path+".knocks_per_minute", "must be at least 1, got %d", t.KnocksPerMinute)
 	}

@@ -41,7 +41,18 @@ func runBench(ctx context.Context, o options) error {
 		},
 		Gavel: map[string]int64{},
 	}
-	res.Machine = describeMachine(ctx, e.srv.ConfigPath, e.gavelBin)
+	res.Machine = describeMachine(ctx, e.srv.ProsodyCtl, e.gavelBin)
+	res.Machine.ProsodyGC = "Prosody's default (incremental)"
+	if o.prosodyGC != "" {
+		res.Machine.ProsodyGC = o.prosodyGC
+	}
+	if gc, err := e.srv.ProsodyCtl(ctx, "shell", `>(function() local m = collectgarbage("incremental"); collectgarbage(m); return m end)()`); err == nil {
+		res.Machine.ProsodyGC += " (Lua reports " + strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(gc)), "Result:")) + ")"
+	}
+	res.Machine.MUCStorage = "internal (files)"
+	if o.mucStorage != "" {
+		res.Machine.MUCStorage = o.mucStorage
+	}
 	res.Machine.Pinned = "no"
 	if e.pinned {
 		res.Machine.Pinned = fmt.Sprintf("Prosody on CPU %d; load generator and gavel on CPU %d (taskset)", prosodyCPU, loadCPU)
@@ -49,7 +60,7 @@ func runBench(ctx context.Context, o options) error {
 	res.Machine.GCBetween = e.gcOK
 	res.Machine.CommandRun = strings.TrimSpace("gavel-bench " + strings.Join(os.Args[1:], " "))
 	b := &bench{e: e, o: o, res: res, rooms: map[string]roomSet{}}
-	fmt.Printf("gavel-bench: %s; %s; %s; %s\n", res.Machine.Prosody, res.Machine.Gavel, res.Machine.Go, res.Machine.Pinned)
+	fmt.Printf("gavel-bench: %s; Lua GC %s; MUC storage %s; %s; %s; %s\n", res.Machine.Prosody, res.Machine.ProsodyGC, res.Machine.MUCStorage, res.Machine.Gavel, res.Machine.Go, res.Machine.Pinned)
 
 	if err := b.phases(ctx); err != nil {
 		return err
@@ -79,7 +90,7 @@ func runBench(ctx context.Context, o options) error {
 func (b *bench) phases(ctx context.Context) error {
 	o, e, res := b.o, b.e, b.res
 	ph := o.phases
-	if ph["joins"] || ph["paced"] || ph["burst"] || ph["arrivals"] {
+	if ph["joins"] || ph["joins100"] || ph["decomp"] || ph["rejoin"] || ph["paced"] || ph["burst"] || ph["arrivals"] {
 		if err := b.setupClients(ctx); err != nil {
 			return err
 		}
@@ -100,35 +111,70 @@ func (b *bench) phases(ctx context.Context) error {
 		printPhase(os.Stdout, p)
 		res.Gavel[p.Name], _ = memKiB(e.gavelPID())
 	}
-	if ph["joins"] {
-		logf("joins: %d rounds per mode", o.rounds)
+	joinsPhase := func(name, title string, sets map[string]roomSet, perf bool) error {
 		profiled := map[string]bool{}
 		round := func(rs roomSet, mode string) func(ctx context.Context) (sample, error) {
 			return func(ctx context.Context) (sample, error) {
-				if o.perfDir != "" && !profiled[mode] {
+				if perf && o.perfDir != "" && !profiled[mode] {
 					profiled[mode] = true
 					defer b.profileProsody(mode)()
 				}
 				return b.joinsRound(ctx, rs, b.joiners, o.concurrency, o.stay)
 			}
 		}
-		direct := b.rooms[modeGavel]
+		direct := sets[modeGavel]
 		direct.direct = true
-		p, err := b.compare(ctx, "joins",
-			fmt.Sprintf("Joins: %d clients knock and join %d rooms (%d in flight), stay %v, leave", o.n, o.m, o.concurrency, o.stay),
-			[]variant{
-				{modeBare, round(b.rooms[modeBare], modeBare)},
-				{modeGavel, round(b.rooms[modeGavel], modeGavel)},
-				{modeDirect, round(direct, modeDirect)},
-			})
+		var vs []variant
+		for _, mode := range []string{modeBare, modeGavel, modeDeny, modeDirect, modeLua, modeLuaDeny} {
+			rs := sets[mode]
+			if mode == modeDirect {
+				rs = direct
+			}
+			vs = append(vs, variant{mode, round(rs, mode)})
+		}
+		p, err := b.compare(ctx, name, title, vs)
 		if err != nil {
 			return err
 		}
 		record(p)
+		return nil
+	}
+	if ph["joins"] {
+		logf("joins: %d rounds per mode", o.rounds)
+		err := joinsPhase("joins",
+			fmt.Sprintf("Joins: %d clients knock and join %d rooms (%d in flight), stay %v, leave", o.n, o.m, o.concurrency, o.stay),
+			b.rooms, true)
+		if err != nil {
+			return err
+		}
 		if o.perfDir != "" && e.gcOK {
 			if err := b.gcSplit(ctx); err != nil {
 				return err
 			}
+		}
+	}
+	if ph["joins100"] {
+		big := o.n / o.big
+		logf("joins100: %d joiners into %d rooms of %d, %d rounds per mode", o.n, big, o.big, o.rounds)
+		sets, err := b.primeAll(ctx, "big", big)
+		if err != nil {
+			return err
+		}
+		err = joinsPhase("joins100",
+			fmt.Sprintf("Joins into rooms of %d: %d clients knock and join %d rooms (%d in flight), stay %v, leave", o.big, o.n, big, o.concurrency, o.stay),
+			sets, false)
+		if err != nil {
+			return err
+		}
+	}
+	if ph["decomp"] {
+		if err := b.decompose(ctx, record); err != nil {
+			return err
+		}
+	}
+	if ph["rejoin"] {
+		if err := b.rejoinPhase(ctx, record); err != nil {
+			return err
 		}
 	}
 	if ph["paced"] {
@@ -140,7 +186,7 @@ func (b *bench) phases(ctx context.Context) error {
 		}
 		p, err := b.compare(ctx, "paced",
 			fmt.Sprintf("Paced: %g joins/s for %v into %d rooms, each joiner stays %v", o.rate, o.duration, o.m, o.stay),
-			[]variant{{modeBare, round(b.rooms[modeBare])}, {modeGavel, round(b.rooms[modeGavel])}})
+			[]variant{{modeBare, round(b.rooms[modeBare])}, {modeGavel, round(b.rooms[modeGavel])}, {modeDeny, round(b.rooms[modeDeny])}})
 		if err != nil {
 			return err
 		}
@@ -149,8 +195,8 @@ func (b *bench) phases(ctx context.Context) error {
 	if ph["burst"] {
 		logf("burst: %d joiners into %d rooms", o.burst, o.burstRooms)
 		sets := map[string]roomSet{}
-		for _, mode := range []string{modeBare, modeGavel} {
-			rs, d, err := b.prime(ctx, mode == modeGavel, mode+"-burst", o.burstRooms)
+		for _, mode := range []string{modeBare, modeGavel, modeDeny} {
+			rs, d, err := b.primeSet(ctx, roomSet{gavel: mode != modeBare, deny: mode == modeDeny}, setPrefix(mode, "burst"), o.burstRooms)
 			if err != nil {
 				return err
 			}
@@ -164,7 +210,7 @@ func (b *bench) phases(ctx context.Context) error {
 		}
 		p, err := b.compare(ctx, "burst",
 			fmt.Sprintf("Burst: %d joiners into %d rooms at once, stay %v, leave", o.burst, o.burstRooms, o.stay),
-			[]variant{{modeBare, round(sets[modeBare])}, {modeGavel, round(sets[modeGavel])}})
+			[]variant{{modeBare, round(sets[modeBare])}, {modeGavel, round(sets[modeGavel])}, {modeDeny, round(sets[modeDeny])}})
 		if err != nil {
 			return err
 		}
@@ -187,6 +233,8 @@ func (b *bench) phases(ctx context.Context) error {
 				{modeBare, round(b.rooms[modeBare], "")},
 				{algHS256, round(b.rooms[modeGavel], algHS256)},
 				{algRS256, round(b.rooms[modeGavel], algRS256)},
+				{algHS256 + "-" + modeDeny, round(b.rooms[modeDeny], algHS256)},
+				{algRS256 + "-" + modeDeny, round(b.rooms[modeDeny], algRS256)},
 			})
 		if err != nil {
 			return err
@@ -277,15 +325,42 @@ func (b *bench) setupClients(ctx context.Context) error {
 	for i, c := range cs {
 		b.joiners = append(b.joiners, &joiner{id: i, c: c})
 	}
-	for _, mode := range []string{modeBare, modeGavel} {
-		rs, d, err := b.prime(ctx, mode == modeGavel, mode+"-", o.m)
-		if err != nil {
-			return err
-		}
-		b.rooms[mode] = rs
-		b.res.Created = append(b.res.Created, created{Set: "main", Mode: mode, Rooms: o.m, PerS: float64(o.m) / d.Seconds()})
+	sets, err := b.primeAll(ctx, "main", o.m)
+	b.rooms = sets
+	return err
+}
+
+// setPrefix names the rooms of a mode's set: gavel's members-only rooms
+// are in tenant [deny], the Lua stand-in acts in rooms named lua-*.
+func setPrefix(mode, set string) string {
+	switch mode {
+	case modeDeny:
+		return "[deny]" + set + "-"
+	case modeLua:
+		return "lua-o-" + set + "-"
+	case modeLuaDeny:
+		return "lua-d-" + set + "-"
 	}
-	return nil
+	return mode + "-" + set + "-"
+}
+
+// primeAll primes n rooms for each mode of the joins phases.
+func (b *bench) primeAll(ctx context.Context, set string, n int) (map[string]roomSet, error) {
+	sets := map[string]roomSet{}
+	for _, mode := range []string{modeBare, modeGavel, modeDeny, modeLua, modeLuaDeny} {
+		kind := roomSet{
+			gavel: mode == modeGavel || mode == modeDeny,
+			deny:  mode == modeDeny || mode == modeLuaDeny,
+			lua:   mode == modeLua || mode == modeLuaDeny,
+		}
+		rs, d, err := b.primeSet(ctx, kind, setPrefix(mode, set), n)
+		if err != nil {
+			return nil, err
+		}
+		sets[mode] = rs
+		b.res.Created = append(b.res.Created, created{Set: set, Mode: mode, Rooms: n, PerS: float64(n) / d.Seconds()})
+	}
+	return sets, nil
 }
 
 // compare runs o.rounds rounds of every variant, rotating their order each

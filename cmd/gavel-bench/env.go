@@ -124,9 +124,21 @@ func (e *env) startProsody() error {
 	if e.o.prosodyGC != "" {
 		extra += fmt.Sprintf("gc = { mode = %q }\n", e.o.prosodyGC)
 	}
+	var mucCfg string
+	if e.o.mucStorage != "" {
+		mucCfg = fmt.Sprintf("\tstorage = %q\n", e.o.mucStorage)
+	}
+	plugins, err := writeStandIn(e.dir)
+	if err != nil {
+		return err
+	}
 	srv, err := prosodytest.Start(filepath.Join(e.dir, "prosody"), prosodytest.Options{
 		ExtraModules: []string{"admin_shell"},
 		ExtraConfig:  extra,
+		MUCConfig:    mucCfg,
+		PluginPaths:  []string{plugins},
+		MUCModules:   []string{standInModule},
+		Prosody:      e.o.prosody,
 	})
 	if err != nil {
 		return err
@@ -149,6 +161,22 @@ func (e *env) pinProsody() error {
 	return pin(e.srv.PID(), prosodyCPU)
 }
 
+// graceTenant is the rejoin phase's tenant: gavel's default with resets
+// held for rejoinGrace (only written when the phase runs, so that a gavel
+// without clear_on_leave_grace can run the other phases).
+const graceTenant = `  grace:
+    policy: token
+    guests: deny
+    clear_on_leave: true
+    clear_on_leave_grace: 2s
+    knocks_per_minute: 100000000
+    knocks_per_minute_per_jid: 100000000
+    token:
+      app_id: %s
+      secrets: [%q]
+      public_keys: [%q]
+`
+
 // writeKeys makes the HS256 secret and the RS256 key pair of the run.
 func (e *env) writeKeys() error {
 	b := make([]byte, 24)
@@ -169,7 +197,9 @@ func (e *env) writeKeys() error {
 }
 
 // gavelConfig is gavel's configuration for the run: the token policy with
-// guests as members (so bare and moderated rooms are both open rooms), an
+// guests as members in the default tenant (so bare and moderated rooms are
+// both open rooms), guests denied in tenant "deny" (gavel's default: its
+// rooms are members-only and every participant's knock grants member), an
 // HS256 secret and an RS256 public key, and knock limits far above the
 // benchmark's rates.
 const gavelConfig = `# written by gavel-bench
@@ -196,7 +226,18 @@ tenants:
       app_id: %s
       secrets: [%q]
       public_keys: [%q]
-  # The flood phase's tenant: gavel's default knock limits, guests denied.
+  # gavel's default: guests denied, members-only rooms ([deny]room).
+  deny:
+    policy: token
+    guests: deny
+    clear_on_leave: true
+    knocks_per_minute: 100000000
+    knocks_per_minute_per_jid: 100000000
+    token:
+      app_id: %[6]s
+      secrets: [%[7]q]
+      public_keys: [%[8]q]
+%[9]s  # The flood phase's tenant: gavel's default knock limits, guests denied.
   flood:
     guests: deny
     knocks_per_minute: 6000
@@ -205,8 +246,16 @@ tenants:
 
 func (e *env) startGavel(ctx context.Context) error {
 	cfg := filepath.Join(e.dir, "gavel.yml")
+	var grace string
+	if e.o.phases["rejoin"] {
+		grace = fmt.Sprintf(graceTenant, appID, string(e.secret), filepath.Join(e.dir, "rs256.pub.pem"))
+	}
+	data := filepath.Join(e.dir, "gavel-data")
+	if e.o.gavelData != "" {
+		data = e.o.gavelData
+	}
 	body := fmt.Sprintf(gavelConfig, prosodytest.Component, e.srv.ComponentAddr, e.srv.Secret, prosodytest.MUC,
-		filepath.Join(e.dir, "gavel-data"), appID, string(e.secret), filepath.Join(e.dir, "rs256.pub.pem"))
+		data, appID, string(e.secret), filepath.Join(e.dir, "rs256.pub.pem"), grace)
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		return err
 	}
@@ -327,8 +376,12 @@ func (e *env) token(alg, room, user string, moderator bool) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	sub := prosodytest.Host
+	if strings.HasPrefix(ar.Local, "[") {
+		sub = ar.Tenant // a [tenant]room: sub names the tenant
+	}
 	req := auth.MintRequest{
-		Issuer: appID, Audience: []string{"jitsi"}, Subject: prosodytest.Host,
+		Issuer: appID, Audience: []string{"jitsi"}, Subject: sub,
 		Room: ar.Name, UserID: user, Name: user, Moderator: moderator, TTL: 2 * time.Hour,
 	}
 	switch alg {

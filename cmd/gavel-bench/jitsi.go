@@ -60,10 +60,10 @@ func (b *bench) jitsiPhases(ctx context.Context) error {
 
 // Modes of the bridge phase.
 const (
-	modeLua    = "lua-affiliation" // the token_affiliation stand-in
+	modeLuaAff = "lua-affiliation" // the token_affiliation stand-in
 	modeBridge = "bridge"
 	// modeLuaSeat is the stand-in in rooms with one more idle occupant,
-	// as gavel is one in the bridge rooms: the difference to modeLua is
+	// as gavel is one in the bridge rooms: the difference to modeLuaAff is
 	// what gavel's seat in every room costs Prosody.
 	modeLuaSeat = "lua+seat"
 )
@@ -345,8 +345,8 @@ func (b *bench) bridgePhase(ctx context.Context) error {
 		return err
 	}
 	defer closeAll(seats)
-	for _, mode := range []string{modeBare, modeLua, modeBridge, modeLuaSeat} {
-		prefix := map[string]string{modeBare: "bare-", modeLua: "lua-", modeBridge: "br-", modeLuaSeat: "lua-seat-"}[mode]
+	for _, mode := range []string{modeBare, modeLuaAff, modeBridge, modeLuaSeat} {
+		prefix := map[string]string{modeBare: "bare-", modeLuaAff: "lua-", modeBridge: "br-", modeLuaSeat: "lua-seat-"}[mode]
 		rs := roomSet{jids: make([]string, o.m)}
 		for i := range rs.jids {
 			rs.jids[i] = fmt.Sprintf("%s%d@%s", prefix, i, prosodytest.MUC)
@@ -382,7 +382,7 @@ func (b *bench) bridgePhase(ctx context.Context) error {
 		return func(ctx context.Context) (sample, error) {
 			seq++
 			err := parallel(ctx, len(jb.joiners), o.concurrency, func(i int) error {
-				return b.sessionToken(ctx, jb.joiners[i].c, fmt.Sprintf("u%d-%d", seq, i), b.moderator(i, o.m))
+				return b.sessionToken(ctx, jb.joiners[i].c, fmt.Sprintf("u%d-%d", seq, i), moderator(i, o.m, o.moderators))
 			})
 			if err != nil {
 				return sample{}, fmt.Errorf("session tokens: %w", err)
@@ -398,13 +398,13 @@ func (b *bench) bridgePhase(ctx context.Context) error {
 		}
 	}
 	variants := func(paced bool) []variant {
-		return []variant{{modeBare, run(modeBare, paced)}, {modeLua, run(modeLua, paced)}, {modeBridge, run(modeBridge, paced)},
+		return []variant{{modeBare, run(modeBare, paced)}, {modeLuaAff, run(modeLuaAff, paced)}, {modeBridge, run(modeBridge, paced)},
 			{modeLuaSeat, run(modeLuaSeat, paced)}}
 	}
 	logf("bridge: joins, %d rounds per mode", o.rounds)
 	pj, err := jb.compare(ctx, "bridge-joins", fmt.Sprintf(
 		"Bridge, joins: %d clients that never knock (token on the session) join %d rooms (%d in flight), stay %v, leave; bare, %s stand-in, %s, %s (the stand-in with one more idle occupant per room, as gavel is in the bridge rooms)",
-		o.n, o.m, o.concurrency, o.stay, modeLua, modeBridge, modeLuaSeat), variants(false))
+		o.n, o.m, o.concurrency, o.stay, modeLuaAff, modeBridge, modeLuaSeat), variants(false))
 	if err != nil {
 		return err
 	}
@@ -413,7 +413,7 @@ func (b *bench) bridgePhase(ctx context.Context) error {
 	logf("bridge: paced at %g joins/s for %v, %d rounds per mode", o.rate, o.duration, o.rounds)
 	pp, err := jb.compare(ctx, "bridge-paced", fmt.Sprintf(
 		"Bridge, paced: %g joins/s for %v into %d rooms, each joiner stays %v; bare, %s stand-in, %s, %s",
-		o.rate, o.duration, o.m, o.stay, modeLua, modeBridge, modeLuaSeat), variants(true))
+		o.rate, o.duration, o.m, o.stay, modeLuaAff, modeBridge, modeLuaSeat), variants(true))
 	if err != nil {
 		return err
 	}
@@ -432,7 +432,7 @@ func (b *bench) bridgePhase(ctx context.Context) error {
 		}
 		var v []float64
 		for round, br := range one[modeBridge] {
-			if l := one[modeLua][round]; l > 0 {
+			if l := one[modeLuaAff][round]; l > 0 {
 				v = append(v, br/l)
 			}
 		}

@@ -6,8 +6,18 @@
 // Phases (-phases, all by default):
 //
 //	joins     N clients knock and join M rooms (C in flight), stay, leave:
-//	          joins/s, knock+join latency, CPU, fan-out; a third side
-//	          joins gavel's rooms without knocking (gavel's presence alone)
+//	          joins/s, knock+join latency, CPU, fan-out; in open rooms
+//	          (guests: member), in members-only rooms (guests: deny, the
+//	          default), into gavel's rooms without knocking (gavel's
+//	          presence alone), and with a Lua stand-in for Jitsi's
+//	          token_affiliation (a pre-join affiliation set in Prosody)
+//	joins100  the same into rooms of -big occupants
+//	rejoin    (not in the default set) joiners leave and come back at
+//	          once: what holding clear_on_leave resets saves
+//	decomp    (not in the default set) where Prosody's extra CPU per
+//	          moderated join goes: gavel's presence, the knock, owner and
+//	          member grants with their resets, each with Prosody's Lua
+//	          collector running and stopped
 //	paced     joins at a fixed -rate for -duration: latency added by gavel
 //	arrivals  each client logs in, knocks and joins at once (C in flight),
 //	          with HS256 and with RS256 tokens
@@ -80,13 +90,21 @@ type options struct {
 	gc          bool
 	perfDir     string
 	prosodyGC   string
+	prosody     string
+	mucStorage  string
+	big         int
+	gavelData   string
 	jsonPath    string
 	mdPath      string
 	timeout     time.Duration
 	verbose     bool
 }
 
-var allPhases = []string{"joins", "paced", "arrivals", "burst", "flood", "recovery", "policy"}
+var allPhases = []string{"joins", "joins100", "paced", "arrivals", "burst", "decomp", "rejoin", "flood", "recovery", "policy"}
+
+// defaultPhases are what make bench runs: all but the decomposition and
+// the rejoin phase, which measure single causes (-phases decomp,rejoin).
+var defaultPhases = []string{"joins", "joins100", "paced", "arrivals", "burst", "flood", "recovery", "policy"}
 
 func main() { os.Exit(run()) }
 
@@ -96,7 +114,7 @@ func run() int {
 	flag.StringVar(&o.gavel, "gavel", "", "gavel binary to benchmark (default: build ./cmd/gavel into the work directory)")
 	flag.StringVar(&o.dir, "dir", "", "work directory for Prosody, gavel and profiles (default: a fresh temporary directory)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (it is always kept when the run fails)")
-	flag.StringVar(&phases, "phases", strings.Join(allPhases, ","), "phases to run, comma-separated: "+strings.Join(allPhases, ","))
+	flag.StringVar(&phases, "phases", strings.Join(defaultPhases, ","), "phases to run, comma-separated: "+strings.Join(allPhases, ","))
 	flag.IntVar(&o.n, "n", 200, "N: client sessions that join (joins, paced, burst pool)")
 	flag.IntVar(&o.m, "m", 20, "M: rooms they join")
 	flag.IntVar(&o.concurrency, "concurrency", 32, "joins (and arrivals) in flight at once")
@@ -121,6 +139,10 @@ func run() int {
 	flag.BoolVar(&o.pin, "pin", true, "pin Prosody to the first CPU and this command and gavel to the second (needs 2 CPUs and taskset)")
 	flag.BoolVar(&o.gc, "gc", true, "run a full Lua garbage collection in Prosody before every round (prosodyctl shell)")
 	flag.StringVar(&o.prosodyGC, "prosody-gc", "", `Prosody's Lua collector: "" (Prosody's default, incremental) or "generational"`)
+	flag.StringVar(&o.prosody, "prosody", "", "prosody executable (default: $GAVEL_PROSODY, else the system's); e.g. bin/servers/prosody-13/usr/bin/prosody")
+	flag.StringVar(&o.mucStorage, "muc-storage", "", `storage of the MUC component's rooms: "" (Prosody's internal files, as configured globally) or "memory" (as Jitsi's default config)`)
+	flag.StringVar(&o.gavelData, "gavel-data", "", "gavel's data_dir (its bbolt store; default: in the work directory); a tmpfs such as /dev/shm/gavel-bench takes the disk's fsync out (a diagnostic)")
+	flag.IntVar(&o.big, "big", 100, "occupants per room in the joins100 phase: -n joiners into -n/-big rooms")
 	flag.StringVar(&o.perfDir, "perf", "", "record CPU profiles into this directory (perf record: gavel over the client phases, Prosody over one joins round per mode) and split Prosody's CPU per join with its Lua collector stopped")
 	flag.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	flag.StringVar(&o.mdPath, "markdown", "", "also write the results as Markdown tables to this file")
@@ -206,6 +228,10 @@ func (o *options) check() error {
 		return errors.New("-flood-guests must be between 1 and 2000, -flood-good between 1 and 200")
 	case o.phases["flood"] && (o.floodEvery < 2*time.Second || o.floodTime <= 0 || o.floodTime > 2*time.Minute):
 		return errors.New("-flood-every must be at least 2s (the per-JID limit), -flood-time above 0 and at most 2m")
+	case o.mucStorage != "" && o.mucStorage != "memory":
+		return errors.New(`-muc-storage must be "" or "memory"`)
+	case o.phases["joins100"] && (o.big < 2 || o.big > o.n):
+		return errors.New("-big must be between 2 and -n")
 	case o.timeout <= 0:
 		return errors.New("-timeout must be positive")
 	}

@@ -20,8 +20,15 @@ const (
 	// modeDirect joins gavel's rooms without knocking (a guest, a member
 	// in these open rooms): what gavel's presence in the room costs alone.
 	modeDirect = "no-knock"
-	algHS256   = "HS256"
-	algRS256   = "RS256"
+	// modeDeny knocks into gavel's members-only rooms (tenant "deny",
+	// guests: deny, gavel's default): every participant's knock sets member.
+	modeDeny = "deny"
+	// modeLua and modeLuaDeny join open and members-only rooms where the
+	// Lua stand-in (standin.go) sets the affiliation at pre-join.
+	modeLua     = "lua"
+	modeLuaDeny = "lua-deny"
+	algHS256    = "HS256"
+	algRS256    = "RS256"
 )
 
 // opTimeout bounds each client operation (a knock, a join, a leave).
@@ -33,12 +40,29 @@ type roomSet struct {
 	gavel bool
 	// direct: clients join without knocking (only with gavel rooms).
 	direct bool
-	jids   []string
+	// lua: clients put a claim into their join for the Lua stand-in.
+	lua bool
+	// deny: the rooms are members-only (gavel's tenant "deny", or
+	// configured so for the stand-in).
+	deny bool
+	// mods is the share of visits whose token (or claim) is a moderator's.
+	mods float64
+	// name overrides the mode's name (decomposition variants).
+	name string
+	jids []string
 }
 
 // mode names the side of a comparison a round of rs is on.
 func (rs roomSet) mode() string {
 	switch {
+	case rs.name != "":
+		return rs.name
+	case rs.lua && rs.deny:
+		return modeLuaDeny
+	case rs.lua:
+		return modeLua
+	case rs.gavel && rs.deny && !rs.direct:
+		return modeDeny
 	case rs.gavel && rs.direct:
 		return modeDirect
 	case rs.gavel:
@@ -121,9 +145,9 @@ type bench struct {
 // moderator token. Visits go round the rooms in waves (visit i into room
 // i mod rooms); a share o.moderators of the waves are moderators, so every
 // room gets its share, as meetings have one host among many guests.
-func (b *bench) moderator(i, rooms int) bool {
+func moderator(i, rooms int, share float64) bool {
 	w := float64(i / rooms)
-	f := b.o.moderators
+	f := share
 	return int((w+1)*f) > int(w*f)
 }
 
@@ -165,11 +189,23 @@ func settle(ctx context.Context, cs []*xclient.Client) int {
 	return last
 }
 
-// prime creates n rooms named prefix0..: a resident creates each (bare:
-// joins and submits the instant-room form; gavel: knocks with a moderator
-// token, gavel creates the room, and the resident joins as owner) and stays.
-func (b *bench) prime(ctx context.Context, gavel bool, prefix string, n int) (roomSet, time.Duration, error) {
-	rs := roomSet{gavel: gavel, jids: make([]string, n)}
+// primeSet creates n rooms named prefix0..: a resident creates each (bare
+// and the Lua stand-in's: joins and submits the instant-room form,
+// members-only for rs.deny; gavel: knocks with a moderator token, gavel
+// creates the room, members-only when its tenant says so, and the
+// resident joins as owner) and stays.
+func (b *bench) primeSet(ctx context.Context, rs roomSet, prefix string, n int) (roomSet, time.Duration, error) {
+	gavel := rs.gavel
+	rs.jids = make([]string, n)
+	if rs.mods == 0 && rs.name == "" {
+		rs.mods = b.o.moderators
+	}
+	form := `<query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query>`
+	if rs.deny && !gavel {
+		form = `<query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>` +
+			`<field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/muc#roomconfig</value></field>` +
+			`<field var='muc#roomconfig_membersonly'><value>1</value></field></x></query>`
+	}
 	toks := make([]string, n)
 	for i := range rs.jids {
 		rs.jids[i] = fmt.Sprintf("%s%d@%s", prefix, i, prosodytest.MUC)
@@ -199,7 +235,7 @@ func (b *bench) prime(ctx context.Context, gavel bool, prefix string, n int) (ro
 		if _, err := c.Join(cctx, room, "host"); err != nil {
 			return fmt.Errorf("join %s: %w", room, err)
 		}
-		if err := c.IQ(cctx, room, "set", `<query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query>`, nil); err != nil {
+		if err := c.IQ(cctx, room, "set", form, nil); err != nil {
 			return fmt.Errorf("unlock %s: %w", room, err)
 		}
 		return nil
@@ -207,10 +243,15 @@ func (b *bench) prime(ctx context.Context, gavel bool, prefix string, n int) (ro
 	return rs, time.Since(start), err
 }
 
-// enter knocks (in gavel rooms) and joins room as nick.
+// enter knocks (in gavel rooms) and joins room as nick. A token that
+// starts with "<" is the Lua stand-in's claim: it goes into the join's muc
+// element instead of a knock.
 func enter(ctx context.Context, c *xclient.Client, room, nick, token string, knock bool) error {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
+	if strings.HasPrefix(token, "<") {
+		return joinClaim(ctx, c, room, nick, token)
+	}
 	if knock {
 		if _, err := c.Knock(ctx, prosodytest.Component, room, token); err != nil {
 			return fmt.Errorf("knock %s: %w", room, err)
@@ -240,13 +281,19 @@ func leave(ctx context.Context, c *xclient.Client, room, nick string) error {
 // visit i goes to room rooms[i % len(rooms)]. Every token is new, so that
 // gavel's cache of verified tokens never hits.
 func (b *bench) tokens(rs roomSet, visits int, alg string) ([]string, error) {
-	if !rs.knocks() {
-		return make([]string, visits), nil
-	}
 	out := make([]string, visits)
+	if rs.lua {
+		for i := range out {
+			out[i] = claimXML(moderator(i, len(rs.jids), rs.mods))
+		}
+		return out, nil
+	}
+	if !rs.knocks() {
+		return out, nil
+	}
 	for i := range out {
 		user := fmt.Sprintf("user-%d", b.tokenSeq.Add(1))
-		t, err := b.e.token(alg, rs.jids[i%len(rs.jids)], user, b.moderator(i, len(rs.jids)))
+		t, err := b.e.token(alg, rs.jids[i%len(rs.jids)], user, moderator(i, len(rs.jids), rs.mods))
 		if err != nil {
 			return nil, err
 		}
@@ -389,6 +436,9 @@ func (b *bench) arrivalsRound(ctx context.Context, rs roomSet, users []string, c
 	toks := make([]string, len(users))
 	if rs.gavel {
 		mode = alg
+		if rs.deny {
+			mode = alg + "-" + modeDeny
+		}
 		var err error
 		if toks, err = b.tokens(rs, len(users), alg); err != nil {
 			return sample{}, err
@@ -430,6 +480,25 @@ func (b *bench) arrivalsRound(ctx context.Context, rs roomSet, users []string, c
 	s.RoundCPU = cpuOf(b.e.usage(), u0)
 	s.Joins, s.Errors, s.FirstErr = len(s.Lat), bad.n, bad.first
 	return s, ctx.Err()
+}
+
+// joinClaim joins room as nick with claim inside the join's muc element,
+// where the Lua stand-in reads it and the room relays nothing.
+func joinClaim(ctx context.Context, c *xclient.Client, room, nick, claim string) error {
+	occupant := room + "/" + nick
+	if err := c.Send(ctx, `<presence to='`+occupant+`'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/>`+claim+`</x></presence>`); err != nil {
+		return err
+	}
+	p, err := c.WaitPresence(ctx, func(p xclient.Presence) bool {
+		return strings.EqualFold(p.From, occupant) && (p.Self() || p.Type == "error")
+	})
+	if err == nil && p.Error != nil {
+		err = p.Error
+	}
+	if err != nil {
+		return fmt.Errorf("join %s as %s: %w", room, nick, err)
+	}
+	return nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

@@ -107,10 +107,12 @@ type machine struct {
 	Gavel      string `json:"gavel"`
 	Pinned     string `json:"pinned"`
 	GCBetween  bool   `json:"prosody_gc_between_rounds"`
+	ProsodyGC  string `json:"prosody_gc"`
+	MUCStorage string `json:"muc_storage"`
 	CommandRun string `json:"command"`
 }
 
-func describeMachine(ctx context.Context, prosodyCfg, gavelBin string) machine {
+func describeMachine(ctx context.Context, prosodyctl func(ctx context.Context, args ...string) ([]byte, error), gavelBin string) machine {
 	m := machine{
 		Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"),
 		CPUs: runtime.NumCPU(),
@@ -138,7 +140,7 @@ func describeMachine(ctx context.Context, prosodyCfg, gavelBin string) machine {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if out, err := exec.CommandContext(cctx, "prosodyctl", "--config", prosodyCfg, "about").Output(); err == nil {
+	if out, err := prosodyctl(cctx, "about"); err == nil {
 		for _, line := range strings.Split(string(out), "\n") {
 			if strings.HasPrefix(line, "Prosody ") {
 				m.Prosody = strings.TrimSpace(line)

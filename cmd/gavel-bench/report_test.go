@@ -77,7 +77,10 @@ func TestPairedRatios(t *testing.T) {
 
 func TestTargets(t *testing.T) {
 	r := &results{Settings: map[string]any{"rate": 100.0}}
-	p := &phase{Name: "joins", Modes: []*summary{{Mode: modeBare}, {Mode: modeGavel, PairedRate: 0.72, PairedFanout: 1.05}}}
+	p := &phase{Name: "joins", Modes: []*summary{{Mode: modeBare}, {Mode: modeGavel, PairedRate: 0.72, PairedFanout: 1.05},
+		{Mode: modeDeny, PairedRate: 0.95}, {Mode: modeLuaDeny, PairedRate: 0.97}}}
+	pc := &phase{Name: "paced", Modes: []*summary{{Mode: modeBare}, {Mode: modeGavel, PairedP99Add: 2, P99Adds: []float64{1, 2, 3, 9, 4}}}}
+	r.Phases = append(r.Phases, pc)
 	r.Phases = append(r.Phases, p)
 	r.Policy = []policyResult{{Config: "x", BytesPerOccupant: 300, DecisionsPerS: 5e6}}
 	r.evaluate()
@@ -85,8 +88,17 @@ func TestTargets(t *testing.T) {
 	for _, tg := range r.Targets {
 		got[tg.Name] = tg
 	}
-	if tg := got["join throughput"]; tg.Met || tg.Gap != "20.0% short" {
+	if tg := got["joins, open rooms"]; tg.Met || tg.Gap != "20.0% short" {
 		t.Errorf("join throughput target = %+v", tg)
+	}
+	if tg := got["joins, guests: deny"]; !tg.Met {
+		t.Errorf("deny target = %+v", tg)
+	}
+	if tg := got["joins, guests: deny, ahead of the Lua pre-join stand-in"]; tg.Met {
+		t.Errorf("behind the stand-in, yet met: %+v", tg)
+	}
+	if tg := got["p99 added latency at 100 joins/s (gavel)"]; !tg.Met {
+		t.Errorf("4 of 5 rounds within 5 ms, yet missed: %+v", tg)
 	}
 	if tg := got["fan-out (joins)"]; !tg.Met {
 		t.Errorf("fan-out target = %+v", tg)
@@ -120,11 +132,10 @@ func TestMeasurePolicy(t *testing.T) {
 }
 
 func TestModeratorShare(t *testing.T) {
-	b := &bench{o: options{moderators: 0.1}}
 	perRoom := map[int]int{}
 	n := 0
 	for i := range 200 {
-		if b.moderator(i, 20) {
+		if moderator(i, 20, 0.1) {
 			perRoom[i%20]++
 			n++
 		}
@@ -132,9 +143,8 @@ func TestModeratorShare(t *testing.T) {
 	if n != 20 || len(perRoom) != 20 {
 		t.Errorf("%d moderators over %d rooms, want 20 over 20", n, len(perRoom))
 	}
-	b.o.moderators = 0
 	for i := range 200 {
-		if b.moderator(i, 20) {
+		if moderator(i, 20, 0) {
 			t.Fatal("a moderator with -moderators 0")
 		}
 	}

@@ -212,6 +212,7 @@ func buildTenants(cfg *config.Config) (map[string]component.Tenant, error) {
 			TopLevelModerator:     t.TopLevelModerator,
 			KnocksPerMinute:       t.KnocksPerMinute,
 			KnocksPerMinutePerJID: t.KnocksPerMinutePerJID,
+			ClearGrace:            t.ClearOnLeaveGrace,
 		}
 	}
 	return out, nil
