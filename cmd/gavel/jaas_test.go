@@ -21,11 +21,19 @@ import (
 type gavelHTTP struct {
 	base string
 	srv  *prosodytest.Server
+	// exited is closed when the gavel process ends.
+	exited <-chan struct{}
 }
 
 // startGavelHTTP runs the gavel binary against a fresh Prosody with the
 // given muc and tenants sections, and waits until /readyz says 200.
 func startGavelHTTP(t *testing.T, mucAndTenants string) *gavelHTTP {
+	t.Helper()
+	return startGavelHTTPIn(t, t.TempDir(), mucAndTenants)
+}
+
+// startGavelHTTPIn is startGavelHTTP with gavel's data in dataDir.
+func startGavelHTTPIn(t *testing.T, dataDir, mucAndTenants string) *gavelHTTP {
 	t.Helper()
 	bin := gavelBinary(t)
 	srv, err := prosodytest.Start(t.TempDir(), prosodytest.Options{RestrictRoomCreation: true})
@@ -49,13 +57,15 @@ http:
   admin_token:
     secrets: [%q]
 data_dir: %s
-`, srv.ComponentAddr, srv.Secret, httpAddr, adminSecret, t.TempDir())+mucAndTenants)
+`, srv.ComponentAddr, srv.Secret, httpAddr, adminSecret, dataDir)+mucAndTenants)
 	cmd := exec.Command(bin, "-config", cfg)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	g := &gavelHTTP{base: "http://" + httpAddr, srv: srv}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+	g := &gavelHTTP{base: "http://" + httpAddr, srv: srv, exited: exited}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		resp, err := http.Get(g.base + "/readyz")

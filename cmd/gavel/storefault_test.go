@@ -1,10 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,9 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/gavelxmpp/gavel/auth"
-	"github.com/gavelxmpp/gavel/internal/prosodytest"
 )
 
 // TestFullDiskAnswers503: while the data directory is full, a ban is
@@ -31,43 +26,17 @@ func TestFullDiskAnswers503(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = exec.Command("umount", "-l", dataDir).Run() })
 
-	bin := gavelBinary(t)
-	srv, err := prosodytest.Start(t.TempDir(), prosodytest.Options{RestrictRoomCreation: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	httpAddr := l.Addr().String()
-	l.Close()
-	cfg := writeConfig(t, fmt.Sprintf(`
-component:
-  jid: mod.example.test
-  address: %s
-  secret: %q
+	g := startGavelHTTPIn(t, dataDir, fmt.Sprintf(`
 muc:
   - domain: conference.example.test
-http:
-  listen: %s
-  admin_token:
-    secrets: [%q]
-data_dir: %s
 tenants:
   default:
     token:
       app_id: myapp
       secrets: [%q]
-`, srv.ComponentAddr, srv.Secret, httpAddr, adminSecret, dataDir, secret))
-	cmd := exec.Command(bin, "-config", cfg)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() { _ = cmd.Process.Kill(); <-exited }()
-	base := "http://" + httpAddr
+`, secret))
 	readyz := func() (int, string) {
-		resp, err := http.Get(base + "/readyz")
+		resp, err := http.Get(g.base + "/readyz")
 		if err != nil {
 			return 0, err.Error()
 		}
@@ -89,23 +58,9 @@ tenants:
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	waitReady(200)
-
-	admin, _ := auth.Mint(auth.MintRequest{Secret: []byte(adminSecret), Subject: "example.test", Issuer: "x", Audience: []string{"x"}, TTL: time.Hour, Extra: map[string]any{"admin": true}})
+	admin := adminToken(t, "example.test")
 	ban := func(user, reason string) (int, map[string]any) {
-		body := fmt.Sprintf(`{"reason":%q}`, reason)
-		req, _ := http.NewRequest("POST", base+"/jaccess/v1/access-management/example.test/ban/user/"+user, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+admin)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out map[string]any
-		b, _ := io.ReadAll(resp.Body)
-		_ = json.Unmarshal(b, &out)
-		return resp.StatusCode, out
+		return g.do(t, "POST", "/jaccess/v1/access-management/example.test/ban/user/"+user, admin, fmt.Sprintf(`{"reason":%q}`, reason))
 	}
 
 	// Fill the disk.
@@ -122,7 +77,8 @@ tenants:
 	}
 	f.Close()
 
-	// The reason is large so that the ban needs new pages in gavel.db.
+	// The reason is large so that a ban needs new pages in gavel.db; a few
+	// may still fit in pages freed earlier.
 	code, out := ban("during-full", strings.Repeat("r", 900))
 	for i := 0; code == 200 && i < 50; i++ {
 		code, out = ban(fmt.Sprintf("during-full-%d", i), strings.Repeat("r", 900))
@@ -134,8 +90,8 @@ tenants:
 		t.Errorf("/readyz while full says %q", body)
 	}
 	select {
-	case err := <-exited:
-		t.Fatalf("gavel exited on a full disk: %v", err)
+	case <-g.exited:
+		t.Fatal("gavel exited on a full disk")
 	default:
 	}
 
