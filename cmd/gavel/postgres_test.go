@@ -25,17 +25,7 @@ import (
 // /readyz and a ban answer 503, and both recover after its restart.
 func TestPostgresStoreEndToEnd(t *testing.T) {
 	bin := gavelBinary(t)
-	pg, err := pgtest.Start(pgtest.Options{NoFsync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pg.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	dsn, err := pg.CreateDB(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pg, dsn, ctx := startPostgres(t, 90*time.Second)
 	srv, err := prosodytest.Start(t.TempDir(), prosodytest.Options{RestrictRoomCreation: true})
 	if err != nil {
 		t.Fatal(err)
@@ -170,4 +160,23 @@ tenants:
 	if code, body := ban("late-id"); code != 200 {
 		t.Errorf("ban after PostgreSQL is back: %d %s", code, body)
 	}
+}
+
+// startPostgres starts a PostgreSQL for the test (stopped at its end) with a
+// fresh database, and returns it, the database's DSN and a context that
+// bounds the test to d.
+func startPostgres(t *testing.T, d time.Duration) (*pgtest.Server, string, context.Context) {
+	t.Helper()
+	pg, err := pgtest.Start(pgtest.Options{NoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	dsn, err := pg.CreateDB(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pg, dsn, ctx
 }

@@ -269,17 +269,7 @@ func outcast(ctx context.Context, t *testing.T, c *xclient.Client, room, jid str
 // room.
 func TestShardsShareCommands(t *testing.T) {
 	bin := gavelBinary(t)
-	pg, err := pgtest.Start(pgtest.Options{NoFsync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pg.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
-	defer cancel()
-	dsn, err := pg.CreateDB(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pg, dsn, ctx := startPostgres(t, 150*time.Second)
 	t.Setenv("GAVEL_TEST_PG_DSN", dsn)
 	a := startShard(t, bin, "a")
 	b := startShard(t, bin, "b")
@@ -538,17 +528,7 @@ func TestPostgresKill9DuringConcurrentBans(t *testing.T) {
 // removes the occupant it restored and the role is set.
 func TestShardRestartAppliesMissedCommands(t *testing.T) {
 	bin := gavelBinary(t)
-	pg, err := pgtest.Start(pgtest.Options{NoFsync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pg.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	dsn, err := pg.CreateDB(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, dsn, ctx := startPostgres(t, 90*time.Second)
 	t.Setenv("GAVEL_TEST_PG_DSN", dsn)
 	a := startShard(t, bin, "a")
 	b := startShard(t, bin, "b")
