@@ -89,13 +89,14 @@ fuzz:
 ## bench: gavel against bare Prosody in the same run (joins into rooms of
 ## 10 and of 100, 100 joins/s, burst, arrivals with HS256 and RS256; open
 ## rooms and gavel's default guests: deny side by side, beside a Lua
-## pre-join stand-in; recovery of 1,000 rooms), the policy engine and token
-## validation. BENCHFLAGS='-prosody bin/servers/prosody-13/usr/bin/prosody'
+## pre-join stand-in; a bad-token flood; recovery of 1,000 rooms after
+## Prosody's and gavel's own restarts; the bridge and polling mode; two
+## shards on PostgreSQL), the policy engine and token validation. BENCHFLAGS='-prosody bin/servers/prosody-13/usr/bin/prosody'
 ## runs it on Prosody 13; '-phases decomp' splits gavel's cost per join. Prosody is pinned to one CPU, the
 ## load generator and gavel to the other. Results: $(BIN)/bench/ and
 ## docs/BENCHMARKS.md. BENCHFLAGS adds gavel-bench flags (-h lists them).
 BENCHFLAGS ?=
-bench: deps-prosody build
+bench: deps-prosody deps-postgres build
 	@mkdir -p $(BIN)/bench
 	$(GO) run ./cmd/gavel-bench -gavel $(BIN)/gavel -json $(BIN)/bench/results.json -markdown $(BIN)/bench/results.md $(BENCHFLAGS)
 	$(GO) test ./policy/ -run '^$$' -bench . -benchmem -cpu 1

@@ -22,6 +22,7 @@ import (
 func init() {
 	// Registered here so that the phase list in main.go stays as it is.
 	allPhases = append(allPhases, "gavel-recovery")
+	defaultPhases = append(defaultPhases, "gavel-recovery")
 }
 
 // gavelRecoveryResult is one restart of gavel under governed rooms.

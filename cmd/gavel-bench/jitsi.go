@@ -37,6 +37,7 @@ import (
 func init() {
 	// Registered here so that the phase list in main.go stays as it is.
 	allPhases = append(allPhases, "bridge", "polling")
+	defaultPhases = append(defaultPhases, "bridge", "polling")
 	markdownHooks = append(markdownHooks, func(w io.Writer, r *results) {
 		if rs, ok := r.Extra["polling"].([]*pollingResult); ok {
 			fmt.Fprintf(w, "\n#### Polling mode: join presence to owner presence, %d rooms per delay, default interval\n\n", pollingRooms)

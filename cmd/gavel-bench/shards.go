@@ -39,6 +39,7 @@ import (
 func init() {
 	// Registered here so that the phase list in main.go stays as it is.
 	allPhases = append(allPhases, "shards")
+	defaultPhases = append(defaultPhases, "shards")
 }
 
 // Settings of the shards phase (no flags: one fixed, bounded run).
