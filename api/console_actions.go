@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -63,83 +64,81 @@ func (c *console) roomAction(w http.ResponseWriter, r *http.Request) (*consoleSe
 	return sess, body, true
 }
 
-// done answers an action: {"ok": true} or the command's error.
+// done answers an action: {"ok": true}, the refusal (an *apiError) as it
+// is, or the command's error.
 func (c *console) done(w http.ResponseWriter, r *http.Request, err error) {
-	if err != nil {
+	var ae *apiError
+	switch {
+	case err == nil:
+		writeJSON(w, r, http.StatusOK, map[string]bool{"ok": true})
+	case errors.As(err, &ae):
+		writeError(w, r, ae)
+	default:
 		c.s.fail(w, r, err)
+	}
+}
+
+// runRoomAction decodes and checks a room action (roomAction), then runs it
+// with a command's deadline and answers with its result.
+func (c *console) runRoomAction(w http.ResponseWriter, r *http.Request, run func(ctx context.Context, by string, body consoleRoomBody) error) {
+	sess, body, ok := c.roomAction(w, r)
+	if !ok {
 		return
 	}
-	writeJSON(w, r, http.StatusOK, map[string]bool{"ok": true})
+	ctx, cancel := commandContext(r)
+	defer cancel()
+	c.done(w, r, run(ctx, sess.by(), body))
+}
+
+// notAvailable refuses an action the command layer does not offer.
+func notAvailable(what string) error {
+	return &apiError{http.StatusNotFound, "not-available", what + " here"}
 }
 
 func (c *console) setRole(w http.ResponseWriter, r *http.Request) {
-	sess, body, ok := c.roomAction(w, r)
-	if !ok {
-		return
-	}
-	rs, ok := c.s.cmds.(roleSetter)
-	if !ok {
-		writeError(w, r, &apiError{http.StatusNotFound, "not-available", "roles cannot be set here"})
-		return
-	}
-	ctx, cancel := commandContext(r)
-	defer cancel()
-	_, err := rs.AssignRole(ctx, commands.RoleRequest{Room: body.Room, Participant: body.Nick, Role: body.Role}, sess.by())
-	c.done(w, r, err)
+	c.runRoomAction(w, r, func(ctx context.Context, by string, body consoleRoomBody) error {
+		rs, ok := c.s.cmds.(roleSetter)
+		if !ok {
+			return notAvailable("roles cannot be set")
+		}
+		_, err := rs.AssignRole(ctx, commands.RoleRequest{Room: body.Room, Participant: body.Nick, Role: body.Role}, by)
+		return err
+	})
 }
 
 func (c *console) kick(w http.ResponseWriter, r *http.Request) {
-	sess, body, ok := c.roomAction(w, r)
-	if !ok {
-		return
-	}
-	ctx, cancel := commandContext(r)
-	defer cancel()
-	c.done(w, r, c.s.cmds.Kick(ctx, body.Room, body.Nick, body.Reason, sess.by()))
+	c.runRoomAction(w, r, func(ctx context.Context, by string, body consoleRoomBody) error {
+		return c.s.cmds.Kick(ctx, body.Room, body.Nick, body.Reason, by)
+	})
 }
 
 func (c *console) destroy(w http.ResponseWriter, r *http.Request) {
-	sess, body, ok := c.roomAction(w, r)
-	if !ok {
-		return
-	}
-	ctx, cancel := commandContext(r)
-	defer cancel()
-	c.done(w, r, c.s.cmds.Destroy(ctx, body.Room, body.Reason, sess.by()))
+	c.runRoomAction(w, r, func(ctx context.Context, by string, body consoleRoomBody) error {
+		return c.s.cmds.Destroy(ctx, body.Room, body.Reason, by)
+	})
 }
 
 func (c *console) lock(w http.ResponseWriter, r *http.Request) {
-	sess, body, ok := c.roomAction(w, r)
-	if !ok {
-		return
-	}
-	l, ok := c.s.cmds.(roomLocker)
-	if !ok {
-		writeError(w, r, &apiError{http.StatusNotFound, "not-available", "rooms cannot be locked here"})
-		return
-	}
-	if body.Locked == nil {
-		writeError(w, r, errBadRequest("locked (true or false) is required"))
-		return
-	}
-	ctx, cancel := commandContext(r)
-	defer cancel()
-	c.done(w, r, l.SetLock(ctx, body.Room, *body.Locked, sess.by()))
+	c.runRoomAction(w, r, func(ctx context.Context, by string, body consoleRoomBody) error {
+		l, ok := c.s.cmds.(roomLocker)
+		if !ok {
+			return notAvailable("rooms cannot be locked")
+		}
+		if body.Locked == nil {
+			return errBadRequest("locked (true or false) is required")
+		}
+		return l.SetLock(ctx, body.Room, *body.Locked, by)
+	})
 }
 
 func (c *console) setPolicy(w http.ResponseWriter, r *http.Request) {
-	sess, body, ok := c.roomAction(w, r)
-	if !ok {
-		return
-	}
-	p, ok := c.s.cmds.(policySetter)
-	if !ok {
-		writeError(w, r, &apiError{http.StatusNotFound, "not-available", "a room's policy cannot be switched here"})
-		return
-	}
-	ctx, cancel := commandContext(r)
-	defer cancel()
-	c.done(w, r, p.SetPolicy(ctx, body.Room, body.Policy, sess.by()))
+	c.runRoomAction(w, r, func(ctx context.Context, by string, body consoleRoomBody) error {
+		p, ok := c.s.cmds.(policySetter)
+		if !ok {
+			return notAvailable("a room's policy cannot be switched")
+		}
+		return p.SetPolicy(ctx, body.Room, body.Policy, by)
+	})
 }
 
 // consoleBanBody is the body of a ban and of lifting one. For a ban of
