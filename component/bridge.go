@@ -58,6 +58,7 @@ func (m *Moderation) bridgeRoutes() []muxOption {
 			return []muxOption{
 				handleIQ("set", nameBridgeJoin, HandlerFunc(m.bridgeJoin)),
 				handleIQ("set", nameBridgeRoom, HandlerFunc(m.bridgeRoom)),
+				handleMessage("", nameBridgeOccupant, HandlerFunc(m.bridgeReport)),
 			}
 		}
 	}
@@ -118,7 +119,7 @@ func (m *Moderation) bridgeRoom(sess *session, st *stanza) {
 	case "destroyed":
 		m.metrics.bridgeRequest("destroyed")
 		m.deliver(roomJID, false, event{kind: evCommand, cmd: func(r *room) error {
-			if r.state != joined {
+			if r.state != joined || r.watching() {
 				r.failDeferred(knockRoomUnavailable, "the room was destroyed")
 				r.stopJoinTimer()
 				r.reset()

@@ -56,7 +56,14 @@ type bridgeServer struct {
 // on the hosts, no room locking, the focus bypassed.
 func sharedBridge(t *testing.T, base *server) *server {
 	t.Helper()
-	v, _ := bridgeServers.LoadOrStore(base.Name, &bridgeServer{})
+	return sharedBridgeWith(t, base, "")
+}
+
+// sharedBridgeWith is sharedBridge with more options for the MUC
+// component (a Prosody of its own per distinct muc).
+func sharedBridgeWith(t *testing.T, base *server, muc string) *server {
+	t.Helper()
+	v, _ := bridgeServers.LoadOrStore(base.Name+"\x00"+muc, &bridgeServer{})
 	b := v.(*bridgeServer)
 	b.once.Do(func() {
 		dir, err := os.MkdirTemp("", "gavel-bridge-")
@@ -90,7 +97,7 @@ func sharedBridge(t *testing.T, base *server) *server {
 			MUCModules:    []string{"gavel_bridge"},
 			NoRoomLocking: true,
 			MUCConfig: fmt.Sprintf("\tgavel_bridge_component = %q\n\tgavel_bridge_bypass = { %q }\n",
-				prosodytest.Component, bridgeFocus+"@"+prosodytest.Host),
+				prosodytest.Component, bridgeFocus+"@"+prosodytest.Host) + muc,
 		})
 		if err != nil {
 			b.err = err
@@ -258,7 +265,7 @@ func TestBridgeBans(t *testing.T) {
 		tok := mint(t, room, false, nil)
 		cl := loginToken(t, srv, tok)
 		joinWith(t, cl, room, "banned", "")
-		waitGavel(t, focus, room, 5*time.Second)
+		waitGoverned(t, g, room, "banned")
 		res, err := g.cmds.Ban(context.Background(), commands.BanRequest{Tenant: ar.Tenant, Kind: store.KindToken, Value: tok, By: "test"})
 		if err != nil || res.Removed != 1 {
 			t.Fatalf("ban: removed %d, %v", res.Removed, err)

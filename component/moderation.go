@@ -146,6 +146,7 @@ type Moderation struct {
 	rooms    map[string]*room
 	trust    map[string]*identityTrust // by MUC domain, for the current session
 	dormant  map[string]time.Time      // rooms gavel left empty, when (discovery)
+	noWatch  sync.Map                  // MUC domains whose bridge does not report occupants (watch.go)
 	loops    sync.WaitGroup            // per-session identity checks and discovery
 	sess     *session
 	resource string // gavel's resource in rooms for the current session
@@ -304,6 +305,10 @@ func (m *Moderation) connected(sess *session) {
 			m.loops.Add(1)
 			go m.discover(sess, mu)
 		}
+		if m.watches(mu) {
+			m.loops.Add(1)
+			go m.watchRooms(sess, mu)
+		}
 	}
 }
 
@@ -336,7 +341,9 @@ func (m *Moderation) shutdown(sess *session, deadline time.Time) {
 	m.leaveCheckRooms(&b)
 	m.mu.Unlock()
 	for _, r := range rooms {
-		b.empty("presence", "from", from, "to", r.jid+"/"+r.ownNick(), "type", "unavailable")
+		if !r.watching() {
+			b.empty("presence", "from", from, "to", r.jid+"/"+r.ownNick(), "type", "unavailable")
+		}
 		r.push(event{kind: evShutdown})
 	}
 	if b.Len() > 0 && sess != nil { // nil: leave no room (a duplicate instance)

@@ -38,6 +38,9 @@ const (
 func (r *room) durableState() store.RoomState {
 	snap := r.pol.Snapshot()
 	st := store.RoomState{Room: r.jid, Self: r.m.occupantJID(), Nick: r.ownNick(), Settings: settingsToStore(snap.Settings)}
+	if r.watching() {
+		st.Self, st.Nick = "", "" // gavel is not in the room: no ghost to remove
+	}
 	for _, g := range snap.Grants {
 		st.Grants = append(st.Grants, store.Grant{JID: g.BareJID, Affiliation: g.Affiliation.String(), Expires: g.Expires, Expired: g.Expired})
 	}

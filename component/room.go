@@ -31,20 +31,23 @@ const (
 	evIdentityReady // the identity check of the room's MUC has ended
 	evJoinTimeout   // the room did not answer join number gen in time
 	evJoinRetry     // the pause after a join timeout has passed
+	evWatched       // the bridge told the room's occupants (watch.go)
 )
 
 // event is one thing that happened to a room; a room's events are handled
 // in order by its worker.
 type event struct {
-	kind  evKind
-	st    *stanza
-	nick  string
-	sess  *session
-	knock *knockReq
-	cmd   func(r *room) error
-	done  chan error
-	fresh bool   // evAdopt: the room appeared after gavel's first look
-	gen   uint64 // evJoinTimeout, evJoinRetry: the join they belong to
+	kind   evKind
+	st     *stanza
+	nick   string
+	sess   *session
+	knock  *knockReq
+	cmd    func(r *room) error
+	done   chan error
+	fresh  bool   // evAdopt: the room appeared after gavel's first look
+	gen    uint64 // evJoinTimeout, evJoinRetry, evWatched: the join they belong to
+	err    error  // evWatched: why the bridge did not answer
+	report bool   // evPresence: reported by the bridge module (watch.go)
 }
 
 // joinState is where gavel stands with a room. idle: not in it (a knock
@@ -289,7 +292,9 @@ func (r *room) leaveAndRetire() bool {
 	m := r.m
 	left := false
 	if r.state == joined && r.sess != nil {
-		r.writeLeave()
+		if !r.watching() {
+			r.writeLeave()
+		}
 		// gavel is out: an event that arrives meanwhile starts over.
 		r.state = idle
 		left = true
@@ -341,7 +346,7 @@ func (r *room) handle(ev event) {
 		// recreates it empty and gavel leaves it again.)
 		restored := r.restored
 		r.restored = false
-		if r.held && !restored && len(r.deferred) == 0 && !r.exists() {
+		if r.held && !restored && len(r.deferred) == 0 && !r.watching() && !r.exists() {
 			// The server lost the room (a crash): recreating it empty only
 			// for gavel to leave it again would cost the server dearly
 			// across many rooms. Its next knock recreates it.
@@ -361,6 +366,10 @@ func (r *room) handle(ev event) {
 	case evKnock:
 		r.onKnock(ev.knock)
 	case evPresence:
+		if ev.report {
+			r.onReport(ev.st, ev.nick)
+			return
+		}
 		r.onPresence(ev.st, ev.nick)
 	case evTick:
 		r.perform(r.pol.Tick(r.m.now()))
@@ -374,11 +383,7 @@ func (r *room) handle(ev event) {
 			r.fresh = true
 		}
 		if r.state == idle {
-			if r.sess == nil {
-				r.sess = r.m.session()
-			}
-			r.joinTries = 0
-			r.join()
+			r.enter()
 		}
 		if r.state == joining {
 			r.adopting = true
@@ -395,12 +400,27 @@ func (r *room) handle(ev event) {
 		if ev.gen == r.joinGen && r.state == joining {
 			r.join()
 		}
+	case evWatched:
+		if ev.gen == r.joinGen && r.state == joining {
+			r.onWatched(ev.st, ev.err)
+		}
 	}
+}
+
+// enter starts gavel's way into the room: a join, or where the bridge
+// reports occupants, a request for them.
+func (r *room) enter() {
+	if r.sess == nil {
+		r.sess = r.m.session()
+	}
+	r.joinTries = 0
+	r.join()
 }
 
 // join enters the room under the session's resource, after removing the
 // previous session's ghost occupant if there may be one, and arms the join
-// timeout.
+// timeout. Where the bridge reports occupants, gavel asks it for them
+// instead of entering (watch.go).
 func (r *room) join() {
 	if r.sess == nil {
 		return
@@ -411,7 +431,8 @@ func (r *room) join() {
 	m.mu.Unlock()
 	var b xb
 	to := r.jid + "/" + r.ownNick()
-	if prev != "" && prev != cur && r.state != idle || prev != "" && r.lastLen > 0 {
+	watch := r.watching()
+	if !watch && (prev != "" && prev != cur && r.state != idle || prev != "" && r.lastLen > 0) {
 		b.empty("presence", "from", m.c.opts.Domain+"/"+prev, "to", to, "type", "unavailable")
 	}
 	if r.ghost != "" && r.ghost != m.c.opts.Domain+"/"+cur {
@@ -423,6 +444,16 @@ func (r *room) join() {
 		}
 		b.empty("presence", "from", r.ghost, "to", r.jid+"/"+nick, "type", "unavailable")
 		r.ghost = ""
+	}
+	if watch {
+		if b.Len() > 0 && r.sess.write(b.Bytes()) != nil {
+			return
+		}
+		r.state = joining
+		r.present = r.present[:0]
+		r.after(m.opts.JoinTimeout, evJoinTimeout)
+		r.requestOccupants(r.joinGen)
+		return
 	}
 	b.open("presence", "from", m.c.opts.Domain+"/"+cur, "to", to)
 	b.open("x", "xmlns", nsMUC).empty("history", "maxstanzas", "0").close("x")
@@ -470,7 +501,9 @@ func (r *room) joinTimedOut() {
 		zap.Int("tries", r.joinTries+1), zap.Int("knocks_refused", len(r.deferred)))
 	// Should the server let gavel in after all, it leaves again: the next
 	// knock starts afresh.
-	r.writeLeave()
+	if !r.watching() {
+		r.writeLeave()
+	}
 	r.stopJoinTimer()
 	r.state = idle
 	r.joinTries = 0
@@ -501,11 +534,7 @@ func (r *room) onKnock(k *knockReq) {
 		}
 		r.deferred = append(r.deferred, k)
 		if r.state == idle {
-			if r.sess == nil {
-				r.sess = r.m.session()
-			}
-			r.joinTries = 0
-			r.join()
+			r.enter()
 		}
 		return
 	}
@@ -776,6 +805,13 @@ func (r *room) onPresence(st *stanza, nick string) {
 		r.onSelfPresence(st)
 		return
 	}
+	r.onOccupant(st, nick)
+}
+
+// onOccupant handles an occupant's presence, as received in the room or
+// reported by the bridge.
+func (r *room) onOccupant(st *stanza, nick string) {
+	m := r.m
 	if st.MUCUser == nil || len(st.MUCUser.Items) == 0 {
 		return
 	}
@@ -883,41 +919,50 @@ func (r *room) onSelfPresence(st *stanza) {
 		r.destroyed = why == "destroyed" // the meeting ended: its settings too
 		r.reset()
 	case r.state == joining:
-		r.stopJoinTimer()
-		r.state = joined
-		r.held = true
-		r.adopting = false
-		r.joinTries = 0
-		m.metrics.Joins.WithLabelValues(string(joinJoined)).Inc()
-		created := st.MUCUser.has(201)
-		now := m.now()
-		present := r.present
-		if r.fresh && !created {
-			present = r.adoptCreators(present)
-		}
-		r.fresh = false
-		for _, p := range present {
-			r.joinAff[p.FullJID] = p.Affiliation
-		}
-		var acts []policy.Action
-		affs := map[string]policy.Affiliation{}
-		if created {
-			open := r.muc.TrustIdentity || len(r.muc.SecureDomains) > 0 || r.muc.Discover
-			acts = append(acts, r.pol.Configure(open))
-		} else {
-			affs = r.readAffiliations(present)
-		}
-		acts = append(acts, r.holdCreatorGrants(r.pol.Reconcile(affs, present, now))...)
-		acts = append(acts, r.pol.ApplyRoles(now)...)
-		r.present = r.present[:0]
-		for _, p := range present {
-			acts = append(acts, r.admit(p.FullJID, now)...)
-		}
-		r.perform(acts)
-		deferred := r.deferred
-		r.deferred = nil
-		r.decideAll(deferred)
+		r.entered(st.MUCUser.has(201), true)
 	}
+}
+
+// entered runs when gavel is in the room (or the bridge told its
+// occupants, watch.go), with the occupants seen meanwhile in r.present:
+// the room is configured (created: gavel's join created it) or its lists
+// read back (readBack), reconciled with the policy, and the knocks that
+// waited are decided.
+func (r *room) entered(created, readBack bool) {
+	m := r.m
+	r.stopJoinTimer()
+	r.state = joined
+	r.held = true
+	r.adopting = false
+	r.joinTries = 0
+	m.metrics.Joins.WithLabelValues(string(joinJoined)).Inc()
+	now := m.now()
+	present := r.present
+	if r.fresh && !created {
+		present = r.adoptCreators(present)
+	}
+	r.fresh = false
+	for _, p := range present {
+		r.joinAff[p.FullJID] = p.Affiliation
+	}
+	var acts []policy.Action
+	affs := map[string]policy.Affiliation{}
+	if created {
+		open := r.muc.TrustIdentity || len(r.muc.SecureDomains) > 0 || r.muc.Discover
+		acts = append(acts, r.pol.Configure(open))
+	} else if readBack {
+		affs = r.readAffiliations(present)
+	}
+	acts = append(acts, r.holdCreatorGrants(r.pol.Reconcile(affs, present, now))...)
+	acts = append(acts, r.pol.ApplyRoles(now)...)
+	r.present = r.present[:0]
+	for _, p := range present {
+		acts = append(acts, r.admit(p.FullJID, now)...)
+	}
+	r.perform(acts)
+	deferred := r.deferred
+	r.deferred = nil
+	r.decideAll(deferred)
 }
 
 // readAffiliations reads the room's owner (and, where it matters, member)

@@ -366,3 +366,33 @@ func (s *session) close(deadline time.Time) {
 	}
 	s.conn.Close()
 }
+
+// iqThen sends an IQ and calls then with its answer in the read loop, in
+// stream order with the stanzas that follow it, or with an error at the
+// deadline or when the session ends. then must not block.
+func (s *session) iqThen(from, to, typ string, payload func(*xb), then func(*stanza, error)) {
+	id, p := s.iqs.trackThen(to, s.iqTimeout, func(r *stanza) {
+		switch {
+		case r == nil && s.closed.Load():
+			then(nil, ErrNotConnected)
+		case r == nil:
+			then(nil, fmt.Errorf("component: no answer from %s within %v", to, s.iqTimeout))
+		case r.Type == "error" && r.Error == nil:
+			then(r, &stanzaError{Type: "cancel", Condition: "undefined-condition"})
+		case r.Type == "error":
+			then(r, r.Error)
+		default:
+			then(r, nil)
+		}
+	})
+	var b xb
+	b.open("iq", "from", from, "to", to, "type", typ, "id", id)
+	payload(&b)
+	b.close("iq")
+	s.iqsSent.Add(1)
+	if err := s.write(b.Bytes()); err != nil {
+		if s.iqs.remove(id, p) {
+			then(nil, err)
+		}
+	}
+}

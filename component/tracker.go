@@ -37,6 +37,10 @@ type pendingIQ struct {
 	resp    chan *stanza  // the answer, delivered once
 	expired chan struct{} // closed when the deadline passed first
 	timer   *time.Timer
+	// then, if set, is called instead: with the answer, in the read loop
+	// (so it sees it in stream order with what follows it), or with nil at
+	// the deadline or when the session ends. It must not block.
+	then func(*stanza)
 }
 
 func newTracker(domain string) *iqTracker {
@@ -53,21 +57,27 @@ func newID() string {
 // track registers a request to to with a fresh id. The entry is removed
 // when an answer arrives, when timeout passes, or by forget.
 func (t *iqTracker) track(to string, timeout time.Duration) (string, *pendingIQ) {
+	return t.trackThen(to, timeout, nil)
+}
+
+// trackThen is track with a callback for the answer (pendingIQ.then).
+func (t *iqTracker) trackThen(to string, timeout time.Duration, then func(*stanza)) (string, *pendingIQ) {
 	id := newID()
-	p := &pendingIQ{to: to, resp: make(chan *stanza, 1), expired: make(chan struct{})}
+	p := &pendingIQ{to: to, resp: make(chan *stanza, 1), expired: make(chan struct{}), then: then}
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.closed {
-		close(p.expired)
+		t.mu.Unlock()
+		p.end() // without t.mu: a callback may push to a room
 		return id, p
 	}
 	t.pending[id] = p
 	p.timer = time.AfterFunc(timeout, func() {
 		if t.remove(id, p) {
-			close(p.expired)
+			p.end()
 		}
 	})
 	t.size(1)
+	t.mu.Unlock()
 	return id, p
 }
 
@@ -108,9 +118,22 @@ func (t *iqTracker) deliver(st *stanza) bool {
 		return true
 	}
 	if t.remove(st.ID, p) {
-		p.resp <- st // buffered, written once
+		if p.then != nil {
+			p.then(st)
+		} else {
+			p.resp <- st // buffered, written once
+		}
 	}
 	return true
+}
+
+// end tells the waiter that no answer will come.
+func (p *pendingIQ) end() {
+	if p.then != nil {
+		p.then(nil)
+		return
+	}
+	close(p.expired)
 }
 
 // sameJID reports whether from (as received) is the JID a request was
@@ -139,13 +162,17 @@ func (t *iqTracker) Len() int {
 // close ends every wait (the session is gone) and refuses new entries.
 func (t *iqTracker) close() {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	t.closed = true
+	ended := make([]*pendingIQ, 0, len(t.pending))
 	for id, p := range t.pending {
 		delete(t.pending, id)
 		p.timer.Stop()
-		close(p.expired)
 		t.size(-1)
+		ended = append(ended, p)
+	}
+	t.mu.Unlock()
+	for _, p := range ended {
+		p.end() // without t.mu: a callback may push to a room
 	}
 }
 

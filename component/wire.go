@@ -46,7 +46,11 @@ type stanza struct {
 	Probe      *probeEl      `xml:"urn:gavel:instance:0 probe"`
 	BridgeJoin *bridgeJoinEl `xml:"urn:gavel:bridge:0 join"`
 	BridgeRoom *bridgeRoomEl `xml:"urn:gavel:bridge:0 room"`
-	Other      []anyEl       `xml:",any"`
+	// watch.go: an occupant report, and the answers to gavel's requests.
+	BridgeOccupant  *bridgeOccupantEl  `xml:"urn:gavel:bridge:0 occupant"`
+	BridgeOccupants *bridgeOccupantsEl `xml:"urn:gavel:bridge:0 occupants"`
+	BridgeRooms     *bridgeRoomsEl     `xml:"urn:gavel:bridge:0 rooms"`
+	Other           []anyEl            `xml:",any"`
 
 	// payload is the name of the first child element, what the mux
 	// dispatches on (set by the read loop).

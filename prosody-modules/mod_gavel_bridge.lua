@@ -8,8 +8,10 @@
 -- answer without blocking Prosody (util.async), and applies it before the
 -- join goes on: the affiliation and role (so the first presence is right),
 -- or gavel's refusal, error for error. It also tells gavel at once when a
--- room is created or destroyed. The protocol is docs/protocol.md, section
--- "The bridge" (urn:gavel:bridge:0); setup is docs/jitsi.md.
+-- room is created or destroyed, and reports every occupant presence, so
+-- that gavel governs the rooms without being in them. The protocol is
+-- docs/protocol.md, section "The bridge" (urn:gavel:bridge:0); setup is
+-- docs/jitsi.md.
 --
 -- Options (on the MUC component):
 --   gavel_bridge_component = "mod.example.com"  -- gavel's JID (required)
@@ -20,6 +22,9 @@
 --                                               -- JIDs or domains never asked
 --                                                  (Jicofo's focus, Jibri)
 --   gavel_bridge_skip_rooms = { "__jicofo-health-check" } -- name prefixes
+--   gavel_bridge_occupants = true               -- report occupants to gavel
+--                                                  (false: gavel enters the
+--                                                  rooms as an occupant)
 
 local async = require "util.async";
 local jid = require "util.jid";
@@ -194,3 +199,125 @@ end
 
 module:hook("muc-room-created", function(event) notify(event.room, "created"); end);
 module:hook("muc-room-destroyed", function(event) notify(event.room, "destroyed"); end);
+
+-- Occupants (gavel_bridge_occupants, on by default): gavel governs the
+-- rooms without being in them. Every occupant presence a room broadcasts
+-- is reported to gavel as it is sent (a one-way message; the component
+-- stream keeps them in order), gavel may ask for a room's occupants in
+-- join order and for the rooms that have occupants, and gavel may set
+-- roles (kick, voice) without being a moderator occupant. Nothing here
+-- decides anything: it tells and it lets gavel act.
+local report_occupants = module:get_option_boolean("gavel_bridge_occupants", true);
+local NS_MUC_USER = "http://jabber.org/protocol/muc#user";
+
+local function from_gavel(stanza)
+	local from = stanza.attr.from;
+	return gavel and from and jid.host(from) == gavel and not jid.node(from);
+end
+
+if report_occupants and gavel then
+	local mod_muc = module:depends("muc");
+
+	-- Join order, for gavel's request: Prosody keeps occupants unordered.
+	local joined = 0;
+	module:hook("muc-occupant-joined", function(event)
+		local room = event.room;
+		local order = room._gavel_order;
+		if not order then
+			order = {};
+			room._gavel_order = order;
+		end
+		joined = joined + 1;
+		order[event.nick] = joined;
+	end);
+	module:hook("muc-occupant-left", function(event)
+		local order = event.room._gavel_order;
+		if order then order[event.nick] = nil; end
+	end);
+
+	-- occupant_el builds one occupant's presence as gavel would see it as
+	-- a moderator occupant: the real JID, affiliation, role, the status
+	-- codes of this broadcast and the identity the server stamped.
+	local function occupant_el(room, occupant, presence, x, new_nick)
+		local el = st.stanza("occupant", { xmlns = NS, from = occupant.nick,
+			type = presence and presence.attr.type == "unavailable" and "unavailable" or nil });
+		el:tag("x", { xmlns = NS_MUC_USER })
+			:tag("item", { jid = occupant.jid, role = occupant.role or "none",
+				affiliation = room:get_affiliation(occupant.bare_jid) or "none", nick = new_nick }):up();
+		if x then
+			for status in x:childtags("status") do el:add_child(status); end
+			local destroy = x:get_child("destroy");
+			if destroy then el:add_child(destroy); end
+		end
+		el:up();
+		local identity = presence and presence:get_child("identity");
+		if identity then el:add_child(identity); end
+		return el;
+	end
+
+	module:hook("muc-broadcast-presence", function(event)
+		local room = event.room;
+		if skipped_room(room.jid) then return; end
+		local new_nick = event.nick;
+		if new_nick and new_nick ~= event.occupant.nick then
+			new_nick = jid.resource(new_nick) or new_nick;
+		else
+			new_nick = nil;
+		end
+		module:send(st.message({ from = module.host, to = gavel })
+			:add_child(occupant_el(room, event.occupant, event.stanza, event.x, new_nick)));
+	end, -100);
+
+	module:hook("iq-get/host/" .. NS .. ":occupants", function(event)
+		local origin, stanza = event.origin, event.stanza;
+		if not from_gavel(stanza) then
+			origin.send(st.error_reply(stanza, "auth", "forbidden"));
+			return true;
+		end
+		local room_jid = jid.prep(stanza.tags[1].attr.room or "");
+		if not room_jid or jid.host(room_jid) ~= module.host or not jid.node(room_jid) or jid.resource(room_jid) then
+			origin.send(st.error_reply(stanza, "modify", "bad-request", "room must be a room of " .. module.host));
+			return true;
+		end
+		local room = mod_muc.get_room_from_jid(room_jid);
+		local reply = st.reply(stanza):tag("occupants", { xmlns = NS, room = room_jid, exists = room and "true" or "false" });
+		if room then
+			local list = {};
+			for _, occupant in room:each_occupant() do list[#list + 1] = occupant; end
+			local order = room._gavel_order or {};
+			table.sort(list, function(a, b)
+				return (order[a.nick] or math.huge) < (order[b.nick] or math.huge);
+			end);
+			for _, occupant in ipairs(list) do
+				reply:add_child(occupant_el(room, occupant, occupant:get_presence()));
+			end
+		end
+		origin.send(reply);
+		return true;
+	end);
+
+	module:hook("iq-get/host/" .. NS .. ":rooms", function(event)
+		local origin, stanza = event.origin, event.stanza;
+		if not from_gavel(stanza) then
+			origin.send(st.error_reply(stanza, "auth", "forbidden"));
+			return true;
+		end
+		local reply = st.reply(stanza):tag("rooms", { xmlns = NS });
+		for room in mod_muc.live_rooms() do
+			if not skipped_room(room.jid) and room:has_occupant() then
+				reply:tag("room", { jid = room.jid }):up();
+			end
+		end
+		origin.send(reply);
+		return true;
+	end);
+
+	-- gavel sets roles and kicks from outside the room: Prosody asks a
+	-- role change's actor to be a moderator occupant.
+	module:hook("muc-pre-set-role", function(event)
+		local actor = event.actor;
+		if type(actor) == "string" and jid.host(actor) == gavel and not jid.node(actor) then
+			event.allowed = true;
+		end
+	end);
+end

@@ -1,0 +1,181 @@
+package component
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gavelxmpp/gavel/auth"
+	"github.com/gavelxmpp/gavel/commands"
+	"github.com/gavelxmpp/gavel/internal/xclient"
+	"github.com/gavelxmpp/gavel/policy"
+	"github.com/gavelxmpp/gavel/store"
+)
+
+// waitGoverned waits until gavel governs room and counts the occupants
+// with nicks among them (it learns them from the bridge, or as an
+// occupant).
+func waitGoverned(t *testing.T, g *moderated, room string, nicks ...string) {
+	t.Helper()
+	ar, err := auth.ParseRoom(room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		views, _ := g.mod.RoomViews(ctxT(t, 2*time.Second), ar.Tenant)
+		for _, v := range views {
+			if v.JID != ar.JID {
+				continue
+			}
+			last = v.State
+			seen := map[string]bool{}
+			for _, o := range v.Occupants {
+				seen[o.Nick] = true
+			}
+			all := v.State == "joined"
+			for _, n := range nicks {
+				all = all && seen[n]
+			}
+			if all {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("gavel does not govern %s with %v (state %q)", room, nicks, last)
+}
+
+// noGavelIn fails if cl saw an occupant of gavel's in room.
+func noGavelIn(t *testing.T, cl *xclient.Client, room string) {
+	t.Helper()
+	for _, p := range cl.Presences() {
+		nick, ok := strings.CutPrefix(strings.ToLower(p.From), strings.ToLower(room)+"/")
+		if ok && strings.HasPrefix(nick, "gavel") {
+			t.Fatalf("gavel is an occupant of %s: %+v", room, p)
+		}
+	}
+}
+
+// waitOwnPresence waits until cl sees its own presence in room as nick
+// with affiliation aff.
+func waitOwnPresence(t *testing.T, cl *xclient.Client, room, nick, aff string) {
+	t.Helper()
+	if _, err := cl.WaitPresence(ctxT(t, 10*time.Second), func(p xclient.Presence) bool {
+		return strings.EqualFold(p.From, room+"/"+nick) && p.Type == "" && p.Affiliation == aff
+	}); err != nil {
+		t.Fatalf("%s never became %s in %s: %v", nick, aff, room, err)
+	}
+}
+
+// With the bridge, gavel governs rooms from the module's reports without
+// being in them: the first joiner (who creates the room) is owner in its
+// first presence, an
+// owner's leave promotes the next occupant, a kick and a ban by user id
+// remove present occupants, and no occupant of gavel's appears.
+func TestBridgeGovernsFromOutside(t *testing.T) {
+	onEachProsody(t, func(t *testing.T, srv *server) {
+		g := startModeratedMUC(t, srv, bridgeMUC(), map[string]Tenant{"": tenant(policy.AutoOwner, policy.GuestsDeny)}, nil)
+		room := newRoom("")
+		a := loginToken(t, srv, mint(t, room, false, nil))
+		if p := joinWith(t, a, room, "a", ""); p.Affiliation != "owner" || p.Role != "moderator" {
+			t.Fatalf("first joiner's first presence: %s/%s, want owner/moderator", p.Affiliation, p.Role)
+		}
+		b := loginToken(t, srv, mint(t, room, false, nil))
+		if p := joinWith(t, b, room, "b", ""); p.Affiliation == "owner" {
+			t.Fatalf("second joiner is owner")
+		}
+		uid := "watched-" + newRoom("")[:8]
+		c := loginToken(t, srv, mint(t, room, false, func(r *auth.MintRequest) { r.UserID = uid }))
+		joinWith(t, c, room, "c", "")
+		waitGoverned(t, g, room, "a", "b", "c")
+
+		if err := a.Leave(ctxT(t, 5*time.Second), room, "a"); err != nil {
+			t.Fatal(err)
+		}
+		waitOwnPresence(t, b, room, "b", "owner")
+
+		if err := g.mod.Kick(context.Background(), room, "b", "test kick"); err != nil {
+			t.Fatalf("kick from outside the room: %v", err)
+		}
+		waitRemoved(t, b, room, "b", 307)
+		waitOwnPresence(t, c, room, "c", "owner")
+
+		ar, _ := auth.ParseRoom(room)
+		res, err := g.cmds.Ban(context.Background(), commands.BanRequest{Tenant: ar.Tenant, Kind: store.KindUser, Value: uid, By: "test"})
+		if err != nil || res.Removed != 1 {
+			t.Fatalf("ban: removed %d, %v", res.Removed, err)
+		}
+		waitRemoved(t, c, room, "c", 301)
+		noGavelIn(t, c, room)
+	})
+}
+
+// What happens while gavel is away is not lost: after gavel's restart the
+// bridge tells it the occupants of the rooms it governed (an owner who
+// left meanwhile is replaced at once) and the rooms created meanwhile.
+func TestBridgeWatchCatchesUpAfterRestart(t *testing.T) {
+	onEachProsody(t, func(t *testing.T, srv *server) {
+		tenants := map[string]Tenant{"": tenant(policy.AutoOwner, policy.GuestsDeny)}
+		st := boltStore(t)
+		g := startModeratedMUC(t, srv, bridgeMUC(), tenants, st)
+		room := newRoom("")
+		a := loginToken(t, srv, mint(t, room, false, nil))
+		joinWith(t, a, room, "a", "")
+		b := loginToken(t, srv, mint(t, room, false, nil))
+		joinWith(t, b, room, "b", "")
+		waitGoverned(t, g, room, "a", "b")
+
+		// gavel crashes; the owner leaves and Jicofo's focus (never asked)
+		// creates another room while it is away.
+		g.c.mu.Lock()
+		sess := g.c.sess
+		g.c.mu.Unlock()
+		_ = sess.conn.Close()
+		g.stop()
+		if err := a.Leave(ctxT(t, 5*time.Second), room, "a"); err != nil {
+			t.Fatal(err)
+		}
+		other := newRoom("")
+		focus := loginFocus(t, srv)
+		joinWith(t, focus, other, "focus", "")
+
+		g2 := startModeratedMUC(t, srv, bridgeMUC(), tenants, st)
+		waitOwnPresence(t, b, room, "b", "owner")
+		waitGoverned(t, g2, other, "focus")
+		noGavelIn(t, b, room)
+	})
+}
+
+// A bridge module that does not report occupants (an older one, or one
+// with gavel_bridge_occupants = false) answers gavel's request for them
+// with an error: gavel enters the MUC's rooms as an occupant and governs
+// them as before, the module still deciding joins at pre-join.
+func TestBridgeWithoutReportsEntersRooms(t *testing.T) {
+	for _, m := range matrix {
+		if !strings.HasPrefix(m.name, "prosody") {
+			continue
+		}
+		t.Run(m.name, func(t *testing.T) {
+			srv := sharedBridgeWith(t, m.get(t), "\tgavel_bridge_occupants = false\n")
+			g := startModeratedMUC(t, srv, bridgeMUC(), map[string]Tenant{"": tenant(policy.AutoOwner, policy.GuestsDeny)}, nil)
+			room := newRoom("")
+			a := loginToken(t, srv, mint(t, room, false, nil))
+			if p := joinWith(t, a, room, "a", ""); p.Affiliation != "owner" {
+				t.Fatalf("first joiner's first presence: %s, want owner", p.Affiliation)
+			}
+			b := loginToken(t, srv, mint(t, room, false, nil))
+			joinWith(t, b, room, "b", "")
+			waitGoverned(t, g, room, "a", "b")
+			if err := a.Leave(ctxT(t, 5*time.Second), room, "a"); err != nil {
+				t.Fatal(err)
+			}
+			waitOwnPresence(t, b, room, "b", "owner")
+			if g.mod.watches(bridgeMUC()) {
+				t.Fatal("gavel still expects occupant reports from a bridge that sends none")
+			}
+		})
+	}
+}
