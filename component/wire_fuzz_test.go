@@ -16,6 +16,9 @@ func FuzzStanza(f *testing.F) {
 		`<iq type='error' id='2'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>t</text><x xmlns='urn:other'/></error></iq>`,
 		`<iq type='set' id='3'><command xmlns='http://jabber.org/protocol/commands' node='ban-user'><x xmlns='jabber:x:data' type='submit'><field var='user'><value>u</value><value>v</value></field></x></command></iq>`,
 		`<presence><identity><user><id>1</id><moderator>true</moderator></user><group>g</group></identity></presence>`,
+		`<message from='conference.example.test'><occupant xmlns='urn:gavel:bridge:0' from='r@conference.example.test/n' type='unavailable'><x xmlns='http://jabber.org/protocol/muc#user'><item jid='a@b/c' affiliation='none' role='none'/><status code='307'/><destroy/></x><identity><user><id>1</id></user></identity></occupant></message>`,
+		`<iq type='result' id='4'><occupants xmlns='urn:gavel:bridge:0' room='r@c' exists='true'><occupant from='r@c/n'><x xmlns='http://jabber.org/protocol/muc#user'><item jid='a@b/c'/></x></occupant></occupants></iq>`,
+		`<iq type='result' id='5'><rooms xmlns='urn:gavel:bridge:0'><room jid='r@c'/><room/></rooms></iq>`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -39,6 +42,9 @@ func FuzzStanza(f *testing.F) {
 		}
 		newMux(append((&Component{}).routes(), handlePresence(HandlerFunc(func(*session, *stanza) {})))...).lookup(st)
 		st.MUCUser.has(110)
+		if st.BridgeOccupant != nil {
+			st.BridgeOccupant.presence().MUCUser.has(303)
+		}
 		if st.Command != nil {
 			st.Command.Form.value("user")
 		}
