@@ -20,7 +20,8 @@ import (
 // A host answers with the ad-hoc command "admit" (room, request,
 // decision); the knock is then decided as usual, or refused "locked". The
 // policy refuses the held knocks whose time is over, or that no host is
-// left to answer.
+// left to answer. Bridge joins are not held (the module cannot wait that
+// long): a locked room lets in only its hosts.
 
 // NSKnockRequest is the FORM_TYPE of the hosts' form.
 const NSKnockRequest = NSKnock + "#request"
@@ -94,8 +95,17 @@ func (m *Moderation) SetRoomOptions(ctx context.Context, roomJID string, o comma
 // holdKnock holds k when the room is locked and k is not a host's, asks
 // the hosts, and reports whether it took k (held or refused).
 func (r *room) holdKnock(k *knockReq) bool {
-	if k.admitted || k.bridge || !r.pol.Locked() {
+	if k.admitted || !r.pol.Locked() {
 		return false
+	}
+	if k.bridge {
+		// The module waits seconds, not minutes: a bridge join cannot be
+		// held for a host's answer. Hosts pass; everyone else is refused.
+		if r.pol.LockAdmits(k.bare, k.id, r.m.now()) {
+			return false
+		}
+		r.m.refuse(k.sess, k.st, knockLocked, "the meeting is locked: only its hosts may join now", k.started)
+		return true
 	}
 	var b [12]byte
 	_, _ = rand.Read(b[:])

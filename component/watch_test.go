@@ -179,3 +179,32 @@ func TestBridgeWithoutReportsEntersRooms(t *testing.T) {
 		})
 	}
 }
+
+// A locked meeting lets only its hosts in through the bridge: a Jitsi
+// client cannot wait for a host's answer at pre-join, so the others are
+// refused "locked" before they join (knocks are held instead, lock.go).
+func TestBridgeLockedLetsOnlyHostsIn(t *testing.T) {
+	onEachProsody(t, func(t *testing.T, srv *server) {
+		g := startModeratedMUC(t, srv, bridgeMUC(), map[string]Tenant{"": tenant(policy.Token, policy.GuestsDeny)}, nil)
+		room := newRoom("")
+		host := loginToken(t, srv, mint(t, room, true, nil))
+		joinWith(t, host, room, "host", "")
+		waitGoverned(t, g, room, "host")
+		locked := true
+		if err := g.mod.SetRoomOptions(context.Background(), room, commands.RoomOptions{Locked: &locked}); err != nil {
+			t.Fatal(err)
+		}
+		guest := loginToken(t, srv, mint(t, room, false, nil))
+		_, err := guest.Join(ctxT(t, 10*time.Second), room, "guest")
+		wantRefusal(t, err, "auth", "not-allowed", "locked")
+		cohost := loginToken(t, srv, mint(t, room, true, nil))
+		if p := joinWith(t, cohost, room, "cohost", ""); p.Affiliation != "owner" {
+			t.Fatalf("a host joining a locked meeting: %s", p.Affiliation)
+		}
+		locked = false
+		if err := g.mod.SetRoomOptions(context.Background(), room, commands.RoomOptions{Locked: &locked}); err != nil {
+			t.Fatal(err)
+		}
+		joinWith(t, guest, room, "guest", "")
+	})
+}

@@ -111,6 +111,13 @@ func (r *Room) hostHere() bool {
 	})
 }
 
+// LockAdmits reports whether the lock lets bare (with id) in at once: the
+// room is not locked, or bare is a host. A joiner that cannot wait for a
+// host's answer (a bridge join) is refused otherwise.
+func (r *Room) LockAdmits(bare string, id Identity, now time.Time) bool {
+	return !r.rt.locked || r.isHost(bare, id, now.UnixNano())
+}
+
 // Hold decides whether the lock holds a knock of k.BareJID with id, and
 // holds it (with k.ID) when it does. A knock of the same full JID held
 // already is replaced: the caller refuses the old one.

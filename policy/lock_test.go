@@ -41,6 +41,12 @@ func (s *sim) doLock(step string) string {
 		_, full, bare := who(w[1])
 		v, _ := s.r.Hold(HeldKnock{ID: w[1], BareJID: bare, FullJID: full}, s.identity(w[2:]), s.now)
 		return [...]string{"pass", "hold", "no-host", "busy"}[v]
+	case "admits": // a join that cannot be held (the bridge)
+		_, _, bare := who(w[1])
+		if s.r.LockAdmits(bare, s.identity(w[2:]), s.now) {
+			return "pass"
+		}
+		return "refuse"
 	case "answer":
 		_, _, by := who(w[2])
 		_, err := s.r.AnswerHeld(w[1], by)
@@ -98,6 +104,16 @@ func TestLock(t *testing.T) {
 			{"lock", "", nil},
 			{"hold bob tok uid=u1", "pass", nil},
 			{"hold carl mod uid=u2", "hold", nil},
+		}},
+		{"joins that cannot wait: hosts pass, others are refused", base, []step{
+			{"admits bob tok", "pass", nil},
+			{"lock", "", nil},
+			{"admits bob tok", "refuse", nil},
+			{"admits alice mod", "pass", nil},
+			{"enter alice mod", "owner/moderator token-moderator set", []string{"aff alice owner token-moderator"}},
+			{"admits bob tok", "refuse", nil}, // a host here changes nothing: it cannot be asked in time
+			{"unlock", "", nil},
+			{"admits bob tok", "pass", nil},
 		}},
 		{"the last host leaving refuses the held", base, []step{
 			{"lock", "", nil},
