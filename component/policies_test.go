@@ -357,7 +357,8 @@ var _ = errors.New
 // moderator claim is member in its first presence, on every server. Without
 // the bridge that membership is an affiliation set for a JID not yet in the
 // room, which the server announces to the occupants: one message per knock
-// join, the cost docs/jitsi.md states.
+// join, and one more for gavel's reset when the member leaves
+// (clear_on_leave), the costs docs/jitsi.md states.
 func TestTokenHoldersMemberKnock(t *testing.T) {
 	onEachServer(t, func(t *testing.T, srv *server) {
 		members := tenant(policy.Token, policy.GuestsMember)
@@ -373,9 +374,11 @@ func TestTokenHoldersMemberKnock(t *testing.T) {
 		}
 		_, before := host.Count()
 		const joiners = 3
-		for i := 0; i < joiners; i++ {
+		parts := make([]*xclient.Client, joiners)
+		for i := range parts {
 			nick := fmt.Sprintf("part%d", i)
-			res, p := knockJoin(t, login(t, srv), room, mint(t, room, false, nil), nick)
+			parts[i] = login(t, srv)
+			res, p := knockJoin(t, parts[i], room, mint(t, room, false, nil), nick)
 			if res.Affiliation != "member" || p.Affiliation != "member" || p.Role != "participant" {
 				t.Errorf("%s: knock %+v, first presence %s/%s, want member/participant", nick, res, p.Affiliation, p.Role)
 			}
@@ -385,6 +388,15 @@ func TestTokenHoldersMemberKnock(t *testing.T) {
 		waitAffiliation(t, host, room, fmt.Sprintf("part%d", joiners-1), "member")
 		if _, after := host.Count(); after-before != joiners {
 			t.Errorf("the host got %d messages for %d knock joins, want %d (one announcement each)", after-before, joiners, joiners)
+		}
+		for i, cl := range parts {
+			if err := cl.Leave(ctxT(t, 5*time.Second), room, fmt.Sprintf("part%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := waitMessages(host, room, before+2*joiners, 5*time.Second); err != nil {
+			_, after := host.Count()
+			t.Errorf("the host got %d messages for %d knock joins and leaves, want %d: %v", after-before, joiners, 2*joiners, err)
 		}
 	})
 }
