@@ -407,3 +407,80 @@ func TestBridgeKnockersNeedNoMemberGrant(t *testing.T) {
 		}
 	})
 }
+
+// With token_holders: member, a token holder without the moderator claim
+// who joins through the bridge is member in its first presence, as Jitsi's
+// token_affiliation makes it, in a room that is neither members-only nor
+// moderated; with the default (none) it joins at none. The module writes
+// the membership at pre-join, so the occupant already there gets no
+// affiliation announcement for it; gavel's reset when the member leaves
+// (clear_on_leave) is announced once.
+func TestBridgeTokenHoldersMember(t *testing.T) {
+	onEachProsody(t, func(t *testing.T, srv *server) {
+		members := tenant(policy.Token, policy.GuestsMember)
+		members.Policy.TokenHolders = policy.Member
+		startModeratedMUC(t, srv, bridgeMUC(), map[string]Tenant{
+			"":        tenant(policy.Token, policy.GuestsMember),
+			"members": members,
+		}, nil)
+		focus := loginFocus(t, srv)
+		for _, tc := range []struct {
+			tenant, want string
+		}{
+			{"members", "member"},
+			{"", "none"},
+		} {
+			room := newRoom(tc.tenant)
+			joinWith(t, focus, room, "focus", "")
+			host := loginToken(t, srv, mint(t, room, true, nil))
+			if p := joinWith(t, host, room, "host", ""); p.Affiliation != "owner" || p.Role != "moderator" {
+				t.Errorf("%s: moderator's first presence %s/%s", room, p.Affiliation, p.Role)
+			}
+			// The room's subject follows the join (XEP-0045 7.2.15): count
+			// from after it.
+			if _, err := host.WaitMessage(ctxT(t, 5*time.Second), func(m xclient.Message) bool {
+				return strings.EqualFold(m.From, room)
+			}); err != nil {
+				t.Fatalf("%s: no subject: %v", room, err)
+			}
+			_, before := host.Count()
+			part := loginToken(t, srv, mint(t, room, false, nil))
+			if p := joinWith(t, part, room, "part", ""); p.Affiliation != tc.want || p.Role != "participant" {
+				t.Errorf("%s: participant's first presence %s/%s, want %s/participant", room, p.Affiliation, p.Role, tc.want)
+			}
+			// An announcement would reach host before the participant's
+			// presence: it is sent while the join is decided.
+			if _, err := host.WaitPresence(ctxT(t, 5*time.Second), func(p xclient.Presence) bool {
+				return strings.EqualFold(p.From, room+"/part") && p.Type == ""
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if _, after := host.Count(); after != before {
+				t.Errorf("%s: the host got %d messages for the participant's join, want 0", room, after-before)
+			}
+			if tc.want != "member" {
+				continue
+			}
+			if err := part.Leave(ctxT(t, 5*time.Second), room, "part"); err != nil {
+				t.Fatal(err)
+			}
+			if err := waitMessages(host, room, before+1, 5*time.Second); err != nil {
+				t.Errorf("%s: no announcement of the reset after the member left: %v", room, err)
+			}
+		}
+	})
+}
+
+// waitMessages waits until cl has received n messages from room.
+func waitMessages(cl *xclient.Client, room string, n int, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	seen := 0
+	_, err := cl.WaitMessage(ctx, func(m xclient.Message) bool {
+		if strings.EqualFold(m.From, room) {
+			seen++
+		}
+		return seen >= n
+	})
+	return err
+}

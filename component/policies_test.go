@@ -352,3 +352,51 @@ func TestServerRestartMidMeeting(t *testing.T) {
 }
 
 var _ = errors.New
+
+// With token_holders: member, a knocking token holder without the
+// moderator claim is member in its first presence, on every server. Without
+// the bridge that membership is an affiliation set for a JID not yet in the
+// room, which the server announces to the occupants: one message per knock
+// join, and one more for gavel's reset when the member leaves
+// (clear_on_leave), the costs docs/jitsi.md states.
+func TestTokenHoldersMemberKnock(t *testing.T) {
+	onEachServer(t, func(t *testing.T, srv *server) {
+		members := tenant(policy.Token, policy.GuestsMember)
+		members.Policy.TokenHolders = policy.Member
+		startModerated(t, srv, map[string]Tenant{"": members}, nil)
+		room := newRoom("")
+		host := login(t, srv)
+		if _, p := knockJoin(t, host, room, mint(t, room, true, nil), "host"); p.Affiliation != "owner" {
+			t.Fatalf("moderator joined as %s/%s", p.Affiliation, p.Role)
+		}
+		if err := waitMessages(host, room, 1, 5*time.Second); err != nil {
+			t.Fatalf("no subject: %v", err)
+		}
+		_, before := host.Count()
+		const joiners = 3
+		parts := make([]*xclient.Client, joiners)
+		for i := range parts {
+			nick := fmt.Sprintf("part%d", i)
+			parts[i] = login(t, srv)
+			res, p := knockJoin(t, parts[i], room, mint(t, room, false, nil), nick)
+			if res.Affiliation != "member" || p.Affiliation != "member" || p.Role != "participant" {
+				t.Errorf("%s: knock %+v, first presence %s/%s, want member/participant", nick, res, p.Affiliation, p.Role)
+			}
+		}
+		// Each announcement reaches host before that joiner's presence: it
+		// is sent while the knock is decided.
+		waitAffiliation(t, host, room, fmt.Sprintf("part%d", joiners-1), "member")
+		if _, after := host.Count(); after-before != joiners {
+			t.Errorf("the host got %d messages for %d knock joins, want %d (one announcement each)", after-before, joiners, joiners)
+		}
+		for i, cl := range parts {
+			if err := cl.Leave(ctxT(t, 5*time.Second), room, fmt.Sprintf("part%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := waitMessages(host, room, before+2*joiners, 5*time.Second); err != nil {
+			_, after := host.Count()
+			t.Errorf("the host got %d messages for %d knock joins and leaves, want %d: %v", after-before, joiners, 2*joiners, err)
+		}
+	})
+}

@@ -105,6 +105,11 @@ type Tenant struct {
 	Policy string `yaml:"policy"`
 	// Guests says what joiners without a token get: deny, member or visitor.
 	Guests string `yaml:"guests"`
+	// TokenHolders is the affiliation of token holders whose token does not
+	// make them moderators: none (member only where the room needs it:
+	// members-only or moderated) or member (in every room, as Jitsi's
+	// token_affiliation). Viewers stay viewers.
+	TokenHolders string `yaml:"token_holders"`
 	// ModeratedRooms (all-owners) are room names that use the token policy.
 	ModeratedRooms []string `yaml:"moderated_rooms"`
 	// ReassertOwners (all-owners) re-grants ownership when an owner is demoted.
@@ -256,6 +261,7 @@ func DefaultTenantSettings() Tenant {
 	return Tenant{
 		Policy:                "token",
 		Guests:                "deny",
+		TokenHolders:          "none",
 		ClearOnLeave:          true,
 		OwnerGrace:            30 * time.Second,
 		KnocksPerMinute:       6000,

@@ -33,7 +33,7 @@ func TestParseValid(t *testing.T) {
 				t.Errorf("defaults not applied: %+v", c.Component)
 			}
 			d := c.TenantFor("anything")
-			if d.Policy != "token" || d.Guests != "deny" || !d.ClearOnLeave || !d.Token.RequireExp || d.Token.Leeway != 30*time.Second {
+			if d.Policy != "token" || d.Guests != "deny" || d.TokenHolders != "none" || !d.ClearOnLeave || !d.Token.RequireExp || d.Token.Leeway != 30*time.Second {
 				t.Errorf("tenant defaults: %+v", d)
 			}
 		}},
@@ -66,6 +66,21 @@ tenants:
 			}
 			if d := c.TenantFor("other"); d.Guests != "deny" || d.Token.Leeway != 30*time.Second {
 				t.Errorf("default changed by acme: %+v", d)
+			}
+		}},
+		{"token holders member, inherited and overridden", minimal + `
+tenants:
+  default:
+    token_holders: member
+  acme:
+    guests: member
+  beta:
+    token_holders: none
+`, func(t *testing.T, c *Config) {
+			for name, want := range map[string]string{"default": "member", "acme": "member", "other": "member", "beta": "none"} {
+				if got := c.TenantFor(name).TokenHolders; got != want {
+					t.Errorf("%s: token_holders = %q, want %q", name, got, want)
+				}
 			}
 		}},
 		{"tenant list replaces default list", minimal + `
@@ -121,6 +136,7 @@ func TestParseInvalid(t *testing.T) {
 		{"bad log level", minimal + "log:\n  level: loud\n", `config: gavel.yml:8: log.level: must be debug, info, warn or error, got "loud"`},
 		{"bad policy", minimal + "tenants:\n  acme:\n    policy: everyone\n", `config: gavel.yml:9: tenants.acme.policy: must be token, auto-owner or all-owners, got "everyone"`},
 		{"bad guests", minimal + "tenants:\n  default:\n    guests: maybe\n", `config: gavel.yml:9: tenants.default.guests: must be deny, member or visitor, got "maybe"`},
+		{"bad token holders", minimal + "tenants:\n  acme:\n    token_holders: owner\n", `config: gavel.yml:9: tenants.acme.token_holders: must be none or member, got "owner"`},
 		{"leeway too large", minimal + "tenants:\n  default:\n    token:\n      leeway: 1h\n", "config: gavel.yml:10: tenants.default.token.leeway: must be between 0s and 5m, got 1h0m0s"},
 		{"short hs secret", minimal + "tenants:\n  default:\n    token:\n      secrets: [short]\n", "config: gavel.yml:10: tenants.default.token.secrets[0]: too short (5 bytes): use at least 16 random bytes"},
 		{"bad key server", minimal + "tenants:\n  default:\n    token:\n      key_server: ftp://x\n", `config: gavel.yml:10: tenants.default.token.key_server: must be an http or https URL, got "ftp://x"`},

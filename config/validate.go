@@ -206,6 +206,11 @@ func (t *Tenant) check(p *problems, path string) {
 	default:
 		p.add(path+".guests", "must be deny, member or visitor, got %q", t.Guests)
 	}
+	switch t.TokenHolders {
+	case "none", "member":
+	default:
+		p.add(path+".token_holders", "must be none or member, got %q", t.TokenHolders)
+	}
 	for i, d := range t.BotDomains {
 		if err := checkDomain(d); err != nil {
 			p.add(fmt.Sprintf("%s.bot_domains[%d]", path, i), "%v", err)

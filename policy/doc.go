@@ -22,7 +22,9 @@
 // that has not joined makes the server message every occupant. Knock sets
 // them before the joiner's first presence, so nobody is seen with the wrong
 // role first; for someone already present only owner is set, and voice is
-// given or taken with a role change.
+// given or taken with a role change. Options.TokenHolders member asks for
+// more: token holders without ownership are members everywhere, present or
+// not, as Jitsi's token_affiliation makes them.
 //
 // What the caller must know:
 //

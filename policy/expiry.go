@@ -70,9 +70,11 @@ func (r *Room) advance(n int64) {
 }
 
 // expireToken ends the rights gavel granted bare on a token that has now
-// expired. An absent holder loses them; a present owner falls back to what
+// expired. An absent holder loses them; a present holder falls back to what
 // keeps it in the room (member where the room is members-only or moderated,
-// else none); a present member keeps its membership until it leaves.
+// else none): an owner loses ownership, a member (TokenHolders) its
+// membership where the room does not need it, and keeps it until it leaves
+// where it does.
 func (r *Room) expireToken(bare string, n int64) {
 	st := r.affs[bare]
 	if !r.presentBare(bare) {
@@ -83,11 +85,12 @@ func (r *Room) expireToken(bare string, n int64) {
 		return
 	}
 	st.expires, st.expired = 0, true
-	if st.aff == Owner {
-		st.aff, st.sentAt = None, n
-		if r.cfg.MembersOnly || r.cfg.Moderated {
-			st.aff = Member
-		}
+	floor := None
+	if r.cfg.MembersOnly || r.cfg.Moderated {
+		floor = Member
+	}
+	if st.aff >= Member && st.aff > floor {
+		st.aff, st.sentAt = floor, n
 		r.emitAff(bare, st.aff, ReasonTokenExpired)
 	}
 	r.setAff(bare, st)

@@ -24,6 +24,8 @@ func TestRandomMeetings(t *testing.T) {
 		{"auto-owner viewers kept", Options{Kind: AutoOwner, Guests: GuestsMember, Viewers: true, BotDomains: bots}},
 		{"token guests deny", Options{Kind: Token, Guests: GuestsDeny, ClearOnLeave: true, BotDomains: bots}},
 		{"token viewers", Options{Kind: Token, Guests: GuestsMember, Viewers: true, ClearOnLeave: true, BotDomains: bots}},
+		{"token holders member", Options{Kind: Token, Guests: GuestsMember, TokenHolders: Member, ClearOnLeave: true, BotDomains: bots}},
+		{"auto-owner token holders member viewers", Options{Kind: AutoOwner, Guests: GuestsMember, Viewers: true, TokenHolders: Member, ClearOnLeave: true, BotDomains: bots}},
 		{"all-owners reassert", Options{Kind: AllOwners, Guests: GuestsMember, ReassertOwners: true, ClearOnLeave: true, BotDomains: bots}},
 		{"all-owners guests visitor", Options{Kind: AllOwners, Guests: GuestsVisitor, ClearOnLeave: true, BotDomains: bots}},
 	}

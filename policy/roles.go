@@ -225,7 +225,7 @@ func adminClaim(a AdminRole) claim {
 func (r *Room) decideOverride(bare string, id Identity, n int64) (g Grant, base Affiliation, exp int64, ok bool) {
 	known := r.affOf(bare)
 	if e, found := r.adminRoleOf(bare, id.UserID, n); found {
-		aff, role := r.shape(adminClaim(e.role))
+		aff, role := r.shapeOf(adminClaim(e.role), id.HasToken)
 		// An admin's role lowers too, and ends at its own time, not the
 		// token's.
 		return Grant{Affiliation: aff, Role: role, Reason: ReasonAdminRole, SetAffiliation: aff != known}, aff, 0, true
@@ -275,10 +275,10 @@ func (r *Room) reapply(i int, reason string, n int64) {
 			return // not gavel's to take back
 		}
 	}
-	aff, role := r.shape(c)
+	aff, role := r.shapeOf(c, o.flags&fToken != 0)
 	if o.aff != aff {
 		exp := int64(0)
-		if c == claimOwner && !admin {
+		if !admin && (c == claimOwner || r.tokenMember(o, aff)) {
 			exp = o.tokenExp // rights from a token end with it
 		}
 		r.grantAff(o.bare, aff, reason, n, exp)
@@ -433,7 +433,7 @@ func (r *Room) redecide(match func(p *pending) bool, reason string, n int64) {
 				continue // auto-owner's pick stands
 			}
 		}
-		aff, role := r.shape(c)
+		aff, role := r.shapeOf(c, p.flags&fToken != 0)
 		if aff == p.base && role == p.role {
 			continue
 		}

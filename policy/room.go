@@ -302,7 +302,7 @@ func (r *Room) identify(i int, id Identity, n int64) Grant {
 		g.Affiliation, g.Role = o.aff, o.role
 		return g
 	}
-	set := g.SetAffiliation && g.Affiliation > Member
+	set := g.SetAffiliation && (g.Affiliation > Member || r.tokenMember(o, g.Affiliation))
 	if !set {
 		r.extend(o.bare, base, exp)
 	}
@@ -313,11 +313,12 @@ func (r *Room) identify(i int, id Identity, n int64) Grant {
 
 // applyToPresent brings present occupant i to aff and role: it raises the
 // affiliation to admin or owner (never lowers it), and sets a visitor or
-// participant role the room did not give. Member is never set for someone
-// present: the role change gives the same voice and leaves nothing behind.
+// participant role the room did not give. Member is set for someone present
+// only as TokenHolders asks (tokenMember): elsewhere the role change gives
+// the same voice and leaves nothing behind.
 func (r *Room) applyToPresent(i int, aff Affiliation, role Role, reason string, exp, n int64) {
 	o := &r.occ[i]
-	if aff > o.aff && aff > Member {
+	if aff > o.aff && (aff > Member || r.tokenMember(o, aff)) {
 		r.grantAff(o.bare, aff, reason, n, exp)
 	}
 	if o.aff <= Member && o.role != Moderator && o.role != role && (role == Visitor || role == Participant) {

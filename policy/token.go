@@ -65,7 +65,7 @@ func (r *Room) decide(bare, full string, id Identity, mayOwn bool, n int64) (g G
 	if r.kind != AllOwners && id.HasToken && !id.Expires.IsZero() {
 		exp = id.Expires.UnixNano()
 	}
-	aff, role := r.shape(c)
+	aff, role := r.shapeOf(c, id.HasToken)
 	g = Grant{Affiliation: aff, Role: role, Reason: reason, SetAffiliation: aff > known}
 	if known > aff && r.kind == Token && r.replacesGrant(bare, full) {
 		// gavel granted the higher affiliation on an earlier token of this
@@ -155,6 +155,24 @@ func (r *Room) shape(c claim) (Affiliation, Role) {
 		return Member, Visitor
 	}
 	return None, Visitor
+}
+
+// shapeOf is shape for a claim of a token holder (token) or of a joiner
+// without one: under TokenHolders member, a token holder's participant
+// claim is member wherever the room is.
+func (r *Room) shapeOf(c claim, token bool) (Affiliation, Role) {
+	if c == claimParticipant && token && r.opts.TokenHolders == Member {
+		return Member, Participant
+	}
+	return r.shape(c)
+}
+
+// tokenMember reports whether aff, what the policy gives present occupant
+// o, is the membership TokenHolders gives token holders: gavel sets it for
+// someone present too (else member is set only before the join, where the
+// room needs it).
+func (r *Room) tokenMember(o *occupant, aff Affiliation) bool {
+	return aff == Member && r.opts.TokenHolders == Member && o.flags&(fToken|fViewer) == fToken
 }
 
 // roleFor is the role an occupant with aff should have; viewer asks for no

@@ -125,3 +125,94 @@ func TestGuests(t *testing.T) {
 		})
 	}
 }
+
+// TestTokenHoldersMember: with TokenHolders member, token holders the
+// token does not make owner get the member affiliation in every room, as
+// Jitsi's token_affiliation gives it; guests and viewers are unchanged, and
+// the membership ends as gavel's other grants do (leave, expiry, ban).
+func TestTokenHoldersMember(t *testing.T) {
+	open := Options{Kind: Token, Guests: GuestsMember, ClearOnLeave: true, TokenHolders: Member}
+	for _, tc := range []struct {
+		name  string
+		opts  Options
+		steps []step
+	}{
+		{"off (the default): open rooms leave token holders at none", Options{Kind: Token, Guests: GuestsMember, ClearOnLeave: true}, []step{
+			{"enter bob tok", "none/participant token-participant", nil},
+			{"leave bob", "", nil},
+		}},
+		{"off, said explicitly", Options{Kind: Token, Guests: GuestsMember, TokenHolders: None}, []step{
+			{"enter bob tok", "none/participant token-participant", nil},
+		}},
+		{"open room: token holders are members, guests are not", open, []step{
+			{"enter alice mod", "owner/moderator token-moderator set", []string{"aff alice owner token-moderator"}},
+			{"enter bob tok", "member/participant token-participant set", []string{"aff bob member token-participant"}},
+			{"enter guest1 guest", "none/participant guest-member", nil},
+			{"join dave", "", nil},
+			{"leave bob", "", []string{"aff bob none clear-on-leave"}},
+			{"leave guest1", "", nil},
+		}},
+		{"members-only room: the same as without the option", Options{Kind: Token, Guests: GuestsDeny, TokenHolders: Member}, []step{
+			{"enter bob tok", "member/participant token-participant set", []string{"aff bob member token-participant"}},
+			{"enter guest1 guest", "refused token-required", nil},
+		}},
+		{"viewers stay viewers", Options{Kind: Token, Guests: GuestsMember, Viewers: true, TokenHolders: Member}, []step{
+			{"enter carl viewer", "none/visitor viewer-claim", nil},
+			{"enter bob tok", "member/participant token-participant set", []string{"aff bob member token-participant"}},
+		}},
+		{"a viewer is still refused where the room is not moderated", open, []step{
+			{"knock carl viewer", "refused viewer-not-admitted", nil},
+		}},
+		{"a present holder loses membership at expiry where the room does not need it", open, []step{
+			{"enter bob tok exp=10m", "member/participant token-participant set", []string{"aff bob member token-participant"}},
+			{"wait 10m", "", []string{"aff bob none token-expired"}},
+			{"leave bob", "", nil},
+		}},
+		{"an absent holder loses it at expiry", Options{Kind: Token, Guests: GuestsMember, TokenHolders: Member}, []step{
+			{"enter bob tok exp=10m", "member/participant token-participant set", []string{"aff bob member token-participant"}},
+			{"leave bob", "", nil},
+			{"wait 10m", "", []string{"aff bob none token-expired"}},
+		}},
+		{"a banned holder stays banned", open, []step{
+			{"enter bob tok", "member/participant token-participant set", []string{"aff bob member token-participant"}},
+			{"ban bob", "", nil},
+			{"knock bob tok", "refused banned", nil},
+		}},
+		{"a moderator's refreshed participant token makes it member", open, []step{
+			{"enter alice mod", "owner/moderator token-moderator set", []string{"aff alice owner token-moderator"}},
+			{"knock alice tok", "member/participant token-participant set", []string{"aff alice member token-participant"}},
+		}},
+		{"identity stamped after the join (polling mode)", open, []step{
+			{"join dave", "", nil},
+			{"identity dave tok", "", []string{"aff dave member token-participant"}},
+			{"join carl", "", nil},
+			{"identity carl viewer", "", []string{"role carl visitor viewer-claim"}},
+			{"join erin", "", nil},
+			{"identity erin mod", "", []string{"aff erin owner token-moderator"}},
+		}},
+		{"auto-owner: the owner's successor was a member", Options{Kind: AutoOwner, Guests: GuestsMember, ClearOnLeave: true, TokenHolders: Member}, []step{
+			{"enter alice tok", "owner/moderator first-joiner set", []string{"aff alice owner first-joiner"}},
+			{"enter bob tok", "member/participant token-participant set", []string{"aff bob member token-participant"}},
+			{"enter guest1 guest", "none/participant guest-member", nil},
+			{"leave alice", "", []string{"aff alice none clear-on-leave", "aff bob owner handover"}},
+		}},
+		{"all-owners: members only in moderated rooms", Options{Kind: AllOwners, Guests: GuestsMember, TokenHolders: Member, ModeratedRooms: []string{"meet"}}, []step{
+			{"enter alice mod", "owner/moderator token-moderator set", []string{"aff alice owner token-moderator"}},
+			{"enter bob tok", "member/participant token-participant set", []string{"aff bob member token-participant"}},
+		}},
+		{"all-owners elsewhere: everyone owns", Options{Kind: AllOwners, Guests: GuestsMember, TokenHolders: Member}, []step{
+			{"enter bob tok", "owner/moderator all-owners set", []string{"aff bob owner all-owners"}},
+		}},
+		{"switching away from all-owners leaves token holders members", open, []step{
+			{"enter bob tok", "member/participant token-participant set", []string{"aff bob member token-participant"}},
+			{"policy all-owners", "", []string{"aff bob owner admin-policy"}},
+			{"policy token", "", []string{"aff bob member admin-policy"}},
+		}},
+		{"an admin's participant role for a token holder is member", open, []step{
+			{"enter alice mod", "owner/moderator token-moderator set", []string{"aff alice owner token-moderator"}},
+			{"role alice participant", "", []string{"aff alice member set-by-admin"}},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { runRuntime(t, tc.opts, tc.steps) })
+	}
+}

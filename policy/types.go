@@ -159,6 +159,15 @@ type Options struct {
 	// affiliation. Where rooms are not moderated, a knock with the viewer
 	// claim is refused (RefusalViewerNotAdmitted): it would get voice.
 	Viewers bool
+	// TokenHolders is the affiliation of token holders whose token does
+	// not make them owner (no moderator claim, and the policy does not
+	// either): Member makes them members in every room, as Jitsi's
+	// token_affiliation does; None (and the zero value) sets member only
+	// where the room needs it (members-only or moderated). Viewers and
+	// joiners without a token are not affected. A member grant for a JID
+	// not in the room makes the server message every occupant, unless the
+	// bridge module writes it at pre-join.
+	TokenHolders Affiliation
 	// BotDomains are JID domains (exact, case-insensitive) never chosen as
 	// auto-owner and not counted as owners or occupants. Joiners of these
 	// domains that never knocked are left alone. The caller adds gavel's

@@ -200,11 +200,15 @@ func buildTenants(cfg *config.Config) (map[string]component.Tenant, error) {
 		if err != nil {
 			return nil, fmt.Errorf("config: tenants.%s.guests: %w", name, err)
 		}
+		holders, err := policy.ParseAffiliation(t.TokenHolders)
+		if err != nil || (holders != policy.None && holders != policy.Member) {
+			return nil, fmt.Errorf("config: tenants.%s.token_holders: must be none or member, got %q", name, t.TokenHolders)
+		}
 		out[name] = component.Tenant{
 			Policy: policy.Options{
 				Kind: kind, Guests: guests,
 				ReassertOwners: t.ReassertOwners, ClearOnLeave: t.ClearOnLeave, Viewers: t.Viewers,
-				BotDomains: t.BotDomains, ModeratedRooms: t.ModeratedRooms,
+				TokenHolders: holders, BotDomains: t.BotDomains, ModeratedRooms: t.ModeratedRooms,
 				WaitForHost: t.WaitForHost, HostOpens: t.HostOpens, EndWithoutHost: t.EndWithoutHost,
 				OwnerGrace: t.OwnerGrace, KeepInterimOwner: t.KeepInterimOwner, MaxParticipants: t.MaxParticipants,
 			},
