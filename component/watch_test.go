@@ -208,3 +208,35 @@ func TestBridgeLockedLetsOnlyHostsIn(t *testing.T) {
 		joinWith(t, guest, room, "guest", "")
 	})
 }
+
+// A gavel with no memory of a room (a new store) takes the join order from
+// the bridge: when the owner leaves, the longest-present occupant is
+// promoted, not any other.
+func TestBridgeJoinOrderFromTheModule(t *testing.T) {
+	onEachProsody(t, func(t *testing.T, srv *server) {
+		tenants := map[string]Tenant{"": tenant(policy.AutoOwner, policy.GuestsDeny)}
+		g := startModeratedMUC(t, srv, bridgeMUC(), tenants, nil)
+		room := newRoom("")
+		nicks := []string{"a", "b", "c", "d", "e"}
+		cls := map[string]*xclient.Client{}
+		for _, n := range nicks {
+			cls[n] = loginToken(t, srv, mint(t, room, false, nil))
+			joinWith(t, cls[n], room, n, "")
+		}
+		waitGoverned(t, g, room, nicks...)
+		g.stop()
+		g2 := startModeratedMUC(t, srv, bridgeMUC(), tenants, nil) // nothing stored
+		waitGoverned(t, g2, room, nicks...)
+		if err := cls["a"].Leave(ctxT(t, 5*time.Second), room, "a"); err != nil {
+			t.Fatal(err)
+		}
+		waitOwnPresence(t, cls["b"], room, "b", "owner")
+		for _, n := range nicks[2:] {
+			for _, p := range cls[n].Presences() {
+				if strings.EqualFold(p.From, room+"/"+n) && p.Affiliation == "owner" {
+					t.Fatalf("%s was made owner, not the longest present", n)
+				}
+			}
+		}
+	})
+}

@@ -219,7 +219,10 @@ if report_occupants and gavel then
 	local mod_muc = module:depends("muc");
 
 	-- Join order, for gavel's request: Prosody keeps occupants unordered.
-	local joined = 0;
+	-- Microseconds, so that the order survives a reload of this module
+	-- (the rooms keep their tables, a counter would start again).
+	local time_now = require "util.time".now;
+	local last_order = 0;
 	module:hook("muc-occupant-joined", function(event)
 		local room = event.room;
 		local order = room._gavel_order;
@@ -227,8 +230,10 @@ if report_occupants and gavel then
 			order = {};
 			room._gavel_order = order;
 		end
-		joined = joined + 1;
-		order[event.nick] = joined;
+		local t = math.floor(time_now() * 1e6);
+		if t <= last_order then t = last_order + 1; end
+		last_order = t;
+		order[event.nick] = t;
 	end);
 	module:hook("muc-occupant-left", function(event)
 		local order = event.room._gavel_order;
