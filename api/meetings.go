@@ -29,6 +29,8 @@ type meetingRequest struct {
 	// Policy and MaxParticipants are the meeting's own options.
 	Policy          string `json:"policy"`
 	MaxParticipants int    `json:"maxParticipants"`
+	// Locked creates the meeting locked (docs/meetings.md).
+	Locked bool `json:"locked"`
 }
 
 // meetingTokens are the raw tokens of a new meeting.
@@ -53,13 +55,14 @@ type meetingJSON struct {
 	Tokens          *meetingTokens `json:"tokens,omitempty"`
 	Policy          string         `json:"policy,omitempty"`
 	MaxParticipants int            `json:"maxParticipants,omitempty"`
+	Locked          bool           `json:"locked,omitempty"`
 }
 
 func (s *Server) meetingOut(m store.Meeting) meetingJSON {
 	return meetingJSON{
 		MeetingID: m.ID, RoomName: m.Room, StartDate: formatTime(m.Start), EndDate: formatTime(m.End),
 		HostUntil: formatTime(m.HostUntil), State: commands.MeetingState(m, s.now()), EndedAt: formatTime(m.Ended),
-		Policy: m.Policy, MaxParticipants: m.MaxParticipants,
+		Policy: m.Policy, MaxParticipants: m.MaxParticipants, Locked: m.Locked,
 	}
 }
 
@@ -95,7 +98,7 @@ func (s *Server) createMeeting(w http.ResponseWriter, r *http.Request) {
 	if e == nil {
 		e = decodeStrict(data, &body)
 	}
-	req := commands.MeetingRequest{Tenant: tenant, By: p.by(), RoomNamePrefix: body.RoomNamePrefix, Policy: body.Policy, MaxParticipants: body.MaxParticipants}
+	req := commands.MeetingRequest{Tenant: tenant, By: p.by(), RoomNamePrefix: body.RoomNamePrefix, Policy: body.Policy, MaxParticipants: body.MaxParticipants, Locked: body.Locked}
 	if e == nil {
 		end, err := time.Parse(time.RFC3339, body.EndDate)
 		switch {

@@ -77,6 +77,9 @@ type MeetingRequest struct {
 	// meeting ends.
 	Policy          string
 	MaxParticipants int
+	// Locked creates the meeting locked: its hosts enter, others wait
+	// for a host (knocks) or are refused (bridge joins) until UNLOCK.
+	Locked bool
 }
 
 // MeetingResult is a new meeting with its tokens and links. The tokens
@@ -119,7 +122,8 @@ func (s *Service) CreateMeeting(ctx context.Context, req MeetingRequest) (res Me
 		return res, fmt.Errorf("%w: policy %q: want %s, %s or %s", ErrInvalid, clip(req.Policy), PolicyToken, PolicyAutoOwner, PolicyAllOwners)
 	}
 	opts, hasOpts := s.rooms.(RoomOptionSetter)
-	if !hasOpts && (req.Policy != "" || req.MaxParticipants > 0) {
+	withOpts := req.Policy != "" || req.MaxParticipants > 0 || req.Locked
+	if !hasOpts && withOpts {
 		return res, fmt.Errorf("%w: meetings cannot have their own options here", ErrInvalid)
 	}
 	prefix := strings.ToLower(strings.TrimSpace(req.RoomNamePrefix))
@@ -132,7 +136,7 @@ func (s *Service) CreateMeeting(ctx context.Context, req MeetingRequest) (res Me
 	var id [8]byte
 	_, _ = rand.Read(id[:])
 	m := store.Meeting{ID: hex.EncodeToString(id[:]), Tenant: tenant, Start: now, End: end, By: req.By, Viewers: req.Viewer,
-		Policy: req.Policy, MaxParticipants: req.MaxParticipants}
+		Policy: req.Policy, MaxParticipants: req.MaxParticipants, Locked: req.Locked}
 	name := m.ID
 	if prefix != "" {
 		name = prefix + "-" + m.ID
@@ -177,11 +181,14 @@ func (s *Service) CreateMeeting(ctx context.Context, req MeetingRequest) (res Me
 			return res, err
 		}
 	}
-	if req.Policy != "" || req.MaxParticipants > 0 {
+	if withOpts {
 		// Before the meeting is stored: a meeting is never without its
 		// options. The room keeps them (durably, also before its first
 		// knock) until the meeting's host rights end.
 		o := RoomOptions{Policy: req.Policy, MaxParticipants: req.MaxParticipants, SetMax: req.MaxParticipants > 0, KeepUntil: m.HostUntil}
+		if req.Locked {
+			o.Locked = &req.Locked
+		}
 		if err := opts.SetRoomOptions(ctx, m.Room, o); err != nil {
 			return MeetingResult{}, err
 		}

@@ -28,6 +28,10 @@ func TestMeetingOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	closed, err := cmds.CreateMeeting(ctx, commands.MeetingRequest{Tenant: "acme", By: "test", End: end, Host: true, Locked: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := cmds.CreateMeeting(ctx, commands.MeetingRequest{Tenant: "acme", End: end, Policy: "everyone"}); err == nil {
 		t.Error("an unknown policy was accepted")
 	}
@@ -46,6 +50,17 @@ func TestMeetingOptions(t *testing.T) {
 	}
 	if m, err := cmds.Meeting(ctx, "acme", small.Meeting.ID); err != nil || m.MaxParticipants != 2 || m.Policy != "" {
 		t.Fatalf("stored meeting %+v, %v", m, err)
+	}
+	if m, err := cmds.Meeting(ctx, "acme", closed.Meeting.ID); err != nil || !m.Locked {
+		t.Fatalf("stored locked meeting %+v, %v", m, err)
+	}
+
+	// Created locked: with no host there, a participant is refused; the
+	// host enters.
+	_, err = login(t, srv).Knock(ctx, prosodytest.Component, closed.Meeting.Room, closed.ParticipantToken)
+	wantRefusal(t, err, "auth", "not-allowed", "locked")
+	if res, _ := knockJoin(t, login(t, srv), closed.Meeting.Room, closed.HostToken, "host"); res.Affiliation != "owner" {
+		t.Errorf("host of a locked meeting: %+v", res)
 	}
 
 	// all-owners: the participant link gives the host's rights.

@@ -32,6 +32,9 @@ type Meeting struct {
 	// applied to its room as run-time settings.
 	Policy          string `json:"policy,omitempty"`
 	MaxParticipants int    `json:"max_participants,omitempty"`
+	// Locked: the meeting was created locked (its room's lock, LOCK and
+	// UNLOCK change it afterwards).
+	Locked bool `json:"locked,omitempty"`
 	// Tokens are the minted tokens' hashes (auth.TokenHash, hex) with their expiry.
 	Tokens []MeetingToken `json:"tokens,omitempty"`
 	// By is who made the meeting.

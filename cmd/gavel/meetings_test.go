@@ -48,6 +48,16 @@ tenants:
 	if code, out := g.do(t, "POST", "/v1/meetings", admin, `{"endDate": "2001-01-01T00:00:00Z"}`); code != 400 {
 		t.Errorf("a meeting in the past: %d %v", code, out)
 	}
+	// Created locked: nobody but a host gets in while no host is there.
+	code, locked := g.do(t, "POST", "/v1/meetings", admin, `{"endDate": "`+end.Format(time.RFC3339)+`", "locked": true}`)
+	if code != 201 || locked["locked"] != true {
+		t.Fatalf("create locked: %d %v", code, locked)
+	}
+	lockedTokens, _ := locked["tokens"].(map[string]any)
+	lockedRoom, _ := locked["roomName"].(string)
+	if _, err := g.login(t, ctx, "early").Knock(ctx, prosodytest.Component, lockedRoom, lockedTokens["participant"].(string)); err == nil || !strings.Contains(err.Error(), "locked") {
+		t.Errorf("knock into a meeting created locked: %v, want locked", err)
+	}
 
 	cl := g.login(t, ctx, "host")
 	if res, err := cl.Knock(ctx, prosodytest.Component, room, host); err != nil || res.Affiliation != "owner" {
@@ -63,7 +73,7 @@ tenants:
 	if code, out := g.do(t, "GET", "/v1/meetings/"+id, adminToken(t, "other"), ""); code != 404 || out["error"] != "no-such-meeting" {
 		t.Errorf("get from another tenant: %d %v", code, out)
 	}
-	if code, out := g.do(t, "GET", "/v1/meetings", admin, ""); code != 200 || len(out["results"].([]any)) != 1 {
+	if code, out := g.do(t, "GET", "/v1/meetings", admin, ""); code != 200 || len(out["results"].([]any)) != 2 {
 		t.Errorf("list: %d %v", code, out)
 	}
 	if code, out := g.do(t, "DELETE", "/v1/meetings/"+id, admin, ""); code != 200 || out["state"] != "ended" {
@@ -75,7 +85,14 @@ tenants:
 	if _, err := g.login(t, ctx, "late").Knock(ctx, prosodytest.Component, room, participant); err == nil || !strings.Contains(err.Error(), "banned") {
 		t.Errorf("knock with an ended meeting's token: %v, want banned", err)
 	}
-	if code, out := g.do(t, "GET", "/v1/meetings", admin, ""); code != 200 || out["results"].([]any)[0].(map[string]any)["state"] != "ended" {
+	code, out = g.do(t, "GET", "/v1/meetings", admin, "")
+	ended := false
+	for _, m := range out["results"].([]any) {
+		if m := m.(map[string]any); m["meetingId"] == id {
+			ended = m["state"] == "ended"
+		}
+	}
+	if code != 200 || !ended {
 		t.Errorf("list after DELETE: %d %v", code, out)
 	}
 }
