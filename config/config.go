@@ -140,6 +140,10 @@ type Tenant struct {
 	// it off. KeepInterimOwner lets the stand-in keep ownership too.
 	OwnerGrace       time.Duration `yaml:"owner_grace"`
 	KeepInterimOwner bool          `yaml:"keep_interim_owner"`
+	// LockHoldTimeout is how long a knock held by a locked meeting waits
+	// for a host's answer; LockMaxHeld bounds the knocks held per room.
+	LockHoldTimeout time.Duration `yaml:"lock_hold_timeout"`
+	LockMaxHeld     int           `yaml:"lock_max_held"`
 	// MaxParticipants bounds the occupants with voice; joiners beyond it
 	// become viewers (the tenant needs viewers: true) or are refused with
 	// room-full. 0: no bound.
@@ -264,6 +268,8 @@ func DefaultTenantSettings() Tenant {
 		TokenHolders:          "none",
 		ClearOnLeave:          true,
 		OwnerGrace:            30 * time.Second,
+		LockHoldTimeout:       60 * time.Second,
+		LockMaxHeld:           20,
 		KnocksPerMinute:       6000,
 		KnocksPerMinutePerJID: 30,
 		Token:                 DefaultToken(),

@@ -137,6 +137,8 @@ func TestParseInvalid(t *testing.T) {
 		{"bad policy", minimal + "tenants:\n  acme:\n    policy: everyone\n", `config: gavel.yml:9: tenants.acme.policy: must be token, auto-owner or all-owners, got "everyone"`},
 		{"bad guests", minimal + "tenants:\n  default:\n    guests: maybe\n", `config: gavel.yml:9: tenants.default.guests: must be deny, member or visitor, got "maybe"`},
 		{"bad token holders", minimal + "tenants:\n  acme:\n    token_holders: owner\n", `config: gavel.yml:9: tenants.acme.token_holders: must be none or member, got "owner"`},
+		{"lock hold timeout too short", minimal + "tenants:\n  acme:\n    lock_hold_timeout: 10ms\n", `config: gavel.yml:9: tenants.acme.lock_hold_timeout: must be between 1s and 30m, got 10ms`},
+		{"no knocks held", minimal + "tenants:\n  acme:\n    lock_max_held: 0\n", `config: gavel.yml:9: tenants.acme.lock_max_held: must be between 1 and 1000, got 0`},
 		{"leeway too large", minimal + "tenants:\n  default:\n    token:\n      leeway: 1h\n", "config: gavel.yml:10: tenants.default.token.leeway: must be between 0s and 5m, got 1h0m0s"},
 		{"short hs secret", minimal + "tenants:\n  default:\n    token:\n      secrets: [short]\n", "config: gavel.yml:10: tenants.default.token.secrets[0]: too short (5 bytes): use at least 16 random bytes"},
 		{"bad key server", minimal + "tenants:\n  default:\n    token:\n      key_server: ftp://x\n", `config: gavel.yml:10: tenants.default.token.key_server: must be an http or https URL, got "ftp://x"`},

@@ -222,6 +222,12 @@ func (t *Tenant) check(p *problems, path string) {
 	if t.OwnerGrace < 0 {
 		p.add(path+".owner_grace", "must not be negative, got %v", t.OwnerGrace)
 	}
+	if t.LockHoldTimeout < time.Second || t.LockHoldTimeout > 30*time.Minute {
+		p.add(path+".lock_hold_timeout", "must be between 1s and 30m, got %v", t.LockHoldTimeout)
+	}
+	if t.LockMaxHeld < 1 || t.LockMaxHeld > 1000 {
+		p.add(path+".lock_max_held", "must be between 1 and 1000, got %d", t.LockMaxHeld)
+	}
 	if t.MaxParticipants < 0 {
 		p.add(path+".max_participants", "must not be negative, got %d", t.MaxParticipants)
 	}

@@ -211,6 +211,7 @@ func buildTenants(cfg *config.Config) (map[string]component.Tenant, error) {
 				TokenHolders: holders, BotDomains: t.BotDomains, ModeratedRooms: t.ModeratedRooms,
 				WaitForHost: t.WaitForHost, HostOpens: t.HostOpens, EndWithoutHost: t.EndWithoutHost,
 				OwnerGrace: t.OwnerGrace, KeepInterimOwner: t.KeepInterimOwner, MaxParticipants: t.MaxParticipants,
+				HoldTimeout: t.LockHoldTimeout, MaxHeld: t.LockMaxHeld,
 			},
 			Name:                  name,
 			TopLevelModerator:     t.TopLevelModerator,
