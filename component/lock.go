@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/xml"
 	"errors"
 	"fmt"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -18,7 +20,7 @@ import (
 // waits in room.holds, and every host in the room gets a message from
 // gavel with a data form (XEP-0004) naming the knocker and the request.
 // A host answers with the ad-hoc command "admit" (room, request,
-// decision); the knock is then decided as usual, or refused "locked". The
+// decision), or by sending the form back submitted in a message; the knock is then decided as usual, or refused "locked". The
 // policy refuses the held knocks whose time is over, or that no host is
 // left to answer. Bridge joins are not held (the module cannot wait that
 // long): a locked room lets in only its hosts.
@@ -258,6 +260,46 @@ func (m *Moderation) answerHeld(ctx context.Context, from, roomJID, id string, a
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+var nameDataForm = xml.Name{Space: nsData, Local: "x"}
+
+// maxFormAnswers bounds the hosts' answers by message in flight: each
+// waits for its room's worker, and a flood of forms must not queue
+// without bound.
+const maxFormAnswers = 32
+
+// formAnswer takes a host's answer to a held knock as the form of gavel's
+// message submitted back in a message (XEP-0004), as the ad-hoc command
+// "admit" takes it. gavel tells the host the outcome in a message. Forms
+// of another kind, and answers beyond maxFormAnswers in flight, are
+// dropped.
+func (m *Moderation) formAnswer(sess *session, st *stanza) {
+	f := st.DataForm
+	if f == nil || f.Type != "submit" || f.value("FORM_TYPE") != NSKnockRequest || !strings.Contains(st.From, "@") {
+		return
+	}
+	select {
+	case m.formSlots <- struct{}{}:
+	default:
+		m.log.Debug("form answer dropped: too many in flight", zap.String("from", st.From))
+		return
+	}
+	go func() {
+		defer func() { <-m.formSlots }()
+		ctx, cancel := context.WithTimeout(context.Background(), m.opts.IQTimeout)
+		defer cancel()
+		note, err := m.runAdmit(ctx, st.From, f)
+		body := "The request was " + note + "."
+		if err != nil {
+			body = "Your answer was not taken: " + err.Error()
+		}
+		var b xb
+		b.open("message", "from", st.To, "to", st.From, "type", "normal")
+		b.elem("body", body)
+		b.close("message")
+		_ = sess.write(b.Bytes())
+	}()
 }
 
 // runAdmit is the ad-hoc command "admit", which hosts run (not only

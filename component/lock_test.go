@@ -107,7 +107,7 @@ func TestLockedMeeting(t *testing.T) {
 	knockers := map[string]*xclient.Client{}
 	results := map[string]chan result{}
 	requests := map[string]string{}
-	for _, name := range []string{"alice", "bob", "carl"} {
+	for _, name := range []string{"alice", "bob", "carl", "erin"} {
 		cl := login(t, srv)
 		knockers[name], results[name] = cl, make(chan result, 1)
 		tok := named(name, false)
@@ -145,6 +145,37 @@ func TestLockedMeeting(t *testing.T) {
 	}
 	r := <-results["bob"]
 	wantRefusal(t, r.err, "auth", "not-allowed", "locked")
+	// A host answers by sending the form back, submitted, in a message
+	// (with a body first, as chat clients write it); gavel says what came
+	// of it. The same from someone who is no host is refused.
+	answer := func(cl *xclient.Client, request, decision string) string {
+		t.Helper()
+		form := `<message to='` + prosodytest.Component + `' type='normal'><body>answer</body>` +
+			`<x xmlns='jabber:x:data' type='submit'>` +
+			`<field var='FORM_TYPE' type='hidden'><value>` + NSKnockRequest + `</value></field>` +
+			`<field var='room'><value>` + room + `</value></field>` +
+			`<field var='request'><value>` + request + `</value></field>` +
+			`<field var='decision'><value>` + decision + `</value></field></x></message>`
+		if err := cl.Send(ctx, form); err != nil {
+			t.Fatal(err)
+		}
+		m, err := cl.WaitMessage(ctx, func(m xclient.Message) bool {
+			return strings.EqualFold(m.From, prosodytest.Component) && (strings.HasPrefix(m.Body, "The request") || strings.HasPrefix(m.Body, "Your answer"))
+		})
+		if err != nil {
+			t.Fatalf("no answer to the form: %v", err)
+		}
+		return m.Body
+	}
+	if body := answer(part, requests["erin"], "admit"); !strings.Contains(body, "not taken") {
+		t.Errorf("someone not in the room answered by form: %q", body)
+	}
+	if body := answer(host, requests["erin"], "admit"); body != "The request was admitted." {
+		t.Errorf("the host's form answer: %q", body)
+	}
+	if r := <-results["erin"]; r.err != nil || r.res.Role != "participant" {
+		t.Errorf("knock admitted by form: %+v, %v", r.res, r.err)
+	}
 	// The worker has armed carl's timeout once a command after the hold
 	// went through it.
 	if err := g.cmds.SetLock(ctx, room, true, "test"); err != nil {

@@ -142,16 +142,17 @@ type Moderation struct {
 	metrics *Metrics
 	cmds    *commands.Service // the ad-hoc commands' command layer (UseCommands)
 
-	mu       sync.Mutex
-	rooms    map[string]*room
-	trust    map[string]*identityTrust // by MUC domain, for the current session
-	dormant  map[string]time.Time      // rooms gavel left empty, when (discovery)
-	noWatch  sync.Map                  // MUC domains whose bridge does not report occupants (watch.go)
-	loops    sync.WaitGroup            // per-session identity checks and discovery
-	sess     *session
-	resource string // gavel's resource in rooms for the current session
-	instance string // random, per run of gavel: part of the resource
-	restored bool   // the stored rooms were loaded (restoreRooms)
+	mu        sync.Mutex
+	rooms     map[string]*room
+	trust     map[string]*identityTrust // by MUC domain, for the current session
+	dormant   map[string]time.Time      // rooms gavel left empty, when (discovery)
+	noWatch   sync.Map                  // MUC domains whose bridge does not report occupants (watch.go)
+	formSlots chan struct{}             // hosts' answers by message in flight (lock.go)
+	loops     sync.WaitGroup            // per-session identity checks and discovery
+	sess      *session
+	resource  string // gavel's resource in rooms for the current session
+	instance  string // random, per run of gavel: part of the resource
+	restored  bool   // the stored rooms were loaded (restoreRooms)
 	// roomsRestored is restored for other goroutines (RoomsRestored).
 	roomsRestored atomic.Bool
 	previous      string // the previous session's resource (ghost occupants)
@@ -211,6 +212,7 @@ func NewModeration(opts ModerationOptions) (*Moderation, error) {
 	}
 	m.knockCounts = opts.Metrics.knockCounters()
 	m.trust, m.dormant = map[string]*identityTrust{}, map[string]time.Time{}
+	m.formSlots = make(chan struct{}, maxFormAnswers)
 	for _, mu := range opts.MUCs {
 		d, err := jidprep.Domain(mu.Domain)
 		if err != nil {
@@ -244,6 +246,7 @@ func (m *Moderation) routes() []muxOption {
 	return append([]muxOption{
 		handleIQ("set", nameKnock, HandlerFunc(m.knock)),
 		handleIQ("set", nameCommand, HandlerFunc(m.command)),
+		handleMessage("", nameDataForm, HandlerFunc(m.formAnswer)),
 		handlePresence(HandlerFunc(func(_ *session, st *stanza) { m.presence(st) })),
 	}, m.bridgeRoutes()...)
 }

@@ -318,16 +318,24 @@ func decodeStanza(r xml.TokenReader, start xml.StartElement) (*stanza, error) {
 		return nil, err
 	}
 	st.payload = names.first
+	if st.XMLName.Local == "message" && names.foundExt {
+		// A message's body, subject or thread may come first: its
+		// payload is its first extension (a submitted form, a report).
+		st.payload = names.ext
+	}
 	return st, nil
 }
 
 // payloadName passes a stanza's tokens through and notes the name of its
-// first child element.
+// first child element, and of its first child in an extension's
+// namespace.
 type payloadName struct {
-	r     xml.TokenReader
-	depth int
-	first xml.Name
-	found bool
+	r        xml.TokenReader
+	depth    int
+	first    xml.Name
+	found    bool
+	ext      xml.Name
+	foundExt bool
 }
 
 func (p *payloadName) Token() (xml.Token, error) {
@@ -337,11 +345,20 @@ func (p *payloadName) Token() (xml.Token, error) {
 		if p.depth == 0 && !p.found {
 			p.first, p.found = t.Name, true
 		}
+		if p.depth == 0 && !p.foundExt && !stanzaNS(t.Name.Space) {
+			p.ext, p.foundExt = t.Name, true
+		}
 		p.depth++
 	case xml.EndElement:
 		p.depth--
 	}
 	return tok, err
+}
+
+// stanzaNS reports whether ns is the stanzas' own namespace (body,
+// subject, thread, error), not an extension's.
+func stanzaNS(ns string) bool {
+	return ns == "" || ns == "jabber:component:accept" || ns == "jabber:client"
 }
 
 // close ends the stream politely: queued replies are written first, then

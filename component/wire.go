@@ -46,6 +46,8 @@ type stanza struct {
 	Probe      *probeEl      `xml:"urn:gavel:instance:0 probe"`
 	BridgeJoin *bridgeJoinEl `xml:"urn:gavel:bridge:0 join"`
 	BridgeRoom *bridgeRoomEl `xml:"urn:gavel:bridge:0 room"`
+	// A data form in a message: a host's answer to a held knock (lock.go).
+	DataForm *dataForm `xml:"jabber:x:data x"`
 	// watch.go: an occupant report, and the answers to gavel's requests.
 	BridgeOccupant  *bridgeOccupantEl  `xml:"urn:gavel:bridge:0 occupant"`
 	BridgeOccupants *bridgeOccupantsEl `xml:"urn:gavel:bridge:0 occupants"`
