@@ -101,7 +101,10 @@ func (m *Moderation) checkOwnership(sess *session, muc MUC) {
 	if sess.closed.Load() {
 		return
 	}
-	relied := muc.Discover || muc.TrustIdentity
+	// Rooms Jicofo or clients create: found by polling, admitted by
+	// identity, or joined through the bridge (whose grants, bans and
+	// revocations in them need ownership).
+	relied := muc.Discover || muc.TrustIdentity || muc.Bridge
 	var found *OwnershipError
 	if err == nil && !owner {
 		found = &OwnershipError{MUC: muc.Domain, Relied: relied, Detail: detail}
@@ -121,7 +124,7 @@ func (m *Moderation) checkOwnership(sess *session, muc MUC) {
 	case found == nil:
 		m.log.Debug("server check: gavel is owner in rooms it did not create", zap.String("muc", muc.Domain))
 	case relied:
-		m.log.Error("server check failed: rooms created by Jicofo or clients cannot be governed (discover_rooms, trust_identity)", zap.String("muc", muc.Domain), zap.String("problem", found.Error()))
+		m.log.Error("server check failed: rooms created by Jicofo or clients cannot be governed (discover_rooms, trust_identity, bridge)", zap.String("muc", muc.Domain), zap.String("problem", found.Error()))
 	default:
 		m.log.Warn("server check: gavel governs only the rooms it creates through knocks; rooms clients create cannot be governed (restrict room creation, or fix the server)", zap.String("muc", muc.Domain), zap.String("problem", found.Error()))
 	}

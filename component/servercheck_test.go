@@ -99,6 +99,7 @@ func TestServerCheckProsody13WithoutAdminsAsOwners(t *testing.T) {
 		relied bool
 	}{
 		{"discovery relies on it", MUC{Domain: prosodytest.MUC, Discover: true}, true},
+		{"the bridge relies on it", MUC{Domain: prosodytest.MUC, Bridge: true}, true},
 		{"knocks only", MUC{Domain: prosodytest.MUC}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
