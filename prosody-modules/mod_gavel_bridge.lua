@@ -209,24 +209,39 @@ local function refuse(event, err_stanza)
 	return true;
 end
 
+-- present tells whether bare has an occupant in room (another session).
+-- It reads the room's occupants without room:each_occupant, which copies
+-- each one.
+local function present(room, bare)
+	local occupants = room._occupants;
+	if type(occupants) == "table" then
+		for _, o in pairs(occupants) do
+			if o.bare_jid == bare then return true; end
+		end
+		return false;
+	end
+	for _, o in room:each_occupant() do
+		if o.bare_jid == bare then return true; end
+	end
+	return false;
+end
+
 -- apply sets what gavel granted. The affiliation of a JID with no
 -- occupant in the room is written without the announcement Prosody sends
 -- for absent JIDs (XEP-0045 example 195): the join presence that follows
 -- carries it to everyone. A JID already present (another session) gets it
--- through set_affiliation, which tells the room.
+-- through set_affiliation, which tells the room. An affiliation the JID
+-- already has (most joins: none) is not written again.
 local function apply(event, answer)
 	local room, occupant = event.room, event.occupant;
 	local aff = answer.attr.affiliation;
 	local role = answer.attr.role;
 	if not valid_affiliations[aff] then aff = nil; end
 	if not valid_roles[role] then role = nil; end
-	local bare = jid.bare(event.stanza.attr.from);
-	if aff and room:get_affiliation(bare) ~= aff then
-		local present = false;
-		for _, o in room:each_occupant() do
-			if o.bare_jid == bare then present = true; break; end
-		end
-		if present or type(room._affiliations) ~= "table" then
+	local bare = occupant.bare_jid or jid.bare(event.stanza.attr.from);
+	local current = room:get_affiliation(bare) or "none";
+	if aff and current ~= aff then
+		if present(room, bare) or type(room._affiliations) ~= "table" then
 			room:set_affiliation(true, bare, aff, answer.attr.reason);
 		else
 			room._affiliations[bare] = aff ~= "none" and aff or nil;
@@ -235,8 +250,9 @@ local function apply(event, answer)
 			end
 			room:save();
 		end
+		current = aff;
 	end
-	occupant.role = role or room:get_default_role(aff or room:get_affiliation(bare));
+	occupant.role = role or room:get_default_role(current);
 end
 
 module:hook("muc-occupant-pre-join", function(event)
