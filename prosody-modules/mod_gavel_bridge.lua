@@ -310,14 +310,12 @@ module:hook("muc-occupant-pre-join", function(event)
 	return unavailable(event, "no answer within " .. timeout .. " s");
 end, 0);
 
--- notify tells gavel of a room event at once; the answer is not awaited.
+-- notify tells gavel of a room event at once; the answer is not awaited
+-- (take_answer drops it, and logs an error at debug level).
 local function notify(room, what)
 	if not gavel or skipped_room(room.jid) then return; end
-	local iq = st.iq({ type = "set", from = module.host, to = gavel, id = id.short() })
-		:tag("room", { xmlns = NS, jid = room.jid, event = what }):up();
-	module:send_iq(iq, nil, timeout):catch(function(e)
-		module:log("debug", "gavel did not take room %s %s: %s", room.jid, what, e and e.text or "?");
-	end);
+	module:send(st.iq({ type = "set", from = module.host, to = gavel, id = next_id() })
+		:tag("room", { xmlns = NS, jid = room.jid, event = what }):up());
 end
 
 module:hook("muc-room-created", function(event) notify(event.room, "created"); end);
