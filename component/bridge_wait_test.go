@@ -210,13 +210,13 @@ func bridgeShell(t *testing.T, srv *server, expr string) string {
 
 // waitNothingInFlight waits until the module holds no request: none
 // waited for, no deadline queued (answered requests leave theirs until it
-// passes).
+// passes), no answer kept.
 func waitNothingInFlight(t *testing.T, srv *server) {
 	t.Helper()
-	expr := fmt.Sprintf(`(function() local w, q = prosody.hosts[%q].modules.gavel_bridge.requests_in_flight(); return ("in flight %%d, queued %%d"):format(w, q) end)()`, prosodytest.MUC)
+	expr := fmt.Sprintf(`(function() local w, q, a = prosody.hosts[%q].modules.gavel_bridge.requests_in_flight(); return ("in flight %%d, queued %%d, unread %%d"):format(w, q, a) end)()`, prosodytest.MUC)
 	var last string
 	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-		if last = bridgeShell(t, srv, expr); strings.Contains(last, "in flight 0, queued 0") {
+		if last = bridgeShell(t, srv, expr); strings.Contains(last, "in flight 0, queued 0, unread 0") {
 			return
 		}
 	}

@@ -108,6 +108,9 @@ local function expire()
 		local rid = queue_id[queue_head];
 		queue_id[queue_head], queue_at[queue_head] = nil, nil;
 		queue_head = queue_head + 1;
+		-- A join reads its answer as soon as it is woken: one still here
+		-- belongs to a join that can no longer go on.
+		answers[rid] = nil;
 		local wake = waiting[rid];
 		if wake then
 			waiting[rid] = nil;
@@ -175,11 +178,13 @@ end
 module:hook("iq/host", take_answer, 1);
 
 -- requests_in_flight (for tests and the admin shell): the joins waiting
--- for gavel, and the deadlines queued (waiting or already answered).
+-- for gavel, the deadlines queued (waiting or already answered), and the
+-- answers not yet read by their join.
 function requests_in_flight() -- luacheck: ignore 111
-	local n = 0;
+	local n, m = 0, 0;
 	for _ in pairs(waiting) do n = n + 1; end
-	return n, queue_tail - queue_head + 1;
+	for _ in pairs(answers) do m = m + 1; end
+	return n, queue_tail - queue_head + 1, m;
 end
 
 -- unavailable refuses the join when gavel cannot answer (fail closed), or
