@@ -47,6 +47,7 @@ var bridgeServers sync.Map // matrix name -> *bridgeServer
 type bridgeServer struct {
 	once sync.Once
 	srv  *server
+	p    *prosodytest.Server // for its admin shell (bridgeShell)
 	err  error
 }
 
@@ -93,7 +94,7 @@ func sharedBridgeWith(t *testing.T, base *server, muc string) *server {
 		p, err := prosodytest.Start(filepath.Join(dir, "prosody"), prosodytest.Options{
 			Prosody:       base.prosody,
 			PluginPaths:   []string{plugins, shipped},
-			ExtraModules:  []string{"test_session_token", "test_presence_identity"},
+			ExtraModules:  []string{"test_session_token", "test_presence_identity", "admin_shell"},
 			MUCModules:    []string{"gavel_bridge"},
 			NoRoomLocking: true,
 			MUCConfig: fmt.Sprintf("\tgavel_bridge_component = %q\n\tgavel_bridge_bypass = { %q }\n",
@@ -107,7 +108,7 @@ func sharedBridgeWith(t *testing.T, base *server, muc string) *server {
 			b.err = err
 			return
 		}
-		b.srv = fromProsody(p)
+		b.srv, b.p = fromProsody(p), p
 		b.srv.Name, b.srv.Version = base.Name, base.Version
 		atExit(func(ok bool) {
 			_ = p.Close()

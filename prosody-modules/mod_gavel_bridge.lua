@@ -30,6 +30,8 @@ local async = require "util.async";
 local jid = require "util.jid";
 local st = require "util.stanza";
 local id = require "util.id";
+local timer = require "util.timer";
+local time = require "util.time";
 
 local NS = "urn:gavel:bridge:0";
 local NS_KNOCK = "urn:gavel:knock:0";
@@ -72,6 +74,124 @@ local function skipped_room(room_jid)
 	return false;
 end
 
+-- Requests to gavel, sent and waited for without module:send_iq: that
+-- creates, for every request, a promise chain (each step a timer task),
+-- a timer, and two event hooks added and removed again (util.events
+-- rebuilds the handler list of each), and most of Prosody's CPU during
+-- joins is Lua garbage collection. Here every request gets an id of this
+-- module's own (a random prefix per load and a counter); one permanent
+-- hook takes the answers (iq-result and iq-error to the MUC's domain) of
+-- the requests waited for; and since every request waits the same
+-- gavel_bridge_timeout, the deadlines come in the order the requests were
+-- sent: one queue, checked by one timer that runs only while requests
+-- wait, expires them.
+local id_prefix = "gb" .. id.short() .. ".";
+local id_seq = 0;
+local now = time.monotonic or time.now;
+local waiting = {}; -- id -> wake (util.async's done), until answered or expired
+local answers = {}; -- id -> the answer, from its arrival until its join reads it
+local queue_id, queue_at = {}, {}; -- deadlines in order, from queue_head to queue_tail
+local queue_head, queue_tail = 1, 0;
+local timer_running = false;
+-- The timer does not wake for each deadline: a timeout ends up to tick late.
+local tick = math.min(0.1, timeout / 10);
+
+local function next_id()
+	id_seq = id_seq + 1;
+	return id_prefix .. id_seq;
+end
+
+-- expire wakes the joins whose time ran out (they find no answer), and
+-- tells the timer when to run again.
+local function expire()
+	local t = now();
+	while queue_head <= queue_tail do
+		local at = queue_at[queue_head];
+		if at > t then
+			return math.max(at - t, tick);
+		end
+		local rid = queue_id[queue_head];
+		queue_id[queue_head], queue_at[queue_head] = nil, nil;
+		queue_head = queue_head + 1;
+		-- A join reads its answer as soon as it is woken: one still here
+		-- belongs to a join that can no longer go on.
+		answers[rid] = nil;
+		local wake = waiting[rid];
+		if wake then
+			waiting[rid] = nil;
+			local ok, err = pcall(wake);
+			if not ok then
+				module:log("error", "waking a join after its timeout: %s", err);
+			end
+		end
+	end
+	queue_head, queue_tail = 1, 0;
+	timer_running = false;
+	return nil;
+end
+
+-- ask sends iq (a set with an id from next_id) to gavel and waits
+-- (util.async, so only where async.ready()) for the answer: gavel's
+-- result or error, the error the server made for gavel (not connected),
+-- or nil when gavel_bridge_timeout ran out.
+local function ask(iq)
+	local rid = iq.attr.id;
+	local wait, wake = async.waiter();
+	waiting[rid] = wake;
+	queue_tail = queue_tail + 1;
+	queue_id[queue_tail], queue_at[queue_tail] = rid, now() + timeout;
+	if not timer_running then
+		timer_running = true;
+		timer.add_task(timeout, expire);
+	end
+	-- The server's error for a gavel that is not connected comes back
+	-- before send returns: wake is then called before wait, which
+	-- returns at once.
+	module:send(iq);
+	wait();
+	local answer = answers[rid];
+	answers[rid] = nil;
+	return answer;
+end
+
+-- take_answer takes the answer (from gavel, or from the server for gavel)
+-- to a request that is waited for. Any other answer with one of this
+-- module's ids (after the timeout, to a room event, or from anyone but
+-- gavel) ends here too, unused.
+local function take_answer(event)
+	local stanza = event.stanza;
+	local attr = stanza.attr;
+	local typ = attr.type;
+	if typ ~= "result" and typ ~= "error" then return; end
+	local rid = attr.id;
+	local wake = waiting[rid];
+	if wake and attr.from == gavel then
+		waiting[rid] = nil;
+		answers[rid] = stanza;
+		wake();
+		return true;
+	end
+	if rid and rid:find(id_prefix, 1, true) == 1 then
+		if typ == "error" then
+			module:log("debug", "error from %s to %s, which nobody waits for: %s", attr.from, rid,
+				tostring(select(2, stanza:get_error())));
+		end
+		return true;
+	end
+end
+-- Ahead of mod_iq, which would fire iq-result/host/<id> for each.
+module:hook("iq/host", take_answer, 1);
+
+-- requests_in_flight (for tests and the admin shell): the joins waiting
+-- for gavel, the deadlines queued (waiting or already answered), and the
+-- answers not yet read by their join.
+function requests_in_flight() -- luacheck: ignore 111
+	local n, m = 0, 0;
+	for _ in pairs(waiting) do n = n + 1; end
+	for _ in pairs(answers) do m = m + 1; end
+	return n, queue_tail - queue_head + 1, m;
+end
+
 -- unavailable refuses the join when gavel cannot answer (fail closed), or
 -- lets it go on with the server's defaults (fail open).
 local function unavailable(event, why)
@@ -99,24 +219,39 @@ local function refuse(event, err_stanza)
 	return true;
 end
 
+-- present tells whether bare has an occupant in room (another session).
+-- It reads the room's occupants without room:each_occupant, which copies
+-- each one.
+local function present(room, bare)
+	local occupants = room._occupants;
+	if type(occupants) == "table" then
+		for _, o in pairs(occupants) do
+			if o.bare_jid == bare then return true; end
+		end
+		return false;
+	end
+	for _, o in room:each_occupant() do
+		if o.bare_jid == bare then return true; end
+	end
+	return false;
+end
+
 -- apply sets what gavel granted. The affiliation of a JID with no
 -- occupant in the room is written without the announcement Prosody sends
 -- for absent JIDs (XEP-0045 example 195): the join presence that follows
 -- carries it to everyone. A JID already present (another session) gets it
--- through set_affiliation, which tells the room.
+-- through set_affiliation, which tells the room. An affiliation the JID
+-- already has (most joins: none) is not written again.
 local function apply(event, answer)
 	local room, occupant = event.room, event.occupant;
 	local aff = answer.attr.affiliation;
 	local role = answer.attr.role;
 	if not valid_affiliations[aff] then aff = nil; end
 	if not valid_roles[role] then role = nil; end
-	local bare = jid.bare(event.stanza.attr.from);
-	if aff and room:get_affiliation(bare) ~= aff then
-		local present = false;
-		for _, o in room:each_occupant() do
-			if o.bare_jid == bare then present = true; break; end
-		end
-		if present or type(room._affiliations) ~= "table" then
+	local bare = occupant.bare_jid or jid.bare(event.stanza.attr.from);
+	local current = room:get_affiliation(bare) or "none";
+	if aff and current ~= aff then
+		if present(room, bare) or type(room._affiliations) ~= "table" then
 			room:set_affiliation(true, bare, aff, answer.attr.reason);
 		else
 			room._affiliations[bare] = aff ~= "none" and aff or nil;
@@ -125,8 +260,9 @@ local function apply(event, answer)
 			end
 			room:save();
 		end
+		current = aff;
 	end
-	occupant.role = role or room:get_default_role(aff or room:get_affiliation(bare));
+	occupant.role = role or room:get_default_role(current);
 end
 
 module:hook("muc-occupant-pre-join", function(event)
@@ -141,7 +277,7 @@ module:hook("muc-occupant-pre-join", function(event)
 		-- gavel were unreachable.
 		return unavailable(event, "cannot wait here");
 	end
-	local iq = st.iq({ type = "set", from = module.host, to = gavel, id = id.short() })
+	local iq = st.iq({ type = "set", from = module.host, to = gavel, id = next_id() })
 		:tag("join", {
 			xmlns = NS, room = room.jid, jid = real_jid,
 			nick = jid.resource(event.occupant.nick),
@@ -157,15 +293,12 @@ module:hook("muc-occupant-pre-join", function(event)
 	end
 	iq:up();
 	count_asked();
-	local res, err = async.wait_for(module:send_iq(iq, nil, timeout));
+	local reply = ask(iq);
 	if room.destroying then
 		-- Destroyed while gavel was asked: the join must not bring it back.
 		origin.send(st.error_reply(stanza, "cancel", "item-not-found", "the room was destroyed", room.jid));
 		return true;
 	end
-	-- Prosody resolves (rather than rejects) with an error stanza the
-	-- server made at once (gavel not connected): look at the type.
-	local reply = res and res.stanza or err and err.context and err.context.stanza;
 	if reply and reply.attr.type == "result" then
 		local answer = reply:get_child("join", NS);
 		if not answer then
@@ -184,17 +317,15 @@ module:hook("muc-occupant-pre-join", function(event)
 		return unavailable(event, "gavel is unreachable: " .. tostring(select(2, reply:get_error())));
 	end
 	count_timeout();
-	return unavailable(event, err and err.text or "no answer");
+	return unavailable(event, "no answer within " .. timeout .. " s");
 end, 0);
 
--- notify tells gavel of a room event at once; the answer is not awaited.
+-- notify tells gavel of a room event at once; the answer is not awaited
+-- (take_answer drops it, and logs an error at debug level).
 local function notify(room, what)
 	if not gavel or skipped_room(room.jid) then return; end
-	local iq = st.iq({ type = "set", from = module.host, to = gavel, id = id.short() })
-		:tag("room", { xmlns = NS, jid = room.jid, event = what }):up();
-	module:send_iq(iq, nil, timeout):catch(function(e)
-		module:log("debug", "gavel did not take room %s %s: %s", room.jid, what, e and e.text or "?");
-	end);
+	module:send(st.iq({ type = "set", from = module.host, to = gavel, id = next_id() })
+		:tag("room", { xmlns = NS, jid = room.jid, event = what }):up());
 end
 
 module:hook("muc-room-created", function(event) notify(event.room, "created"); end);
