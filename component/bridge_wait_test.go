@@ -195,7 +195,7 @@ func (g *rawGavel) close() {
 // returns what the admin shell prints.
 func bridgeShell(t *testing.T, srv *server, expr string) string {
 	t.Helper()
-	v, ok := bridgeServers.Load(srv.Name)
+	v, ok := bridgeServers.Load(srv.Name + "\x00") // the default bridge Prosody (sharedBridge)
 	if !ok || v.(*bridgeServer).p == nil {
 		t.Fatalf("%s is not a bridge Prosody", srv.Name)
 	}
