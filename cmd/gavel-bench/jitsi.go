@@ -170,6 +170,9 @@ module:hook("pre-presence/full", stamp);
 func (b *bench) startSide(ctx context.Context, name string, popts prosodytest.Options, gavelYAML string) (*env, error) {
 	e := &env{o: b.o, dir: filepath.Join(b.e.dir, name), gavelBin: b.e.gavelBin,
 		secret: b.e.secret, rsaKey: b.e.rsaKey, pinned: b.e.pinned}
+	if popts.Prosody == "" {
+		popts.Prosody = b.o.prosody // -prosody: the same server as the other phases
+	}
 	popts.ExtraModules = append(popts.ExtraModules, "admin_shell")
 	popts.ExtraConfig += fmt.Sprintf("muc_room_cache_size = %d\n", 2000)
 	srv, err := prosodytest.Start(filepath.Join(e.dir, "prosody"), popts)
