@@ -222,9 +222,10 @@ func (p *phase) pairModes(a, b string) *modePair {
 		if x.GavelIn != nil && y.GavelIn != nil && y.GavelIn.total() > 0 {
 			toG = append(toG, x.GavelIn.total()/y.GavelIn.total())
 		}
-		// gavel's CPU only where gavel has work in B (not in the Lua
-		// stand-in's rooms, where it idles at a few microseconds).
-		if y.GavelPerOp > 0 && (y.GavelIn == nil || y.GavelIn.total() > 0) {
+		// gavel's CPU only where gavel has work in B's joins (not in the
+		// Lua stand-in's rooms, where it idles at a few microseconds and
+		// at most a straggler of an earlier round reaches it).
+		if y.GavelPerOp > 0 && (y.GavelIn == nil || y.GavelIn.total() >= 0.5) {
 			gcpu = append(gcpu, x.GavelPerOp/y.GavelPerOp)
 		}
 		if y.Rate > 0 {
