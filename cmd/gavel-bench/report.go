@@ -219,13 +219,15 @@ func (p *phase) pairModes(a, b string) *modePair {
 		if y.Fanout > 0 {
 			fan = append(fan, x.Fanout/y.Fanout)
 		}
-		if x.GavelIn != nil && y.GavelIn != nil && y.GavelIn.total() > 0 {
+		// gavel's stanzas and CPU only where gavel has work in B's joins
+		// (not in the Lua stand-in's rooms, where it idles at a few
+		// microseconds and at most a straggler of an earlier round
+		// reaches it).
+		busy := y.GavelIn == nil || y.GavelIn.total() >= 0.5
+		if x.GavelIn != nil && y.GavelIn != nil && busy {
 			toG = append(toG, x.GavelIn.total()/y.GavelIn.total())
 		}
-		// gavel's CPU only where gavel has work in B's joins (not in the
-		// Lua stand-in's rooms, where it idles at a few microseconds and
-		// at most a straggler of an earlier round reaches it).
-		if y.GavelPerOp > 0 && (y.GavelIn == nil || y.GavelIn.total() >= 0.5) {
+		if y.GavelPerOp > 0 && busy {
 			gcpu = append(gcpu, x.GavelPerOp/y.GavelPerOp)
 		}
 		if y.Rate > 0 {
