@@ -50,8 +50,6 @@ func (i *inbound) to(j *inbound) *inbound {
 	return &inbound{Presences: j.Presences - i.Presences, Messages: j.Messages - i.Messages, IQs: j.IQs - i.IQs}
 }
 
-func (i *inbound) total() int { return i.Presences + i.Messages + i.IQs }
-
 // toGavel reads the counts of benchCountModule (nil where it is not
 // loaded, or the read failed).
 func (e *env) toGavel(ctx context.Context) *inbound {
