@@ -48,7 +48,10 @@ type env struct {
 	rsaKey       *rsa.PrivateKey
 	pinned       bool
 	gcOK         bool
-	perfWarn     sync.Once
+	// countGavel: Prosody loads benchCountModule (togavel.go), and rounds
+	// count the stanzas routed to gavel.
+	countGavel bool
+	perfWarn   sync.Once
 }
 
 // logf prints a progress line.

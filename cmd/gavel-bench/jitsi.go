@@ -3,12 +3,12 @@ package main
 // The Jitsi phases (docs/jitsi.md): clients that never knock, as Jitsi Meet
 // clients do.
 //
-//   - bridge: joins through mod_gavel_bridge (the module shipped in
-//     prosody-modules/) against bare Prosody and against a stand-in for
-//     Jitsi's token_affiliation (pre-join affiliation sets from a value
-//     kept on the session), the three in one Prosody, in alternating
-//     rounds: Prosody CPU per join, stanzas per join and latency, as a
-//     join burst (joins) and at a fixed rate (paced).
+//   - bridge (bridge.go): joins through mod_gavel_bridge (the module
+//     shipped in prosody-modules/), with gavel outside the rooms and in
+//     them, knocking clients with and without the module, bare Prosody
+//     and a stand-in for Jitsi's token_affiliation, all in one Prosody,
+//     in alternating rounds: Prosody CPU per join, stanzas per join and
+//     latency, as a join burst (joins) and at a fixed rate (paced).
 //   - polling: gavel without a module (discover_rooms at the default
 //     interval, trust_identity): a focus creates rooms, a moderator joins
 //     0, 50, 150 or 300 ms later, and the time from its join to its owner
@@ -59,16 +59,6 @@ func (b *bench) jitsiPhases(ctx context.Context) error {
 	return nil
 }
 
-// Modes of the bridge phase.
-const (
-	modeLuaAff = "lua-affiliation" // the token_affiliation stand-in
-	modeBridge = "bridge"
-	// modeLuaSeat is the stand-in in rooms with one more idle occupant,
-	// as gavel is one in the bridge rooms: the difference to modeLuaAff is
-	// what gavel's seat in every room costs Prosody.
-	modeLuaSeat = "lua+seat"
-)
-
 // benchSessionTokenModule is a STAND-IN for Jitsi's token login
 // (mod_auth_token with mod_jitsi_session), written by gavel-bench into a
 // temporary plugin directory. It keeps the raw token on the session
@@ -76,7 +66,9 @@ const (
 // context.user (session.jitsi_meet_context_user, which token_affiliation
 // reads), decoded without checking the signature: Jitsi's login checks it
 // once per login, not per join, and this benchmark measures joins. The
-// client hands the token over in an IQ to its own server after logging in.
+// client hands the token over in an IQ to its own server after logging in;
+// an empty token leaves the session without one (mod_gavel_bridge sends
+// none), as a knocking client's.
 const benchSessionTokenModule = `-- written by gavel-bench: a STAND-IN for Jitsi's token login, not Jitsi's code
 local st = require "util.stanza";
 local json = require "util.json";
@@ -170,6 +162,9 @@ module:hook("pre-presence/full", stamp);
 func (b *bench) startSide(ctx context.Context, name string, popts prosodytest.Options, gavelYAML string) (*env, error) {
 	e := &env{o: b.o, dir: filepath.Join(b.e.dir, name), gavelBin: b.e.gavelBin,
 		secret: b.e.secret, rsaKey: b.e.rsaKey, pinned: b.e.pinned}
+	if popts.Prosody == "" {
+		popts.Prosody = b.o.prosody // -prosody: the same server as the other phases
+	}
 	popts.ExtraModules = append(popts.ExtraModules, "admin_shell")
 	popts.ExtraConfig += fmt.Sprintf("muc_room_cache_size = %d\n", 2000)
 	srv, err := prosodytest.Start(filepath.Join(e.dir, "prosody"), popts)
@@ -240,220 +235,18 @@ func writePlugins(dir string, modules map[string]string) (string, error) {
 	return p, nil
 }
 
-// bridgeGavelConfig: the bridge on, the token policy, guests members (so
-// all three sides are open rooms), knock limits far above the rates.
-const bridgeGavelConfig = `# written by gavel-bench (bridge phase)
-component:
-  jid: %s
-  address: %s
-  secret: %q
-muc:
-  - domain: %s
-    bridge: true
-log:
-  level: warn
-data_dir: %s
-tenants:
-  default:
-    policy: token
-    guests: member
-    clear_on_leave: true
-    knocks_per_minute: 100000000
-    knocks_per_minute_per_jid: 100000000
-    token:
-      app_id: ` + appID + `
-      secrets: [%q]
-`
-
-// sessionToken mints a token for any room (the session's, as a Jitsi
-// login keeps it) and hands it to the session-token stand-in.
-func (b *bench) sessionToken(ctx context.Context, c *xclient.Client, user string, moderator bool) error {
+// sessionToken mints a token for any room of MUC domain conference.<sub>
+// (the session's, as a Jitsi login keeps it) and hands it to the
+// session-token stand-in.
+func (b *bench) sessionToken(ctx context.Context, c *xclient.Client, user string, moderator bool, sub string) error {
 	tok, err := auth.Mint(auth.MintRequest{Secret: b.e.secret, Issuer: appID, Audience: []string{"jitsi"},
-		Subject: prosodytest.Host, Room: "*", UserID: user, Name: user, Moderator: moderator, TTL: 2 * time.Hour})
+		Subject: sub, Room: "*", UserID: user, Name: user, Moderator: moderator, TTL: 2 * time.Hour})
 	if err != nil {
 		return err
 	}
 	cctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	return c.IQ(cctx, prosodytest.Host, "set", `<token xmlns='urn:gavel:bench:session-token'>`+tok+`</token>`, nil)
-}
-
-// bridgePhase runs the bridge comparison (see the top of this file).
-func (b *bench) bridgePhase(ctx context.Context) error {
-	o := b.o
-	dir := filepath.Join(b.e.dir, "bridge")
-	plugins, err := writePlugins(dir, map[string]string{
-		"mod_bench_session_token.lua":     benchSessionTokenModule,
-		"mod_bench_token_affiliation.lua": benchTokenAffiliationModule,
-	})
-	if err != nil {
-		return err
-	}
-	shipped, _ := filepath.Abs("prosody-modules")
-	if _, err := os.Stat(filepath.Join(shipped, "mod_gavel_bridge.lua")); err != nil {
-		return fmt.Errorf("bridge: prosody-modules/mod_gavel_bridge.lua not found (run from the repository root): %w", err)
-	}
-	// One Prosody for the three sides: the bridge skips the bare and
-	// stand-in rooms by name, the stand-in acts only in its own rooms, so
-	// every side runs the same Prosody with the same modules loaded.
-	e, err := b.startSide(ctx, "bridge", prosodytest.Options{
-		PluginPaths:   []string{plugins, shipped},
-		ExtraModules:  []string{"bench_session_token"},
-		MUCModules:    []string{"gavel_bridge", "bench_token_affiliation"},
-		NoRoomLocking: true,
-		MUCConfig: fmt.Sprintf("\tgavel_bridge_component = %q\n\tgavel_bridge_skip_rooms = { \"bare-\", \"lua-\", \"__jicofo-health-check\" }\n\tbench_token_affiliation_rooms = \"lua-\"\n",
-			prosodytest.Component),
-	}, bridgeGavelConfig)
-	if err != nil {
-		return err
-	}
-	defer e.close()
-	jb := &bench{e: e, o: o, res: b.res, rooms: map[string]roomSet{}}
-	defer func() { closeAll(jb.clients()) }()
-
-	resUsers, err := e.register("r", o.m)
-	if err != nil {
-		return err
-	}
-	joinUsers, err := e.register("j", o.n)
-	if err != nil {
-		return err
-	}
-	logf("bridge: logging in %d residents and %d joiners", o.m, o.n)
-	if jb.residents, err = e.loginAll(ctx, resUsers, o.concurrency); err != nil {
-		return err
-	}
-	cs, err := e.loginAll(ctx, joinUsers, o.concurrency)
-	if err != nil {
-		return err
-	}
-	for i, c := range cs {
-		jb.joiners = append(jb.joiners, &joiner{id: i, c: c})
-	}
-	// Residents hold moderator tokens: each creates (bridge: through the
-	// bridge, as owner) one room of each side and stays.
-	for i, c := range jb.residents {
-		if err := b.sessionToken(ctx, c, resUsers[i], true); err != nil {
-			return fmt.Errorf("bridge: session token: %w", err)
-		}
-	}
-	seatUsers, err := e.register("s", o.m)
-	if err != nil {
-		return err
-	}
-	seats, err := e.loginAll(ctx, seatUsers, o.concurrency)
-	if err != nil {
-		return err
-	}
-	defer closeAll(seats)
-	for _, mode := range []string{modeBare, modeLuaAff, modeBridge, modeLuaSeat} {
-		prefix := map[string]string{modeBare: "bare-", modeLuaAff: "lua-", modeBridge: "br-", modeLuaSeat: "lua-seat-"}[mode]
-		rs := roomSet{jids: make([]string, o.m)}
-		for i := range rs.jids {
-			rs.jids[i] = fmt.Sprintf("%s%d@%s", prefix, i, prosodytest.MUC)
-		}
-		err := parallel(ctx, o.m, o.concurrency, func(i int) error {
-			cctx, cancel := context.WithTimeout(ctx, opTimeout)
-			defer cancel()
-			p, err := jb.residents[i].Join(cctx, rs.jids[i], "host")
-			if err == nil && p.Affiliation != "owner" {
-				err = fmt.Errorf("joined as %s/%s", p.Affiliation, p.Role)
-			}
-			if err == nil && mode == modeLuaSeat {
-				_, err = seats[i].Join(cctx, rs.jids[i], "seat")
-			}
-			if err != nil {
-				return fmt.Errorf("bridge: create %s: %w", rs.jids[i], err)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		jb.rooms[mode] = rs
-	}
-	// gavel enters the bridge rooms when the module tells it they were
-	// created: let that settle before the first round.
-	settle(ctx, jb.clients())
-
-	// Every round hands each joiner a fresh session token first (outside
-	// the measurement): a new login, so gavel's token cache does not hit.
-	seq := 0
-	run := func(mode string, paced bool) func(ctx context.Context) (sample, error) {
-		return func(ctx context.Context) (sample, error) {
-			seq++
-			err := parallel(ctx, len(jb.joiners), o.concurrency, func(i int) error {
-				return b.sessionToken(ctx, jb.joiners[i].c, fmt.Sprintf("u%d-%d", seq, i), moderator(i, o.m, o.moderators))
-			})
-			if err != nil {
-				return sample{}, fmt.Errorf("session tokens: %w", err)
-			}
-			var s sample
-			if paced {
-				s, err = jb.pacedRound(ctx, jb.rooms[mode], jb.joiners, o.rate, o.duration, o.stay)
-			} else {
-				s, err = jb.joinsRound(ctx, jb.rooms[mode], jb.joiners, o.concurrency, o.stay)
-			}
-			s.Mode = mode
-			return s, err
-		}
-	}
-	variants := func(paced bool) []variant {
-		return []variant{{modeBare, run(modeBare, paced)}, {modeLuaAff, run(modeLuaAff, paced)}, {modeBridge, run(modeBridge, paced)},
-			{modeLuaSeat, run(modeLuaSeat, paced)}}
-	}
-	logf("bridge: joins, %d rounds per mode", o.rounds)
-	pj, err := jb.compare(ctx, "bridge-joins", fmt.Sprintf(
-		"Bridge, joins: %d clients that never knock (token on the session) join %d rooms (%d in flight), stay %v, leave; bare, %s stand-in, %s, %s (the stand-in with one more idle occupant per room, as gavel is in the bridge rooms)",
-		o.n, o.m, o.concurrency, o.stay, modeLuaAff, modeBridge, modeLuaSeat), variants(false))
-	if err != nil {
-		return err
-	}
-	b.res.Phases = append(b.res.Phases, pj)
-	printPhase(os.Stdout, pj)
-	logf("bridge: paced at %g joins/s for %v, %d rounds per mode", o.rate, o.duration, o.rounds)
-	pp, err := jb.compare(ctx, "bridge-paced", fmt.Sprintf(
-		"Bridge, paced: %g joins/s for %v into %d rooms, each joiner stays %v; bare, %s stand-in, %s, %s",
-		o.rate, o.duration, o.m, o.stay, modeLuaAff, modeBridge, modeLuaSeat), variants(true))
-	if err != nil {
-		return err
-	}
-	b.res.Phases = append(b.res.Phases, pp)
-	printPhase(os.Stdout, pp)
-
-	// The issue's targets: Prosody CPU per join, bridge against the
-	// stand-in (paired by round), and p99 added at the paced rate.
-	cpuRatio := func(p *phase) float64 {
-		one := map[string]map[int]float64{}
-		for _, r := range p.Rounds {
-			if one[r.Mode] == nil {
-				one[r.Mode] = map[int]float64{}
-			}
-			one[r.Mode][r.Round] = summarize(r.Mode, []sample{r}).ProsodyPerOp
-		}
-		var v []float64
-		for round, br := range one[modeBridge] {
-			if l := one[modeLuaAff][round]; l > 0 {
-				v = append(v, br/l)
-			}
-		}
-		return median(v)
-	}
-	add := func(name, goal string, v, want float64, unit string) {
-		t := target{Name: name, Goal: goal, Measured: fmt.Sprintf("%.3f%s", v, unit), Met: v <= want}
-		if !t.Met {
-			t.Gap = fmt.Sprintf("%.3f%s over", v-want, unit)
-		}
-		b.res.Targets = append(b.res.Targets, t)
-	}
-	add("bridge: Prosody CPU per join (joins)", "<= 1x the Lua stand-in", cpuRatio(pj), 1, "x")
-	add("bridge: Prosody CPU per join (paced)", "<= 1x the Lua stand-in", cpuRatio(pp), 1, "x")
-	for _, m := range pp.Modes {
-		if m.Mode == modeBridge {
-			add(fmt.Sprintf("bridge: p99 added at %g joins/s", o.rate), "<= 2 ms", m.PairedP99Add, 2, " ms")
-		}
-	}
-	return nil
 }
 
 // pollingGavelConfig: no module; gavel discovers rooms at the default

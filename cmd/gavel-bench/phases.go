@@ -49,7 +49,17 @@ type roomSet struct {
 	mods float64
 	// name overrides the mode's name (decomposition variants).
 	name string
-	jids []string
+	// domain is the rooms' MUC service (default prosodytest.MUC).
+	domain string
+	jids   []string
+}
+
+// mucDomain returns the MUC service of rs's rooms.
+func (rs roomSet) mucDomain() string {
+	if rs.domain != "" {
+		return rs.domain
+	}
+	return prosodytest.MUC
 }
 
 // mode names the side of a comparison a round of rs is on.
@@ -95,6 +105,9 @@ type sample struct {
 	JoinWall time.Duration   `json:"join_wall_ns"`   // first join's start to last join's end
 	Lat      []time.Duration `json:"-"`
 	Stanzas  int             `json:"stanzas"`              // presences and messages delivered to the clients
+	Presence int             `json:"presences"`            // of which presences
+	Messages int             `json:"messages"`             // and messages
+	ToGavel  *inbound        `json:"to_gavel,omitempty"`   // stanzas Prosody routed to gavel (where counted)
 	LuaKiB   float64         `json:"prosody_lua_heap_kib"` // after the full collection before the round
 	JoinCPU  cpuJSON         `json:"join_cpu"`
 	RoundCPU cpuJSON         `json:"round_cpu"`
@@ -161,15 +174,20 @@ func (b *bench) clients() []*xclient.Client {
 }
 
 func delivered(cs []*xclient.Client) int {
-	total := 0
+	p, m := deliveredSplit(cs)
+	return p + m
+}
+
+// deliveredSplit counts the presences and messages cs have received.
+func deliveredSplit(cs []*xclient.Client) (presences, messages int) {
 	for _, c := range cs {
 		if c == nil {
 			continue
 		}
 		p, m := c.Count()
-		total += p + m
+		presences, messages = presences+p, messages+m
 	}
-	return total
+	return presences, messages
 }
 
 // settle waits until no more stanzas arrive at cs (nothing new for 150 ms,
@@ -208,7 +226,7 @@ func (b *bench) primeSet(ctx context.Context, rs roomSet, prefix string, n int) 
 	}
 	toks := make([]string, n)
 	for i := range rs.jids {
-		rs.jids[i] = fmt.Sprintf("%s%d@%s", prefix, i, prosodytest.MUC)
+		rs.jids[i] = fmt.Sprintf("%s%d@%s", prefix, i, rs.mucDomain())
 		if gavel {
 			t, err := b.e.token(algHS256, rs.jids[i], fmt.Sprintf("host-%s%d", prefix, i), true)
 			if err != nil {
@@ -314,7 +332,9 @@ func (b *bench) joinsRound(ctx context.Context, rs roomSet, js []*joiner, conc i
 	}
 	all := b.clients()
 	lua := b.e.quiesce(ctx)
-	c0, u0 := delivered(all), b.e.usage()
+	g0 := b.e.toGavel(ctx)
+	p0, m0 := deliveredSplit(all)
+	c0, u0 := p0+m0, b.e.usage()
 	s := sample{Mode: mode, Lat: make([]time.Duration, 0, n), LuaKiB: lua}
 	var (
 		mu    sync.Mutex
@@ -352,6 +372,9 @@ func (b *bench) joinsRound(ctx context.Context, rs roomSet, js []*joiner, conc i
 	})
 	s.Stanzas = settle(ctx, all) - c0
 	s.RoundCPU = cpuOf(b.e.usage(), u0)
+	p1, m1 := deliveredSplit(all)
+	s.Presence, s.Messages = p1-p0, m1-m0
+	s.ToGavel = g0.to(b.e.toGavel(ctx))
 	s.Joins, s.Errors, s.FirstErr = len(s.Lat), bad.n, bad.first
 	return s, ctx.Err()
 }
@@ -372,7 +395,9 @@ func (b *bench) pacedRound(ctx context.Context, rs roomSet, js []*joiner, rate f
 	}
 	all := b.clients()
 	lua := b.e.quiesce(ctx)
-	c0, u0 := delivered(all), b.e.usage()
+	g0 := b.e.toGavel(ctx)
+	p0, m0 := deliveredSplit(all)
+	c0, u0 := p0+m0, b.e.usage()
 	s := sample{Mode: mode, Lat: make([]time.Duration, 0, total), LuaKiB: lua}
 	var (
 		mu      sync.Mutex
@@ -424,6 +449,9 @@ func (b *bench) pacedRound(ctx context.Context, rs roomSet, js []*joiner, rate f
 	s.JoinCPU = cpuOf(b.e.usage(), u0)
 	s.Stanzas = settle(ctx, all) - c0
 	s.RoundCPU = cpuOf(b.e.usage(), u0)
+	p1, m1 := deliveredSplit(all)
+	s.Presence, s.Messages = p1-p0, m1-m0
+	s.ToGavel = g0.to(b.e.toGavel(ctx))
 	s.Joins, s.Errors, s.FirstErr = len(s.Lat), bad.n, bad.first
 	return s, ctx.Err()
 }

@@ -39,6 +39,9 @@ type phase struct {
 	Title  string     `json:"title"`
 	Modes  []*summary `json:"modes"`
 	Rounds []sample   `json:"rounds"`
+	// Pairs compare two moderated modes with each other, paired by round
+	// (the table compares every mode with the first one only).
+	Pairs []*modePair `json:"pairs,omitempty"`
 }
 
 // created is the priming of a room set: a resident creates each room
@@ -77,6 +80,7 @@ type summary struct {
 	// the same number (run back to back), medians over the rounds.
 	PairedRate   float64 `json:"paired_rate_ratio,omitempty"`
 	PairedP99Add float64 `json:"paired_p99_added_ms,omitempty"`
+	PairedP50Add float64 `json:"paired_p50_added_ms,omitempty"`
 	PairedFanout float64 `json:"paired_fanout_ratio,omitempty"`
 	// The spread of the paired ratios over the rounds (lowest and highest
 	// round), so a claimed effect can be weighed against it; and Prosody's
@@ -92,6 +96,13 @@ type summary struct {
 	// P99Adds are the paired p99 differences of every round (paced: how
 	// many rounds meet a latency target).
 	P99Adds []float64 `json:"paired_p99_added_ms_rounds,omitempty"`
+	// Presences and messages of Fanout.
+	PresPerOp float64 `json:"presences_per_join"`
+	MsgPerOp  float64 `json:"messages_per_join"`
+	// Stanzas Prosody routed to gavel per join (where counted): presences
+	// (gavel as an occupant), messages (the bridge's occupant reports),
+	// IQs (bridge join requests, answers to gavel's own requests).
+	GavelIn *inboundPerOp `json:"to_gavel_per_join,omitempty"`
 }
 
 // spread formats a paired ratio with its range over the rounds.
@@ -117,21 +128,16 @@ func (p *phase) pair() {
 		return
 	}
 	base := p.Modes[0].Mode
-	one := map[string]map[int]*summary{}
-	for _, r := range p.Rounds {
-		if one[r.Mode] == nil {
-			one[r.Mode] = map[int]*summary{}
-		}
-		one[r.Mode][r.Round] = summarize(r.Mode, []sample{r})
-	}
+	one := p.perRound()
 	for _, m := range p.Modes[1:] {
-		var rate, p99, fan, cpu, cpuAdd []float64
+		var rate, p50, p99, fan, cpu, cpuAdd []float64
 		for round, s := range one[m.Mode] {
 			b := one[base][round]
 			if b == nil || b.Rate == 0 || s.Rate == 0 {
 				continue
 			}
 			rate = append(rate, s.Rate/b.Rate)
+			p50 = append(p50, s.P50-b.P50)
 			p99 = append(p99, s.P99-b.P99)
 			if b.Fanout > 0 {
 				fan = append(fan, s.Fanout/b.Fanout)
@@ -142,6 +148,7 @@ func (p *phase) pair() {
 			}
 		}
 		m.PairedRate, m.PairedP99Add, m.PairedFanout = median(rate), median(p99), median(fan)
+		m.PairedP50Add = median(p50)
 		m.PairedRateLo, m.PairedRateHi = minMax(rate)
 		m.PairedCPU, m.PairedCPUAdd = median(cpu), median(cpuAdd)
 		m.PairedCPULo, m.PairedCPUHi = minMax(cpu)
@@ -149,10 +156,117 @@ func (p *phase) pair() {
 	}
 }
 
+// inboundPerOp is inbound per join (medians of the rounds).
+type inboundPerOp struct {
+	Presences float64 `json:"presences"`
+	Messages  float64 `json:"messages"`
+	IQs       float64 `json:"iqs"`
+}
+
+func (i *inboundPerOp) total() float64 { return i.Presences + i.Messages + i.IQs }
+
+// modePair is mode A against mode B, each round of A against B's round of
+// the same number (run back to back): medians over the rounds, and the
+// range of the Prosody CPU ratio.
+type modePair struct {
+	A      string `json:"a"`
+	B      string `json:"b"`
+	Rounds int    `json:"rounds"`
+	// Prosody CPU per join A/B, and the ms A adds.
+	CPU    float64 `json:"prosody_cpu_ratio"`
+	CPULo  float64 `json:"prosody_cpu_ratio_min"`
+	CPUHi  float64 `json:"prosody_cpu_ratio_max"`
+	CPUAdd float64 `json:"prosody_cpu_added_ms"`
+	// Stanzas per join to the clients and to gavel, gavel's CPU per join
+	// and joins/s: A/B (0 where B has none, or nothing was counted).
+	Fanout   float64 `json:"fanout_ratio"`
+	ToGavel  float64 `json:"to_gavel_ratio,omitempty"`
+	GavelCPU float64 `json:"gavel_cpu_ratio,omitempty"`
+	Rate     float64 `json:"rate_ratio"`
+	// Latency A adds over B, ms.
+	P50Add float64 `json:"p50_added_ms"`
+	P99Add float64 `json:"p99_added_ms"`
+}
+
+// perRound summarizes every round of every mode on its own.
+func (p *phase) perRound() map[string]map[int]*summary {
+	one := map[string]map[int]*summary{}
+	for _, r := range p.Rounds {
+		if one[r.Mode] == nil {
+			one[r.Mode] = map[int]*summary{}
+		}
+		one[r.Mode][r.Round] = summarize(r.Mode, []sample{r})
+	}
+	return one
+}
+
+// pairModes compares mode a with mode b round by round and keeps the
+// result in p.Pairs.
+func (p *phase) pairModes(a, b string) *modePair {
+	one := p.perRound()
+	mp := &modePair{A: a, B: b}
+	var cpu, cpuAdd, fan, toG, gcpu, rate, p50, p99 []float64
+	for round, x := range one[a] {
+		y := one[b][round]
+		if y == nil || x.Joins == 0 || y.Joins == 0 {
+			continue
+		}
+		mp.Rounds++
+		if y.ProsodyPerOp > 0 {
+			cpu = append(cpu, x.ProsodyPerOp/y.ProsodyPerOp)
+		}
+		cpuAdd = append(cpuAdd, x.ProsodyPerOp-y.ProsodyPerOp)
+		if y.Fanout > 0 {
+			fan = append(fan, x.Fanout/y.Fanout)
+		}
+		// gavel's stanzas and CPU only where gavel has work in B's joins
+		// (not in the Lua stand-in's rooms, where it idles at a few
+		// microseconds and at most a straggler of an earlier round
+		// reaches it).
+		busy := y.GavelIn == nil || y.GavelIn.total() >= 0.5
+		if x.GavelIn != nil && y.GavelIn != nil && busy {
+			toG = append(toG, x.GavelIn.total()/y.GavelIn.total())
+		}
+		if y.GavelPerOp > 0 && busy {
+			gcpu = append(gcpu, x.GavelPerOp/y.GavelPerOp)
+		}
+		if y.Rate > 0 {
+			rate = append(rate, x.Rate/y.Rate)
+		}
+		p50 = append(p50, x.P50-y.P50)
+		p99 = append(p99, x.P99-y.P99)
+	}
+	mp.CPU, mp.CPUAdd = median(cpu), median(cpuAdd)
+	mp.CPULo, mp.CPUHi = minMax(cpu)
+	mp.Fanout, mp.ToGavel, mp.GavelCPU, mp.Rate = median(fan), median(toG), median(gcpu), median(rate)
+	mp.P50Add, mp.P99Add = median(p50), median(p99)
+	p.Pairs = append(p.Pairs, mp)
+	return mp
+}
+
+// pairTable is the rows of p.Pairs.
+func (p *phase) pairTable() (header []string, rows [][]string) {
+	header = []string{"paired by round (median)", "rounds", "Prosody CPU/join ratio (range)", "Prosody CPU ms added/join",
+		"stanzas to clients ratio", "stanzas to gavel ratio", "gavel CPU/join ratio", "joins/s ratio", "p50 added ms", "p99 added ms"}
+	ratio := func(v float64) string {
+		if v == 0 {
+			return "-"
+		}
+		return num("%.2fx", v)
+	}
+	for _, mp := range p.Pairs {
+		rows = append(rows, []string{mp.A + " / " + mp.B, fmt.Sprint(mp.Rounds), spread(mp.CPU, mp.CPULo, mp.CPUHi),
+			num("%+.3f", mp.CPUAdd), ratio(mp.Fanout), ratio(mp.ToGavel), ratio(mp.GavelCPU), ratio(mp.Rate),
+			num("%+.2f", mp.P50Add), num("%+.2f", mp.P99Add)})
+	}
+	return header, rows
+}
+
 func summarize(mode string, rounds []sample) *summary {
 	s := &summary{Mode: mode}
 	var lat []time.Duration
-	var rates, fan, pcpu, busy, gcpu, lbusy []float64
+	var rates, fan, pres, msgs, gcpu, pcpu, busy, lbusy []float64
+	var gp, gm, gi []float64
 	for _, r := range rounds {
 		if r.Mode != mode {
 			continue
@@ -171,6 +285,13 @@ func summarize(mode string, rounds []sample) *summary {
 		n := float64(r.Joins)
 		rates = append(rates, n/r.JoinWall.Seconds())
 		fan = append(fan, float64(r.Stanzas)/n)
+		pres = append(pres, float64(r.Presence)/n)
+		msgs = append(msgs, float64(r.Messages)/n)
+		if r.ToGavel != nil {
+			gp = append(gp, float64(r.ToGavel.Presences)/n)
+			gm = append(gm, float64(r.ToGavel.Messages)/n)
+			gi = append(gi, float64(r.ToGavel.IQs)/n)
+		}
 		pcpu = append(pcpu, ms(r.RoundCPU.Prosody)/n)
 		gcpu = append(gcpu, ms(r.RoundCPU.Gavel)/n)
 		s.GavelCPUTotal += ms(r.RoundCPU.Gavel)
@@ -181,6 +302,10 @@ func summarize(mode string, rounds []sample) *summary {
 	}
 	s.Rate, s.Fanout, s.ProsodyPerOp, s.ProsodyBusy = median(rates), median(fan), median(pcpu), median(busy)
 	s.GavelPerOp, s.LoadBusy = median(gcpu), median(lbusy)
+	s.PresPerOp, s.MsgPerOp = median(pres), median(msgs)
+	if len(gp) > 0 {
+		s.GavelIn = &inboundPerOp{Presences: median(gp), Messages: median(gm), IQs: median(gi)}
+	}
 	if len(rates) > 0 {
 		s.RateMin, s.RateMax = slices.Min(rates), slices.Max(rates)
 	}
@@ -244,7 +369,28 @@ func (p *phase) table() (header []string, rows [][]string) {
 		{"latency max ms", func(s *summary) float64 { return s.Max }, "%.2f"},
 	}
 	if p.Name != "arrivals" {
-		metrics = append(metrics, metric{"stanzas to clients per join", func(s *summary) float64 { return s.Fanout }, "%.2f"})
+		metrics = append(metrics,
+			metric{"stanzas to clients per join", func(s *summary) float64 { return s.Fanout }, "%.2f"},
+			metric{"of which presences", func(s *summary) float64 { return s.PresPerOp }, "%.2f"},
+			metric{"of which messages", func(s *summary) float64 { return s.MsgPerOp }, "%.2f"})
+	}
+	counted := false
+	for _, m := range p.Modes {
+		counted = counted || m.GavelIn != nil
+	}
+	if counted {
+		in := func(f func(*inboundPerOp) float64) func(*summary) float64 {
+			return func(s *summary) float64 {
+				if s.GavelIn == nil {
+					return math.NaN()
+				}
+				return f(s.GavelIn)
+			}
+		}
+		metrics = append(metrics,
+			metric{"to gavel per join: presences", in(func(i *inboundPerOp) float64 { return i.Presences }), "%.2f"},
+			metric{"to gavel per join: messages", in(func(i *inboundPerOp) float64 { return i.Messages }), "%.2f"},
+			metric{"to gavel per join: IQs", in(func(i *inboundPerOp) float64 { return i.IQs }), "%.2f"})
 	}
 	metrics = append(metrics,
 		metric{"Prosody CPU ms per " + per, func(s *summary) float64 { return s.ProsodyPerOp }, "%.3f"},
@@ -254,6 +400,7 @@ func (p *phase) table() (header []string, rows [][]string) {
 	)
 	paired := []metric{
 		{rate + " ratio, paired rounds (median)", func(s *summary) float64 { return s.PairedRate }, "%.2fx"},
+		{"p50 added ms, paired rounds (median)", func(s *summary) float64 { return s.PairedP50Add }, "%+.2f"},
 		{"p99 added ms, paired rounds (median)", func(s *summary) float64 { return s.PairedP99Add }, "%+.2f"},
 	}
 	if p.Name != "arrivals" {
@@ -334,6 +481,16 @@ func printPhase(w io.Writer, p *phase) {
 		fmt.Fprintln(tw, strings.Join(r, "\t")+"\t")
 	}
 	tw.Flush()
+	if len(p.Pairs) > 0 {
+		fmt.Fprintln(w)
+		header, rows := p.pairTable()
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, strings.Join(header, "\t")+"\t")
+		for _, r := range rows {
+			fmt.Fprintln(tw, strings.Join(r, "\t")+"\t")
+		}
+		tw.Flush()
+	}
 	for _, m := range p.Modes {
 		if m.FirstErr != "" {
 			fmt.Fprintf(w, "first error (%s): %s\n", m.Mode, m.FirstErr)
@@ -352,16 +509,10 @@ func markdown(w io.Writer, r *results) {
 	fmt.Fprintf(w, "\nCommand: `%s`\n", r.Machine.CommandRun)
 	for _, p := range r.Phases {
 		fmt.Fprintf(w, "\n#### %s\n\n", p.Title)
-		header, rows := p.table()
-		mdRow(w, header)
-		sep := make([]string, len(header))
-		for i := range sep {
-			sep[i] = "---:"
-		}
-		sep[0] = "---"
-		mdRow(w, sep)
-		for _, row := range rows {
-			mdRow(w, row)
+		mdTable(w, p.table)
+		if len(p.Pairs) > 0 {
+			fmt.Fprintln(w)
+			mdTable(w, p.pairTable)
 		}
 	}
 	if len(r.GCSplit) > 0 {
@@ -429,6 +580,21 @@ func writeGCSplit(w io.Writer, gs []gcSplit, md bool) {
 		} else {
 			fmt.Fprintf(w, "%-6s %.3f ms/join, %.3f with GC stopped: GC %.0f%%\n", g.Mode, g.WithGC, g.WithoutGC, g.GCShare*100)
 		}
+	}
+}
+
+// mdTable writes the header and rows table returns as a Markdown table.
+func mdTable(w io.Writer, table func() ([]string, [][]string)) {
+	header, rows := table()
+	mdRow(w, header)
+	sep := make([]string, len(header))
+	for i := range sep {
+		sep[i] = "---:"
+	}
+	sep[0] = "---"
+	mdRow(w, sep)
+	for _, row := range rows {
+		mdRow(w, row)
 	}
 }
 

@@ -149,3 +149,34 @@ func TestModeratorShare(t *testing.T) {
 		}
 	}
 }
+
+func TestPairModes(t *testing.T) {
+	// Two moderated modes, neither the first: each round of "b" costs
+	// Prosody 0.8x the "a" round next to it, while rounds drift.
+	p := &phase{Name: "bridge-joins"}
+	for r, slow := range []time.Duration{1, 2, 4} {
+		a := round("a", r+1, 100, slow*100*time.Millisecond, 10*time.Millisecond, 2000)
+		a.RoundCPU.Prosody = slow * 100 * time.Millisecond
+		a.ToGavel = &inbound{Presences: 300}
+		b := round("b", r+1, 100, slow*100*time.Millisecond, 12*time.Millisecond, 1000)
+		b.RoundCPU.Prosody = slow * 80 * time.Millisecond
+		b.ToGavel = &inbound{Messages: 150}
+		p.Rounds = append(p.Rounds, round(modeBare, r+1, 100, slow*50*time.Millisecond, 5*time.Millisecond, 900), a, b)
+	}
+	p.Modes = []*summary{summarize(modeBare, p.Rounds), summarize("a", p.Rounds), summarize("b", p.Rounds)}
+	p.pair()
+	mp := p.pairModes("b", "a")
+	if mp.Rounds != 3 || math.Abs(mp.CPU-0.8) > 1e-9 || math.Abs(mp.Fanout-0.5) > 1e-9 || math.Abs(mp.ToGavel-0.5) > 1e-9 || math.Abs(mp.P50Add-2) > 1e-9 {
+		t.Errorf("pair = %+v", mp)
+	}
+	if g := p.Modes[1].GavelIn; g == nil || g.Presences != 3 {
+		t.Errorf("stanzas to gavel per join = %+v", g)
+	}
+	var buf bytes.Buffer
+	markdown(&buf, &results{Phases: []*phase{p}})
+	for _, want := range []string{"| b / a | 3 | 0.80x (0.80-0.80) |", "to gavel per join: presences"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("Markdown lacks %q:\n%s", want, buf.String())
+		}
+	}
+}
