@@ -698,6 +698,14 @@ func (r *room) perform(actions []policy.Action) []actionErr {
 		switch a.Kind {
 		case policy.ActionSetAffiliation:
 			kind = "affiliation"
+			if r.quietAffiliation(a) {
+				// watch.go: the module writes it without announcing it.
+				to = r.muc.Domain
+				payload = func(b *xb) {
+					b.empty("affiliation", "xmlns", NSBridge, "room", r.jid, "jid", a.BareJID, "affiliation", a.Affiliation.String())
+				}
+				break
+			}
 			payload = func(b *xb) {
 				b.open("query", "xmlns", nsMUCAdmin)
 				b.empty("item", "affiliation", a.Affiliation.String(), "jid", a.BareJID)

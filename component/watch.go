@@ -19,7 +19,9 @@ import (
 // and lets gavel set roles and kick without being a moderator occupant
 // (docs/protocol.md, "The bridge"). The room worker runs as it does when
 // gavel is an occupant: entering a room is asking for its occupants, a
-// report is a presence. The answer to that request is handed to the room
+// report is a presence. Affiliations for JIDs not in the room go to the
+// module too (<affiliation/>), which writes them without an announcement.
+// The answer to that request is handed to the room
 // by the read loop itself (session.iqThen), so the reports that arrived
 // before it, which it already contains, are told apart from those after.
 //
@@ -123,6 +125,16 @@ func (r *room) onReport(st *stanza, nick string) {
 	default:
 		r.onOccupant(st, nick)
 	}
+}
+
+// quietAffiliation reports whether a is sent to the bridge module rather
+// than to the room: an affiliation (not a ban: the server must remove a
+// banned occupant) for a JID with no occupant in a room gavel watches. The
+// module writes it without the announcement Prosody sends the occupants
+// for every change to an absent JID (clear_on_leave's resets, revocations
+// at expiry after the leave), as it writes grants at pre-join.
+func (r *room) quietAffiliation(a policy.Action) bool {
+	return a.Affiliation != policy.Outcast && r.watching() && !r.barePresent(a.BareJID)
 }
 
 // requestOccupants asks the bridge module for the room's occupants; the

@@ -242,6 +242,21 @@ end
 -- carries it to everyone. A JID already present (another session) gets it
 -- through set_affiliation, which tells the room. An affiliation the JID
 -- already has (most joins: none) is not written again.
+-- set_affiliation_quietly sets bare's affiliation in room: through
+-- set_affiliation (which tells the room) when bare has an occupant there,
+-- else written without Prosody's announcement to the occupants.
+local function set_affiliation_quietly(room, bare, aff, reason)
+	if present(room, bare) or type(room._affiliations) ~= "table" then
+		return room:set_affiliation(true, bare, aff, reason);
+	end
+	room._affiliations[bare] = aff ~= "none" and aff or nil;
+	if aff == "none" and room._affiliation_data then
+		room._affiliation_data[bare] = nil;
+	end
+	room:save();
+	return true;
+end
+
 local function apply(event, answer)
 	local room, occupant = event.room, event.occupant;
 	local aff = answer.attr.affiliation;
@@ -251,15 +266,7 @@ local function apply(event, answer)
 	local bare = occupant.bare_jid or jid.bare(event.stanza.attr.from);
 	local current = room:get_affiliation(bare) or "none";
 	if aff and current ~= aff then
-		if present(room, bare) or type(room._affiliations) ~= "table" then
-			room:set_affiliation(true, bare, aff, answer.attr.reason);
-		else
-			room._affiliations[bare] = aff ~= "none" and aff or nil;
-			if aff == "none" and room._affiliation_data then
-				room._affiliation_data[bare] = nil;
-			end
-			room:save();
-		end
+		set_affiliation_quietly(room, bare, aff, answer.attr.reason);
 		current = aff;
 	end
 	occupant.role = role or room:get_default_role(current);
@@ -445,6 +452,38 @@ if report_occupants and gavel then
 			end
 		end
 		origin.send(reply);
+		return true;
+	end);
+
+	-- gavel's affiliation changes for JIDs not in the room (resets after a
+	-- leave, revocations at expiry), written without the announcement.
+	module:hook("iq-set/host/" .. NS .. ":affiliation", function(event)
+		local origin, stanza = event.origin, event.stanza;
+		if not from_gavel(stanza) then
+			origin.send(st.error_reply(stanza, "auth", "forbidden"));
+			return true;
+		end
+		local q = stanza.tags[1];
+		local room_jid = jid.prep(q.attr.room or "");
+		local bare = jid.prep(q.attr.jid or "");
+		local aff = q.attr.affiliation;
+		if not room_jid or not bare or jid.resource(bare) or not valid_affiliations[aff] then
+			origin.send(st.error_reply(stanza, "modify", "bad-request", "want room, a bare jid and an affiliation other than outcast"));
+			return true;
+		end
+		local room = mod_muc.get_room_from_jid(room_jid);
+		if not room then
+			origin.send(st.error_reply(stanza, "cancel", "item-not-found", "no such room"));
+			return true;
+		end
+		if (room:get_affiliation(bare) or "none") ~= aff then
+			local ok, typ, cond = set_affiliation_quietly(room, bare, aff, q.attr.reason);
+			if not ok then
+				origin.send(st.error_reply(stanza, typ or "cancel", cond or "not-allowed"));
+				return true;
+			end
+		end
+		origin.send(st.reply(stanza));
 		return true;
 	end);
 
