@@ -362,6 +362,55 @@ func TestBridgeFailsClosedWithoutGavel(t *testing.T) {
 	})
 }
 
+// A joiner refused at pre-join keeps no ownership of the room its
+// presence would have created. Prosody makes a new room's creator owner
+// (muc-room-pre-create) and keeps the room before pre-join decides: left
+// so, the refused creator joins later as owner whatever its token says,
+// and gavel reads the owner as an existing affiliation. Found by
+// gavel-soak's bridge scenario (participants joining as owner after a
+// Prosody restart, while gavel was reconnecting).
+func TestBridgeRefusedCreatorIsNotOwner(t *testing.T) {
+	onEachProsody(t, func(t *testing.T, srv *server) {
+		// Refused while gavel is away (fail closed).
+		away := newRoom("")
+		a := loginToken(t, srv, mint(t, away, false, nil))
+		_, err := a.Join(ctxT(t, 10*time.Second), away, "a")
+		wantRefusal(t, err, "wait", "service-unavailable", "")
+		// Nor is the room left behind, empty.
+		err = a.IQ(ctxT(t, 5*time.Second), away, "get", `<query xmlns='http://jabber.org/protocol/disco#info'/>`, nil)
+		var xe *xclient.Error
+		if !errors.As(err, &xe) || xe.Condition != "item-not-found" {
+			t.Errorf("disco#info of the room a refused creator would have made: %v, want item-not-found", err)
+		}
+
+		startModeratedMUC(t, srv, bridgeMUC(), map[string]Tenant{"": tenant(policy.Token, policy.GuestsDeny)}, nil)
+		// Refused by gavel: the token has expired. The same session then
+		// gets a valid participant token.
+		refused := newRoom("")
+		expired := mint(t, refused, true, func(r *auth.MintRequest) {
+			r.TTL = 0
+			r.Expires = time.Now().Add(-time.Hour)
+			r.IssuedAt = r.Expires.Add(-time.Hour)
+		})
+		b := loginToken(t, srv, expired)
+		_, err = b.Join(ctxT(t, 10*time.Second), refused, "b")
+		wantRefusal(t, err, "auth", "not-authorized", "token-expired")
+		if err := b.IQ(ctxT(t, 5*time.Second), prosodytest.Host, "set",
+			`<token xmlns='urn:gavel:test:session-token'>`+mint(t, refused, false, nil)+`</token>`, nil); err != nil {
+			t.Fatal(err)
+		}
+
+		for _, c := range []struct {
+			cl         *xclient.Client
+			room, nick string
+		}{{a, away, "a"}, {b, refused, "b"}} {
+			if p := joinWith(t, c.cl, c.room, c.nick, ""); p.Affiliation == "owner" || p.Role != "participant" {
+				t.Errorf("%s, refused as the room's creator, joins with a participant token as %s/%s", c.nick, p.Affiliation, p.Role)
+			}
+		}
+	})
+}
+
 // With the bridge, knockers into a members-only room get their membership
 // from the module at pre-join: no affiliation is set for absent JIDs, so
 // the occupants get no announcement per joiner (Prosody sends one for

@@ -72,6 +72,36 @@ local function skipped_room(room_jid)
 	return false;
 end
 
+-- unborn undoes what a refused join did to the room it would have
+-- created. Prosody makes a new room's creator its owner
+-- (muc-room-pre-create) and keeps the room before pre-join decides: left
+-- so, the refused creator would join later as owner whatever gavel then
+-- decides (gavel reads the owner as an existing affiliation), and the
+-- empty room would stay in memory. The ownership is taken back, and the
+-- room, if nobody is in it and no other join waits for gavel, destroyed
+-- (as not persistent: it leaves no tombstone). A join that waits goes on
+-- into the room as its own answer says.
+local function unborn(event)
+	if not event.is_new_room then return; end
+	local room = event.room;
+	local bare = jid.bare(event.stanza.attr.from);
+	for _, o in room:each_occupant() do
+		if o.bare_jid == bare then return; end -- another session of it is in
+	end
+	if room:get_affiliation(bare) == "owner" then
+		if type(room._affiliations) == "table" then
+			room._affiliations[bare] = nil;
+			if room._affiliation_data then room._affiliation_data[bare] = nil; end
+		else
+			room:set_affiliation(true, bare, "none");
+		end
+	end
+	if not room:has_occupant() and (room._gavel_waiting or 0) == 0 and not room.destroying then
+		room:set_persistent(false);
+		room:destroy();
+	end
+end
+
 -- unavailable refuses the join when gavel cannot answer (fail closed), or
 -- lets it go on with the server's defaults (fail open).
 local function unavailable(event, why)
@@ -83,6 +113,7 @@ local function unavailable(event, why)
 	module:log("warn", "gavel did not answer for %s (%s): join refused", event.stanza.attr.from, why);
 	event.origin.send(st.error_reply(event.stanza, "wait", "service-unavailable",
 		"moderation is unavailable: try again in a moment", event.room.jid));
+	unborn(event);
 	return true;
 end
 
@@ -96,6 +127,7 @@ local function refuse(event, err_stanza)
 		reply:get_child("error"):add_child(st.stanza(app.name, { xmlns = NS_KNOCK }));
 	end
 	event.origin.send(reply);
+	unborn(event);
 	return true;
 end
 
@@ -157,7 +189,10 @@ module:hook("muc-occupant-pre-join", function(event)
 	end
 	iq:up();
 	count_asked();
+	-- Joins waiting for gavel keep a room whose creator was refused (unborn).
+	room._gavel_waiting = (room._gavel_waiting or 0) + 1;
 	local res, err = async.wait_for(module:send_iq(iq, nil, timeout));
+	room._gavel_waiting = room._gavel_waiting - 1;
 	if room.destroying then
 		-- Destroyed while gavel was asked: the join must not bring it back.
 		origin.send(st.error_reply(stanza, "cancel", "item-not-found", "the room was destroyed", room.jid));
