@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/gavelxmpp/gavel/auth"
 	"github.com/gavelxmpp/gavel/commands"
 	"github.com/gavelxmpp/gavel/internal/xclient"
@@ -146,6 +148,57 @@ func TestBridgeWatchCatchesUpAfterRestart(t *testing.T) {
 		waitOwnPresence(t, b, room, "b", "owner")
 		waitGoverned(t, g2, other, "focus")
 		noGavelIn(t, b, room)
+	})
+}
+
+// A bridged room ends when its last occupant leaves: Prosody destroys an
+// empty room that is not persistent while gavel, outside, still applies
+// the policy to that leave (clear_on_leave takes back the member
+// affiliation). The room's item-not-found is its end, not a refused
+// change: nothing is logged as a warning. Found by gavel-soak's bridge
+// scenario (a warning per member of each room that emptied).
+func TestBridgeRoomEndIsQuiet(t *testing.T) {
+	onEachProsody(t, func(t *testing.T, srv *server) {
+		g := startModeratedMUC(t, srv, bridgeMUC(), map[string]Tenant{"": tenant(policy.Token, policy.GuestsDeny)}, nil)
+		room := newRoom("")
+		host := loginToken(t, srv, mint(t, room, true, nil))
+		joinWith(t, host, room, "host", "")
+		// guests: deny: the room is members-only, the participant a member.
+		part := loginToken(t, srv, mint(t, room, false, nil))
+		joinWith(t, part, room, "part", "")
+		waitGoverned(t, g, room, "host", "part")
+		for _, c := range []struct {
+			cl   *xclient.Client
+			nick string
+		}{{part, "part"}, {host, "host"}} {
+			if err := c.cl.Leave(ctxT(t, 5*time.Second), room, c.nick); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Wait until gavel has applied (or tried) the last leaver's
+		// clear_on_leave.
+		bare := strings.ToLower(host.JID.Bare().String())
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			done := false
+			for _, e := range g.logs.All() {
+				a, _ := e.ContextMap()["action"].(string)
+				if strings.Contains(a, bare) && strings.Contains(a, "clear-on-leave") {
+					done = true
+				}
+			}
+			if done {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("gavel never applied clear_on_leave to the last leaver")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond) // the other leaver's, if later
+		for _, e := range g.logs.FilterLevelExact(zap.WarnLevel).All() {
+			t.Errorf("warning at the room's end: %s %v", e.Message, e.ContextMap())
+		}
 	})
 }
 
