@@ -114,8 +114,11 @@ func (m *Moderation) bridgeRoom(sess *session, st *stanza) {
 		delete(m.dormant, roomJID)
 		m.mu.Unlock()
 		// Not fresh: the creator's affiliation is what gavel answered for
-		// its join, not the server's doing.
-		m.deliver(roomJID, true, event{kind: evAdopt})
+		// its join, not the server's doing. The server check's rooms are
+		// gavel's own, not governed.
+		if !isCheckRoom(roomJID) {
+			m.deliver(roomJID, true, event{kind: evAdopt})
+		}
 	case "destroyed":
 		m.metrics.bridgeRequest("destroyed")
 		m.deliver(roomJID, false, event{kind: evCommand, cmd: func(r *room) error {
