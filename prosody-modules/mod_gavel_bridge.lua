@@ -72,31 +72,53 @@ local function skipped_room(room_jid)
 	return false;
 end
 
--- unborn undoes what a refused join did to the room it would have
--- created. Prosody makes a new room's creator its owner
--- (muc-room-pre-create) and keeps the room before pre-join decides: left
--- so, the refused creator would join later as owner whatever gavel then
--- decides (gavel reads the owner as an existing affiliation), and the
--- empty room would stay in memory. The ownership is taken back, and the
--- room, if nobody is in it and no other join waits for gavel, destroyed
--- (as not persistent: it leaves no tombstone). A join that waits goes on
--- into the room as its own answer says.
-local function unborn(event)
-	if not event.is_new_room then return; end
-	local room = event.room;
-	local bare = jid.bare(event.stanza.attr.from);
+-- write_affiliation sets bare's affiliation in room. For a JID with no
+-- occupant in the room it is written without the announcement Prosody
+-- sends for absent JIDs (XEP-0045 example 195): the join presence that
+-- follows carries it to everyone. A JID already present (another
+-- session) gets it through set_affiliation, which tells the room.
+local function write_affiliation(room, bare, aff, reason)
+	local present = false;
 	for _, o in room:each_occupant() do
-		if o.bare_jid == bare then return; end -- another session of it is in
+		if o.bare_jid == bare then present = true; break; end
 	end
+	if present or type(room._affiliations) ~= "table" then
+		room:set_affiliation(true, bare, aff, reason);
+		return;
+	end
+	room._affiliations[bare] = aff ~= "none" and aff or nil;
+	if aff == "none" and room._affiliation_data then
+		room._affiliation_data[bare] = nil;
+	end
+	room:save();
+end
+
+-- Prosody makes a new room's creator its owner (muc-room-pre-create,
+-- priority -1) before pre-join asks gavel about the creator, and keeps
+-- the room meanwhile: gavel, reading the owner list in that window (for
+-- another joiner, Jicofo's focus), took that owner for an existing
+-- affiliation and let a participant in as owner; a refused creator stayed
+-- owner for its next join. The ownership is taken back here, before the
+-- room is kept (priority -1000): the creator gets what gavel answers, like
+-- any joiner. When the module fails open, the creator gets it back.
+module:hook("muc-room-pre-create", function(event)
+	local room, from = event.room, event.stanza.attr.from;
+	if not gavel or bypassed(from) or skipped_room(room.jid) then return; end
+	local bare = jid.bare(from);
 	if room:get_affiliation(bare) == "owner" then
-		if type(room._affiliations) == "table" then
-			room._affiliations[bare] = nil;
-			if room._affiliation_data then room._affiliation_data[bare] = nil; end
-		else
-			room:set_affiliation(true, bare, "none");
-		end
+		write_affiliation(room, bare, "none");
+		room._gavel_creator = bare;
 	end
-	if not room:has_occupant() and (room._gavel_waiting or 0) == 0 and not room.destroying then
+end, -2);
+
+-- unborn destroys the room a refused join would have created: nobody is
+-- in it and, unless another join into it waits for gavel, nobody will be
+-- (as not persistent: it leaves no tombstone). Left, it would stay in
+-- memory, empty. A join that waits goes on into the room as its own
+-- answer says.
+local function unborn(event)
+	local room = event.room;
+	if event.is_new_room and not room:has_occupant() and (room._gavel_waiting or 0) == 0 and not room.destroying then
 		room:set_persistent(false);
 		room:destroy();
 	end
@@ -108,6 +130,12 @@ local function unavailable(event, why)
 	if fail_open then
 		count_failed_open();
 		module:log("warn", "gavel did not answer for %s (%s): join allowed (gavel_bridge_fail = open)", event.stanza.attr.from, why);
+		local bare = jid.bare(event.stanza.attr.from);
+		if event.is_new_room and event.room._gavel_creator == bare then
+			-- The server's default for a creator.
+			write_affiliation(event.room, bare, "owner");
+			event.occupant.role = event.room:get_default_role("owner");
+		end
 		return nil;
 	end
 	module:log("warn", "gavel did not answer for %s (%s): join refused", event.stanza.attr.from, why);
@@ -131,11 +159,8 @@ local function refuse(event, err_stanza)
 	return true;
 end
 
--- apply sets what gavel granted. The affiliation of a JID with no
--- occupant in the room is written without the announcement Prosody sends
--- for absent JIDs (XEP-0045 example 195): the join presence that follows
--- carries it to everyone. A JID already present (another session) gets it
--- through set_affiliation, which tells the room.
+-- apply sets what gavel granted (write_affiliation), before the join
+-- goes on.
 local function apply(event, answer)
 	local room, occupant = event.room, event.occupant;
 	local aff = answer.attr.affiliation;
@@ -144,19 +169,7 @@ local function apply(event, answer)
 	if not valid_roles[role] then role = nil; end
 	local bare = jid.bare(event.stanza.attr.from);
 	if aff and room:get_affiliation(bare) ~= aff then
-		local present = false;
-		for _, o in room:each_occupant() do
-			if o.bare_jid == bare then present = true; break; end
-		end
-		if present or type(room._affiliations) ~= "table" then
-			room:set_affiliation(true, bare, aff, answer.attr.reason);
-		else
-			room._affiliations[bare] = aff ~= "none" and aff or nil;
-			if aff == "none" and room._affiliation_data then
-				room._affiliation_data[bare] = nil;
-			end
-			room:save();
-		end
+		write_affiliation(room, bare, aff, answer.attr.reason);
 	end
 	occupant.role = role or room:get_default_role(aff or room:get_affiliation(bare));
 end
