@@ -155,7 +155,8 @@ func TestBridgeWatchCatchesUpAfterRestart(t *testing.T) {
 // empty room that is not persistent while gavel, outside, still applies
 // the policy to that leave (clear_on_leave takes back the member
 // affiliation). The room's item-not-found is its end, not a refused
-// change: nothing is logged as a warning. Found by gavel-soak's bridge
+// change: nothing is logged as a warning. (The module may report the
+// room's end before the last leave; gavel then has nothing to change.) Found by gavel-soak's bridge
 // scenario (a warning per member of each room that emptied).
 func TestBridgeRoomEndIsQuiet(t *testing.T) {
 	onEachProsody(t, func(t *testing.T, srv *server) {
@@ -175,27 +176,19 @@ func TestBridgeRoomEndIsQuiet(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		// Wait until gavel has applied (or tried) the last leaver's
-		// clear_on_leave.
-		bare := strings.ToLower(host.JID.Bare().String())
+		// Wait until gavel is done with the room: it forgets it once the
+		// leaves (and the room's end, reported in either order) are
+		// handled.
 		deadline := time.Now().Add(5 * time.Second)
-		for {
-			done := false
-			for _, e := range g.logs.All() {
-				a, _ := e.ContextMap()["action"].(string)
-				if strings.Contains(a, bare) && strings.Contains(a, "clear-on-leave") {
-					done = true
-				}
-			}
-			if done {
-				break
-			}
+		for g.logs.FilterMessage("room left").FilterField(zap.String("room", room)).Len() == 0 {
 			if time.Now().After(deadline) {
-				t.Fatal("gavel never applied clear_on_leave to the last leaver")
+				for _, e := range g.logs.All() {
+					t.Logf("%s %s %v", e.Level, e.Message, e.ContextMap())
+				}
+				t.Fatal("gavel never let go of the room")
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(100 * time.Millisecond) // the other leaver's, if later
 		for _, e := range g.logs.FilterLevelExact(zap.WarnLevel).All() {
 			t.Errorf("warning at the room's end: %s %v", e.Message, e.ContextMap())
 		}
