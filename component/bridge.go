@@ -194,6 +194,25 @@ func (r *room) bridgeActions(k *knockReq, acts []policy.Action) []policy.Action 
 	})
 }
 
+// withPendingGrants adds to affs, the room's affiliations as gavel reads
+// them back, what gavel granted joins still on their way in. Through the
+// bridge the module writes a joiner's affiliation at its pre-join, after
+// gavel's answer, so until the join the room's lists cannot show it (a
+// room's creator is asked before it exists). Read back meanwhile (gavel
+// starts following the room just then), the grant would be taken as
+// revoked and the affiliation the join brings as someone else's: an
+// owner that clear_on_leave never clears.
+func (r *room) withPendingGrants(affs map[string]policy.Affiliation) {
+	if !r.muc.Bridge || r.pol.Pending() == 0 {
+		return
+	}
+	for _, p := range r.pol.Snapshot().Pending {
+		if _, ok := affs[p.BareJID]; !ok && p.Affiliation > policy.None {
+			affs[p.BareJID] = p.Affiliation
+		}
+	}
+}
+
 // barePresent reports whether an occupant of bare JID bare is in the room.
 func (r *room) barePresent(bare string) bool {
 	for o := range r.pol.Occupants() {

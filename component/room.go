@@ -959,6 +959,7 @@ func (r *room) entered(created, readBack bool) {
 	} else if readBack {
 		affs = r.readAffiliations(present)
 	}
+	r.withPendingGrants(affs)
 	acts = append(acts, r.holdCreatorGrants(r.pol.Reconcile(affs, present, now))...)
 	acts = append(acts, r.pol.ApplyRoles(now)...)
 	r.present = r.present[:0]
