@@ -201,8 +201,25 @@ func run() int {
 	return 0
 }
 
-// writeReport writes the Markdown report with the machine and date.
+// keepMarker starts the part of the report that gavel-soak keeps when it
+// writes the report again: notes and numbers of other runs (a -short
+// run's), written by hand.
+const keepMarker = "<!-- gavel-soak keeps what follows when it writes this file again -->"
+
+// keptTail returns the part of an earlier report from keepMarker on ("" if
+// it has none).
+func keptTail(old []byte) string {
+	if i := strings.Index(string(old), keepMarker); i >= 0 {
+		return string(old[i:])
+	}
+	return ""
+}
+
+// writeReport writes the Markdown report with the machine and date, and
+// what the earlier report had from keepMarker on.
 func writeReport(ctx context.Context, o options, results []*result, total time.Duration) error {
+	old, _ := os.ReadFile(o.markdown)
+	kept := keptTail(old)
 	f, err := os.Create(o.markdown)
 	if err != nil {
 		return err
@@ -246,6 +263,9 @@ and checks: [the README](../README.md#reliability-make-soak) and
 	}
 	for _, r := range results {
 		r.writeMarkdown(f)
+	}
+	if kept != "" {
+		fmt.Fprintf(f, "\n%s", kept)
 	}
 	return f.Close()
 }
