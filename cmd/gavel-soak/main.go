@@ -104,7 +104,7 @@ func run() int {
 			"churn-restarts": func() { o.churnRestarts = 3 },
 			"churn-every":    func() { o.churnEvery = 4 * time.Second },
 			"outage":         func() { o.outage = 10 * time.Second },
-			"bridge-rounds":  func() { o.bridgeRounds = 4 },
+			"bridge-rounds":  func() { o.bridgeRounds = 6 },
 			"bridge-clients": func() { o.bridgeClients = 6 },
 			"bridge-down":    func() { o.bridgeDown = time.Second },
 			"bridge-settle":  func() { o.bridgeSettle = 500 * time.Millisecond },
