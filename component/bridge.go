@@ -114,8 +114,11 @@ func (m *Moderation) bridgeRoom(sess *session, st *stanza) {
 		delete(m.dormant, roomJID)
 		m.mu.Unlock()
 		// Not fresh: the creator's affiliation is what gavel answered for
-		// its join, not the server's doing.
-		m.deliver(roomJID, true, event{kind: evAdopt})
+		// its join, not the server's doing. The server check's rooms are
+		// gavel's own, not governed.
+		if !isCheckRoom(roomJID) {
+			m.deliver(roomJID, true, event{kind: evAdopt})
+		}
 	case "destroyed":
 		m.metrics.bridgeRequest("destroyed")
 		m.deliver(roomJID, false, event{kind: evCommand, cmd: func(r *room) error {
@@ -189,6 +192,25 @@ func (r *room) bridgeActions(k *knockReq, acts []policy.Action) []policy.Action 
 	return slices.DeleteFunc(slices.Clone(acts), func(a policy.Action) bool {
 		return a.Kind == policy.ActionSetAffiliation && a.BareJID == k.bare
 	})
+}
+
+// withPendingGrants adds to affs, the room's affiliations as gavel reads
+// them back, what gavel granted joins still on their way in. Through the
+// bridge the module writes a joiner's affiliation at its pre-join, after
+// gavel's answer, so until the join the room's lists cannot show it (a
+// room's creator is asked before it exists). Read back meanwhile (gavel
+// starts following the room just then), the grant would be taken as
+// revoked and the affiliation the join brings as someone else's: an
+// owner that clear_on_leave never clears.
+func (r *room) withPendingGrants(affs map[string]policy.Affiliation) {
+	if !r.muc.Bridge || r.pol.Pending() == 0 {
+		return
+	}
+	for _, p := range r.pol.Snapshot().Pending {
+		if _, ok := affs[p.BareJID]; !ok && p.Affiliation > policy.None {
+			affs[p.BareJID] = p.Affiliation
+		}
+	}
 }
 
 // barePresent reports whether an occupant of bare JID bare is in the room.

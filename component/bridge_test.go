@@ -364,6 +364,130 @@ func TestBridgeFailsClosedWithoutGavel(t *testing.T) {
 	})
 }
 
+// A joiner refused at pre-join keeps no ownership of the room its
+// presence would have created. Prosody makes a new room's creator owner
+// (muc-room-pre-create) and keeps the room before pre-join decides: left
+// so, the refused creator joins later as owner whatever its token says,
+// and gavel reads the owner as an existing affiliation. Found by
+// gavel-soak's bridge scenario (participants joining as owner after a
+// Prosody restart, while gavel was reconnecting).
+func TestBridgeRefusedCreatorIsNotOwner(t *testing.T) {
+	onEachProsody(t, func(t *testing.T, srv *server) {
+		// Refused while gavel is away (fail closed).
+		away := newRoom("")
+		a := loginToken(t, srv, mint(t, away, false, nil))
+		_, err := a.Join(ctxT(t, 10*time.Second), away, "a")
+		wantRefusal(t, err, "wait", "service-unavailable", "")
+		// Nor is the room left behind, empty.
+		err = a.IQ(ctxT(t, 5*time.Second), away, "get", `<query xmlns='http://jabber.org/protocol/disco#info'/>`, nil)
+		var xe *xclient.Error
+		if !errors.As(err, &xe) || xe.Condition != "item-not-found" {
+			t.Errorf("disco#info of the room a refused creator would have made: %v, want item-not-found", err)
+		}
+
+		startModeratedMUC(t, srv, bridgeMUC(), map[string]Tenant{"": tenant(policy.Token, policy.GuestsDeny)}, nil)
+		// Refused by gavel: the token has expired. The same session then
+		// gets a valid participant token.
+		refused := newRoom("")
+		expired := mint(t, refused, true, func(r *auth.MintRequest) {
+			r.TTL = 0
+			r.Expires = time.Now().Add(-time.Hour)
+			r.IssuedAt = r.Expires.Add(-time.Hour)
+		})
+		b := loginToken(t, srv, expired)
+		_, err = b.Join(ctxT(t, 10*time.Second), refused, "b")
+		wantRefusal(t, err, "auth", "not-authorized", "token-expired")
+		if err := b.IQ(ctxT(t, 5*time.Second), prosodytest.Host, "set",
+			`<token xmlns='urn:gavel:test:session-token'>`+mint(t, refused, false, nil)+`</token>`, nil); err != nil {
+			t.Fatal(err)
+		}
+
+		for _, c := range []struct {
+			cl         *xclient.Client
+			room, nick string
+		}{{a, away, "a"}, {b, refused, "b"}} {
+			if p := joinWith(t, c.cl, c.room, c.nick, ""); p.Affiliation == "owner" || p.Role != "participant" {
+				t.Errorf("%s, refused as the room's creator, joins with a participant token as %s/%s", c.nick, p.Affiliation, p.Role)
+			}
+		}
+	})
+}
+
+// While the module waits for gavel's answer about a room's creator, the
+// creator is not the room's owner. Prosody makes a new room's creator
+// owner before pre-join; gavel, reading the owner list in that window
+// (another joiner's report, Jicofo's focus, made it look at the room),
+// took that owner for an existing affiliation and let a creator with a
+// participant token in as owner. Found by gavel-soak's bridge scenario,
+// after Prosody restarts.
+func TestBridgeCreatorNotOwnerWhileAsked(t *testing.T) {
+	onEachProsody(t, func(t *testing.T, srv *server) {
+		// A gavel that reads everything and answers nothing: the module
+		// waits for it (gavel_bridge_timeout, 2 s).
+		sess, err := dial(ctxT(t, 10*time.Second), srv.ComponentAddr, prosodytest.Component, []byte(srv.Secret), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = sess.readLoop(func(*stanza) {}) }()
+		t.Cleanup(func() { sess.close(time.Now().Add(time.Second)) })
+
+		room := newRoom("")
+		c := loginToken(t, srv, mint(t, room, false, nil))
+		joined := make(chan error, 1)
+		go func() {
+			_, err := c.Join(ctxT(t, 10*time.Second), room, "c")
+			joined <- err
+		}()
+		// The room exists as soon as c's presence has reached the MUC.
+		var owners []string
+		deadline := time.Now().Add(time.Second)
+		for {
+			res, err := sess.iq(ctxT(t, 5*time.Second), prosodytest.Component, room, "get", func(b *xb) {
+				b.open("query", "xmlns", nsMUCAdmin).empty("item", "affiliation", "owner").close("query")
+			})
+			var se *stanzaError
+			if errors.As(err, &se) && se.Condition == "item-not-found" && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+				continue
+			}
+			if err != nil {
+				t.Fatalf("owner list while the creator waits: %v", err)
+			}
+			for _, it := range res.AdminQuery.Items {
+				owners = append(owners, bareOf(it.JID))
+			}
+			break
+		}
+		if slices.Contains(owners, c.JID.Bare().String()) {
+			t.Errorf("the creator is owner while gavel is asked about it: owners %v", owners)
+		}
+		wantRefusal(t, <-joined, "wait", "service-unavailable", "")
+	})
+}
+
+// With gavel_bridge_fail = "open", a join gavel does not answer goes on
+// with the server's defaults, as without the module: a room's creator is
+// its owner (the module takes that ownership back only while it asks).
+func TestBridgeFailOpenKeepsServerDefaults(t *testing.T) {
+	for _, m := range matrix {
+		if !strings.HasPrefix(m.name, "prosody") {
+			continue
+		}
+		t.Run(m.name, func(t *testing.T) {
+			srv := sharedBridgeWith(t, m.get(t), "\tgavel_bridge_fail = \"open\"\n")
+			room := newRoom("")
+			creator := loginToken(t, srv, mint(t, room, false, nil))
+			if p := joinWith(t, creator, room, "creator", ""); p.Affiliation != "owner" || p.Role != "moderator" {
+				t.Errorf("creator without gavel, failing open: %s/%s, want owner/moderator", p.Affiliation, p.Role)
+			}
+			other := loginToken(t, srv, mint(t, room, false, nil))
+			if p := joinWith(t, other, room, "other", ""); p.Affiliation == "owner" || p.Role != "participant" {
+				t.Errorf("second joiner without gavel, failing open: %s/%s, want the default participant", p.Affiliation, p.Role)
+			}
+		})
+	}
+}
+
 // With the bridge, knockers into a members-only room get their membership
 // from the module at pre-join: no affiliation is set for absent JIDs, so
 // the occupants get no announcement per joiner (Prosody sends one for

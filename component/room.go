@@ -757,6 +757,12 @@ func (r *room) perform(actions []policy.Action) []actionErr {
 				// it is checked and sent again at the next rejoin.
 				unsent = append(unsent, w.a)
 				m.log.Warn("room did not answer a change", zap.String("room", r.jid), zap.String("action", w.a.String()), zap.Error(err))
+			case r.watching() && se.Type == "cancel" && se.Condition == "item-not-found":
+				// Governed from outside (watch.go), the room can end
+				// under gavel: Prosody destroys an empty room that is
+				// not persistent as its last occupant leaves, and the
+				// bridge reports it. Nothing was left to change.
+				m.log.Debug("room gone before a change", zap.String("room", r.jid), zap.String("action", w.a.String()))
 			default:
 				m.log.Warn("room refused a change", zap.String("room", r.jid), zap.String("action", w.a.String()), zap.Error(err))
 			}
@@ -961,6 +967,7 @@ func (r *room) entered(created, readBack bool) {
 	} else if readBack {
 		affs = r.readAffiliations(present)
 	}
+	r.withPendingGrants(affs)
 	acts = append(acts, r.holdCreatorGrants(r.pol.Reconcile(affs, present, now))...)
 	acts = append(acts, r.pol.ApplyRoles(now)...)
 	r.present = r.present[:0]

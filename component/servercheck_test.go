@@ -51,6 +51,30 @@ func checkRoomsLeft(t *testing.T, srv *server) []string {
 	return left
 }
 
+// With the bridge, the module reports gavel's own presence in the check's
+// room and tells gavel the room was created, as for any room: gavel must
+// not govern it (reading its lists as the check destroys it, and warning
+// that the room refused). Found by gavel-soak's bridge scenario.
+func TestServerCheckRoomNotGovernedThroughTheBridge(t *testing.T) {
+	onEachProsody(t, func(t *testing.T, srv *server) {
+		g := startModeratedMUC(t, srv, bridgeMUC(), nil, nil)
+		if found := waitOwnershipChecked(t, g.mod, prosodytest.MUC); found != nil {
+			t.Fatalf("server check: %v", found)
+		}
+		// The module's reports and room events for the check's room
+		// arrive within milliseconds; give a governed room time to show.
+		time.Sleep(300 * time.Millisecond)
+		for _, e := range g.logs.All() {
+			if r, _ := e.ContextMap()["room"].(string); isCheckRoom(r) && !strings.Contains(e.Message, "server check") {
+				t.Errorf("gavel handled the check's room as a room to govern: %s %q %v", e.Level, e.Message, e.ContextMap())
+			}
+		}
+		if left := checkRoomsLeft(t, srv); len(left) > 0 {
+			t.Errorf("rooms of the check left behind: %v", left)
+		}
+	})
+}
+
 // On every server of the matrix (configured as the README says) the check
 // finds gavel owner in rooms it did not create, says nothing above debug,
 // and leaves no room behind.

@@ -141,9 +141,12 @@ func (s *session) write(b []byte) error {
 	_, err := s.conn.Write(b)
 	s.wmu.Unlock()
 	if err != nil {
+		// The connection is gone: callers treat the request as one sent
+		// while disconnected (sent again once gavel is back), not as one
+		// the server left unanswered.
 		s.closed.Store(true)
 		s.conn.Close()
-		return fmt.Errorf("component: write: %w", err)
+		return fmt.Errorf("%w: write: %w", ErrNotConnected, err)
 	}
 	return nil
 }

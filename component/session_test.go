@@ -98,6 +98,27 @@ func liveSession(t *testing.T, c *Component) *session {
 // A client that learns (or guesses) the id of an IQ gavel waits on and
 // sends gavel a result with it must not be taken for the answer: only the
 // JID the request went to can answer it.
+// A write on a connection the server has dropped (Prosody stopping) means
+// gavel is not connected: the room's change is sent again when gavel is
+// back, and the disconnection is logged once, as a state change, rather
+// than as a change the room did not answer. Found by gavel-soak's bridge
+// scenario (a warning when Prosody stopped while gavel sent a change).
+func TestWriteOnDroppedConnectionIsNotConnected(t *testing.T) {
+	here, there := net.Pipe()
+	there.Close()
+	s := &session{conn: here}
+	err := s.write([]byte("<iq/>"))
+	if !errors.Is(err, ErrNotConnected) || !errors.Is(err, io.ErrClosedPipe) {
+		t.Fatalf("write on a dropped connection: %v, want ErrNotConnected wrapping the cause", err)
+	}
+	if !s.closed.Load() {
+		t.Error("the session is not marked closed")
+	}
+	if err := s.write([]byte("<iq/>")); !errors.Is(err, ErrNotConnected) {
+		t.Errorf("second write: %v, want ErrNotConnected", err)
+	}
+}
+
 func TestForgedIQAnswerIsDropped(t *testing.T) {
 	onEachServer(t, func(t *testing.T, srv *server) {
 		r := startComponent(t, srv, nil)

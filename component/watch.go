@@ -99,6 +99,9 @@ func (m *Moderation) bridgeReport(_ *session, st *stanza) {
 		return
 	}
 	m.metrics.bridgeRequest("occupant")
+	if isCheckRoom(roomJID) {
+		return // gavel's own, for the server check: not governed
+	}
 	// A leave from a room gavel does not govern needs nothing.
 	m.deliver(roomJID, o.Type != "unavailable", event{kind: evPresence, st: o.presence(), nick: nick, report: true})
 }
@@ -210,7 +213,7 @@ func (m *Moderation) watchRooms(sess *session, mu MUC) {
 	n := 0
 	for _, it := range res.BridgeRooms.Rooms {
 		j := bareOf(it.JID)
-		if domainOf(j) != mu.Domain || !strings.Contains(j, "@") {
+		if domainOf(j) != mu.Domain || !strings.Contains(j, "@") || isCheckRoom(j) {
 			continue
 		}
 		if m.deliver(j, true, event{kind: evAdopt}) {

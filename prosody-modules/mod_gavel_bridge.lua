@@ -192,33 +192,6 @@ function requests_in_flight() -- luacheck: ignore 111
 	return n, queue_tail - queue_head + 1, m;
 end
 
--- unavailable refuses the join when gavel cannot answer (fail closed), or
--- lets it go on with the server's defaults (fail open).
-local function unavailable(event, why)
-	if fail_open then
-		count_failed_open();
-		module:log("warn", "gavel did not answer for %s (%s): join allowed (gavel_bridge_fail = open)", event.stanza.attr.from, why);
-		return nil;
-	end
-	module:log("warn", "gavel did not answer for %s (%s): join refused", event.stanza.attr.from, why);
-	event.origin.send(st.error_reply(event.stanza, "wait", "service-unavailable",
-		"moderation is unavailable: try again in a moment", event.room.jid));
-	return true;
-end
-
--- refuse passes gavel's refusal on to the joiner: the same type,
--- condition, text and application condition.
-local function refuse(event, err_stanza)
-	count_refused();
-	local typ, cond, text, app = err_stanza:get_error();
-	local reply = st.error_reply(event.stanza, typ or "cancel", cond or "not-allowed", text, event.room.jid);
-	if app and app.attr.xmlns == NS_KNOCK then
-		reply:get_child("error"):add_child(st.stanza(app.name, { xmlns = NS_KNOCK }));
-	end
-	event.origin.send(reply);
-	return true;
-end
-
 -- present tells whether bare has an occupant in room (another session).
 -- It reads the room's occupants without room:each_occupant, which copies
 -- each one.
@@ -236,15 +209,11 @@ local function present(room, bare)
 	return false;
 end
 
--- apply sets what gavel granted. The affiliation of a JID with no
--- occupant in the room is written without the announcement Prosody sends
--- for absent JIDs (XEP-0045 example 195): the join presence that follows
--- carries it to everyone. A JID already present (another session) gets it
--- through set_affiliation, which tells the room. An affiliation the JID
--- already has (most joins: none) is not written again.
--- set_affiliation_quietly sets bare's affiliation in room: through
--- set_affiliation (which tells the room) when bare has an occupant there,
--- else written without Prosody's announcement to the occupants.
+-- set_affiliation_quietly sets bare's affiliation in room. For a JID with
+-- no occupant in the room it is written without the announcement Prosody
+-- sends the occupants for absent JIDs (XEP-0045 example 195): a join
+-- presence that follows carries it to everyone. A JID already present
+-- (another session) gets it through set_affiliation, which tells the room.
 local function set_affiliation_quietly(room, bare, aff, reason)
 	if present(room, bare) or type(room._affiliations) ~= "table" then
 		return room:set_affiliation(true, bare, aff, reason);
@@ -257,6 +226,75 @@ local function set_affiliation_quietly(room, bare, aff, reason)
 	return true;
 end
 
+-- Prosody makes a new room's creator its owner (muc-room-pre-create,
+-- priority -1) before pre-join asks gavel about the creator, and keeps
+-- the room meanwhile: gavel, reading the owner list in that window (for
+-- another joiner, Jicofo's focus), took that owner for an existing
+-- affiliation and let a participant in as owner; a refused creator stayed
+-- owner for its next join. The ownership is taken back here, before the
+-- room is kept (priority -1000): the creator gets what gavel answers, like
+-- any joiner. When the module fails open, the creator gets it back.
+module:hook("muc-room-pre-create", function(event)
+	local room, from = event.room, event.stanza.attr.from;
+	if not gavel or bypassed(from) or skipped_room(room.jid) then return; end
+	local bare = jid.bare(from);
+	if room:get_affiliation(bare) == "owner" then
+		set_affiliation_quietly(room, bare, "none");
+		room._gavel_creator = bare;
+	end
+end, -2);
+
+-- unborn destroys the room a refused join would have created: nobody is
+-- in it and, unless another join into it waits for gavel, nobody will be
+-- (as not persistent: it leaves no tombstone). Left, it would stay in
+-- memory, empty. A join that waits goes on into the room as its own
+-- answer says.
+local function unborn(event)
+	local room = event.room;
+	if event.is_new_room and not room:has_occupant() and (room._gavel_waiting or 0) == 0 and not room.destroying then
+		room:set_persistent(false);
+		room:destroy();
+	end
+end
+
+-- unavailable refuses the join when gavel cannot answer (fail closed), or
+-- lets it go on with the server's defaults (fail open).
+local function unavailable(event, why)
+	if fail_open then
+		count_failed_open();
+		module:log("warn", "gavel did not answer for %s (%s): join allowed (gavel_bridge_fail = open)", event.stanza.attr.from, why);
+		local bare = jid.bare(event.stanza.attr.from);
+		if event.is_new_room and event.room._gavel_creator == bare then
+			-- The server's default for a creator.
+			set_affiliation_quietly(event.room, bare, "owner");
+			event.occupant.role = event.room:get_default_role("owner");
+		end
+		return nil;
+	end
+	module:log("warn", "gavel did not answer for %s (%s): join refused", event.stanza.attr.from, why);
+	event.origin.send(st.error_reply(event.stanza, "wait", "service-unavailable",
+		"moderation is unavailable: try again in a moment", event.room.jid));
+	unborn(event);
+	return true;
+end
+
+-- refuse passes gavel's refusal on to the joiner: the same type,
+-- condition, text and application condition.
+local function refuse(event, err_stanza)
+	count_refused();
+	local typ, cond, text, app = err_stanza:get_error();
+	local reply = st.error_reply(event.stanza, typ or "cancel", cond or "not-allowed", text, event.room.jid);
+	if app and app.attr.xmlns == NS_KNOCK then
+		reply:get_child("error"):add_child(st.stanza(app.name, { xmlns = NS_KNOCK }));
+	end
+	event.origin.send(reply);
+	unborn(event);
+	return true;
+end
+
+-- apply sets what gavel granted (set_affiliation_quietly), before the
+-- join goes on. An affiliation the JID already has (most joins: none) is
+-- not written again.
 local function apply(event, answer)
 	local room, occupant = event.room, event.occupant;
 	local aff = answer.attr.affiliation;
@@ -300,7 +338,10 @@ module:hook("muc-occupant-pre-join", function(event)
 	end
 	iq:up();
 	count_asked();
+	-- Joins waiting for gavel keep a room whose creator was refused (unborn).
+	room._gavel_waiting = (room._gavel_waiting or 0) + 1;
 	local reply = ask(iq);
+	room._gavel_waiting = room._gavel_waiting - 1;
 	if room.destroying then
 		-- Destroyed while gavel was asked: the join must not bring it back.
 		origin.send(st.error_reply(stanza, "cancel", "item-not-found", "the room was destroyed", room.jid));

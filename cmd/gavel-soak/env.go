@@ -53,6 +53,7 @@ type env struct {
 	secret   []byte
 	admin    []byte
 	logLevel string
+	setup    envSetup
 
 	mu    sync.Mutex
 	gavel *exec.Cmd
@@ -66,17 +67,37 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "gavel-soak: "+time.Now().Format("15:04:05.000")+" "+format+"\n", args...)
 }
 
+// envSetup shapes an env's Prosody and gavel where a scenario needs
+// another deployment than the knock's (the bridge scenario: Jitsi's).
+type envSetup struct {
+	// prosody replaces the knock deployment's Prosody options (rooms
+	// created only by admins, that is through a knock).
+	prosody *prosodytest.Options
+	// mucYAML and tenantYAML are added to gavel's muc entry and its
+	// default tenant (indented keys, one per line).
+	mucYAML, tenantYAML string
+}
+
 // newEnv starts Prosody and gavel under dir. logLevel is gavel's log level
 // ("info", or "debug" to see every reconnection attempt).
 func newEnv(ctx context.Context, dir, gavelBin, logLevel string) (*env, error) {
+	return newEnvWith(ctx, dir, gavelBin, logLevel, envSetup{})
+}
+
+// newEnvWith is newEnv with another deployment (setup).
+func newEnvWith(ctx context.Context, dir, gavelBin, logLevel string, setup envSetup) (*env, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
 	}
-	e := &env{dir: dir, gavelBin: gavelBin, logLevel: logLevel}
-	srv, err := prosodytest.Start(filepath.Join(dir, "prosody"), prosodytest.Options{
+	e := &env{dir: dir, gavelBin: gavelBin, logLevel: logLevel, setup: setup}
+	popts := prosodytest.Options{
 		RestrictRoomCreation: true,
 		ExtraConfig:          "muc_room_cache_size = 1000\n",
-	})
+	}
+	if setup.prosody != nil {
+		popts = *setup.prosody
+	}
+	srv, err := prosodytest.Start(filepath.Join(dir, "prosody"), popts)
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +144,7 @@ component:
   reconnect_max: 1s
 muc:
   - domain: %s
-log:
+%slog:
   level: %s
   format: json
 http:
@@ -143,7 +164,7 @@ tenants:
       app_id: %s
       secrets: [%q]
       leeway: 0s
-  %s:
+%s  %s:
     policy: token
   %s:
     policy: auto-owner
@@ -153,8 +174,8 @@ tenants:
 
 func (e *env) writeConfig(ctx context.Context) error {
 	e.cfgPath = filepath.Join(e.dir, "gavel.yml")
-	body := fmt.Sprintf(gavelConfig, prosodytest.Component, e.srv.ComponentAddr, e.srv.Secret, prosodytest.MUC,
-		e.logLevel, e.httpAddr, string(e.admin), filepath.Join(e.dir, "gavel-data"), appID, string(e.secret),
+	body := fmt.Sprintf(gavelConfig, prosodytest.Component, e.srv.ComponentAddr, e.srv.Secret, prosodytest.MUC, e.setup.mucYAML,
+		e.logLevel, e.httpAddr, string(e.admin), filepath.Join(e.dir, "gavel-data"), appID, string(e.secret), e.setup.tenantYAML,
 		tenantToken, tenantAuto, tenantAll)
 	if err := os.WriteFile(e.cfgPath, []byte(body), 0o600); err != nil {
 		return err
@@ -268,6 +289,35 @@ func (e *env) waitReady(ctx context.Context, limit time.Duration) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return fmt.Errorf("gavel's /readyz was not 200 within %v; see %s", limit, e.logPath)
+}
+
+// connections counts gavel's "component connected" log lines so far.
+func (e *env) connections() int {
+	lines, _ := readLog(e.logPath)
+	n := 0
+	for _, l := range lines {
+		if l.Msg == "component connected" {
+			n++
+		}
+	}
+	return n
+}
+
+// waitReconnected waits until gavel has connected again (more than
+// before "component connected" lines) and /readyz is 200: after a Prosody
+// restart, a /readyz that gavel has not yet turned 503 is no answer.
+func (e *env) waitReconnected(ctx context.Context, before int, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for e.connections() <= before {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("gavel did not connect again within %v; see %s", limit, e.logPath)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return e.waitReady(ctx, time.Until(deadline))
 }
 
 // close stops gavel and Prosody; the directory stays for inspection.

@@ -2,6 +2,9 @@
 // process against a real Prosody on loopback, restarts and kills both
 // under load, and checks that no knock goes unanswered, no acknowledged
 // ban is lost, nobody gets a wrong role and gavel returns to its rooms.
+// The bridge scenario does the same for a Jitsi-shaped deployment, where
+// mod_gavel_bridge asks gavel about every join and gavel governs the rooms
+// from outside (bridge.go).
 //
 // Each scenario prints a table of numbers and checks; the program exits 1
 // when any check fails. -markdown writes the report (docs/RELIABILITY.md
@@ -41,6 +44,10 @@ type options struct {
 	churnRestarts int
 	churnEvery    time.Duration
 	outage        time.Duration
+	bridgeRounds  int           // bridge: rounds of a gavel kill and a Prosody restart
+	bridgeClients int           // bridge: churning clients
+	bridgeDown    time.Duration // bridge: how long gavel stays killed
+	bridgeSettle  time.Duration // bridge: pause between faults
 }
 
 // scenario is one fault the suite injects.
@@ -55,6 +62,7 @@ var scenarios = []scenario{
 	{"gavel-restart", "gavel restarted under occupied rooms of each policy", gavelRestart},
 	{"churn", "clients knocking and joining while Prosody restarts", churn},
 	{"outage", "Prosody away for a while", outage},
+	{"bridge", "Jitsi-style joins through mod_gavel_bridge while gavel is killed and Prosody restarted", bridge},
 }
 
 func main() { os.Exit(run()) }
@@ -79,6 +87,10 @@ func run() int {
 	flag.IntVar(&o.churnRestarts, "churn-restarts", 10, "churn: Prosody restarts")
 	flag.DurationVar(&o.churnEvery, "churn-every", 5*time.Second, "churn: time between Prosody restarts")
 	flag.DurationVar(&o.outage, "outage", 60*time.Second, "outage: how long Prosody stays away")
+	flag.IntVar(&o.bridgeRounds, "bridge-rounds", 10, "bridge: rounds, each a gavel kill -9 and restart, then a Prosody restart (SIGTERM, SIGKILL in turn)")
+	flag.IntVar(&o.bridgeClients, "bridge-clients", 8, "bridge: clients joining and leaving continuously (besides 3 residents per room)")
+	flag.DurationVar(&o.bridgeDown, "bridge-down", 2*time.Second, "bridge: how long gavel stays killed in each round")
+	flag.DurationVar(&o.bridgeSettle, "bridge-settle", time.Second, "bridge: pause between faults (churn goes on)")
 	flag.Parse()
 	if o.short {
 		set := map[string]bool{}
@@ -92,6 +104,10 @@ func run() int {
 			"churn-restarts": func() { o.churnRestarts = 3 },
 			"churn-every":    func() { o.churnEvery = 4 * time.Second },
 			"outage":         func() { o.outage = 10 * time.Second },
+			"bridge-rounds":  func() { o.bridgeRounds = 6 },
+			"bridge-clients": func() { o.bridgeClients = 6 },
+			"bridge-down":    func() { o.bridgeDown = time.Second },
+			"bridge-settle":  func() { o.bridgeSettle = 500 * time.Millisecond },
 		}
 		for name, f := range short {
 			if !set[name] {
@@ -185,8 +201,25 @@ func run() int {
 	return 0
 }
 
-// writeReport writes the Markdown report with the machine and date.
+// keepMarker starts the part of the report that gavel-soak keeps when it
+// writes the report again: notes and numbers of other runs (a -short
+// run's), written by hand.
+const keepMarker = "<!-- gavel-soak keeps what follows when it writes this file again -->"
+
+// keptTail returns the part of an earlier report from keepMarker on ("" if
+// it has none).
+func keptTail(old []byte) string {
+	if i := strings.Index(string(old), keepMarker); i >= 0 {
+		return string(old[i:])
+	}
+	return ""
+}
+
+// writeReport writes the Markdown report with the machine and date, and
+// what the earlier report had from keepMarker on.
 func writeReport(ctx context.Context, o options, results []*result, total time.Duration) error {
+	old, _ := os.ReadFile(o.markdown)
+	kept := keptTail(old)
 	f, err := os.Create(o.markdown)
 	if err != nil {
 		return err
@@ -230,6 +263,9 @@ and checks: [the README](../README.md#reliability-make-soak) and
 	}
 	for _, r := range results {
 		r.writeMarkdown(f)
+	}
+	if kept != "" {
+		fmt.Fprintf(f, "\n%s", kept)
 	}
 	return f.Close()
 }

@@ -163,3 +163,13 @@ func TestReport(t *testing.T) {
 		t.Errorf("%d notes kept, want 20 and a marker", len(r.Notes))
 	}
 }
+
+func TestKeptTail(t *testing.T) {
+	if got := keptTail([]byte("# report\n\n| a | b |\n")); got != "" {
+		t.Errorf("no marker: kept %q", got)
+	}
+	old := "# report\n\nnumbers\n\n" + keepMarker + "\n\n## by hand\n"
+	if got, want := keptTail([]byte(old)), keepMarker+"\n\n## by hand\n"; got != want {
+		t.Errorf("kept %q, want %q", got, want)
+	}
+}

@@ -50,6 +50,9 @@ type Options struct {
 	PluginPaths  []string
 	ExtraModules []string
 	MUCModules   []string
+	// MUCAdmins are admins of the MUC component besides the component
+	// (Jicofo's focus is one in a Jitsi deployment).
+	MUCAdmins []string
 	// ExtraConfig is appended to the global section, MUCConfig to the MUC
 	// component's ("muc_room_cache_size = 1000").
 	ExtraConfig string
@@ -428,7 +431,7 @@ VirtualHost "{{.GuestHost}}"
 	authentication = "anonymous"
 
 Component "{{.MUC}}" "muc"
-	admins = { "{{.Component}}" }
+	admins = { "{{.Component}}"{{range .Opts.MUCAdmins}}, "{{.}}"{{end}} }
 {{if not .Opts.NoAdminsAsOwners}}	-- Prosody 13 makes component admins room owners only when asked (0.12
 	-- always did, and ignores the option).
 	component_admins_as_room_owners = true
