@@ -61,7 +61,7 @@ tenants:
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	logs := readLogs(out)
-	line := logs.wait(t, 0, "server check failed: rooms created by Jicofo or clients cannot be governed (discover_rooms, trust_identity)")
+	line := logs.wait(t, 0, "server check failed: rooms created by Jicofo or clients cannot be governed (discover_rooms, trust_identity, bridge)")
 	if p, _ := line["problem"].(string); !strings.Contains(p, "component_admins_as_room_owners = true") || line["level"] != "error" {
 		t.Errorf("logged %v", line)
 	}
