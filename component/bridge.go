@@ -207,6 +207,9 @@ func (r *room) withPendingGrants(affs map[string]policy.Affiliation) {
 		return
 	}
 	for _, p := range r.pol.Snapshot().Pending {
+		if r.watching() && r.restoredKnocks[p.FullJID] {
+			continue // not on its way in: catchUpKnocks
+		}
 		if _, ok := affs[p.BareJID]; !ok && p.Affiliation > policy.None {
 			affs[p.BareJID] = p.Affiliation
 		}

@@ -139,6 +139,10 @@ func (r *room) restore(st store.RoomState) bool {
 			Viewer: hasFlag(k.Flags, flagViewer), Guest: hasFlag(k.Flags, flagGuest),
 		})
 		r.restoreKnockRecord(k.JID, bare, k.UserID, k.TokenHash, k.Until.Add(-policy.KnockTTL))
+		if r.restoredKnocks == nil {
+			r.restoredKnocks = map[string]bool{}
+		}
+		r.restoredKnocks[k.JID] = true
 	}
 	r.pol.Restore(snap)
 	r.ghost = st.Self

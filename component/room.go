@@ -137,6 +137,9 @@ type room struct {
 	ghost     string
 	ghostNick string
 	restored  bool // loaded from the store, not yet rejoined
+	// restoredKnocks are the full JIDs of granted knocks loaded from the
+	// store, until gavel is back in the room (watch.go: catchUpKnocks).
+	restoredKnocks map[string]bool
 	// destroyed is set while reset runs for a room that was destroyed.
 	destroyed bool
 
@@ -969,6 +972,7 @@ func (r *room) entered(created, readBack bool) {
 	}
 	r.withPendingGrants(affs)
 	acts = append(acts, r.holdCreatorGrants(r.pol.Reconcile(affs, present, now))...)
+	acts = append(acts, r.catchUpKnocks(present, now)...)
 	acts = append(acts, r.pol.ApplyRoles(now)...)
 	r.present = r.present[:0]
 	for _, p := range present {
@@ -1045,6 +1049,7 @@ func (r *room) reset() {
 	clear(r.joinAff)
 	clear(r.creators)
 	clear(r.lingering)
+	r.restoredKnocks = nil
 }
 
 // exists asks the server whether the room still exists, without creating

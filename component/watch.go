@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -138,6 +139,33 @@ func (r *room) onReport(st *stanza, nick string) {
 // at expiry after the leave), as it writes grants at pre-join.
 func (r *room) quietAffiliation(a policy.Action) bool {
 	return a.Affiliation != policy.Outcast && r.watching() && !r.barePresent(a.BareJID)
+}
+
+// catchUpKnocks runs when gavel is back in a watched room after its
+// restart: a granted knock (a bridge join) it had answered before it went
+// away, whose joiner is not in the room now, came and went while gavel
+// could not see it (the module waits for no more than its timeout, so it
+// is not on its way in). Its grant is released as for a leave, and
+// auto-owner promotes in its place. Without this the departed owner's
+// grant stood as "on its way in": nobody was promoted, and it came back
+// as owner whatever its token said (gavel-soak's bridge scenario).
+func (r *room) catchUpKnocks(present []policy.Presence, now time.Time) []policy.Action {
+	restored := r.restoredKnocks
+	r.restoredKnocks = nil
+	if !r.watching() || len(restored) == 0 {
+		return nil
+	}
+	here := make(map[string]bool, len(present))
+	for _, p := range present {
+		here[p.FullJID] = true
+	}
+	var acts []policy.Action
+	for full := range restored {
+		if !here[full] {
+			acts = append(acts, r.pol.PendingGone(full, now)...)
+		}
+	}
+	return acts
 }
 
 // requestOccupants asks the bridge module for the room's occupants; the

@@ -339,3 +339,69 @@ func TestBridgeJoinOrderFromTheModule(t *testing.T) {
 		}
 	})
 }
+
+// A bridge join gavel answered just before it went away, whose join came
+// and went while it was away (its report lost with the connection), is
+// not "on its way in" when gavel is back: its grant is released as for a
+// leave and auto-owner promotes in its place. Before, nobody was promoted
+// and the departed owner came back as owner (gavel-soak's bridge
+// scenario). The store is made to hold the state such a crash leaves:
+// the owner as a granted knock, not as an occupant.
+func TestBridgeCatchUpReleasesKnocksThatCameAndWent(t *testing.T) {
+	onEachProsody(t, func(t *testing.T, srv *server) {
+		tenants := map[string]Tenant{"": tenant(policy.AutoOwner, policy.GuestsDeny)}
+		st := boltStore(t)
+		g := startModeratedMUC(t, srv, bridgeMUC(), tenants, st)
+		room := newRoom("")
+		a := loginToken(t, srv, mint(t, room, false, nil))
+		joinWith(t, a, room, "a", "")
+		b := loginToken(t, srv, mint(t, room, false, nil))
+		joinWith(t, b, room, "b", "")
+		waitGoverned(t, g, room, "a", "b")
+		g.c.mu.Lock()
+		sess := g.c.sess
+		g.c.mu.Unlock()
+		_ = sess.conn.Close()
+		g.stop()
+		if err := a.Leave(ctxT(t, 5*time.Second), room, "a"); err != nil {
+			t.Fatal(err)
+		}
+
+		ctx := ctxT(t, 5*time.Second)
+		rooms, err := st.Rooms(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		full := a.JID.String()
+		var found bool
+		for i := range rooms {
+			rs := &rooms[i]
+			if rs.Room != strings.ToLower(room) {
+				continue
+			}
+			for j, o := range rs.Occupants {
+				if o.JID == full {
+					rs.Occupants = append(rs.Occupants[:j], rs.Occupants[j+1:]...)
+					rs.Knocks = append(rs.Knocks, store.Knock{JID: full, UserID: o.UserID, Reason: "first-joiner",
+						Until: time.Now().Add(policy.KnockTTL).UTC(), Affiliation: "owner", Base: "owner", Role: "moderator",
+						TokenHash: o.TokenHash, Flags: []string{"token"}})
+					found = true
+					break
+				}
+			}
+			if err := st.PutRooms(ctx, []store.RoomState{*rs}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !found {
+			t.Fatalf("a is not among the stored occupants of %s: %+v", room, rooms)
+		}
+
+		g2 := startModeratedMUC(t, srv, bridgeMUC(), tenants, st)
+		waitOwnPresence(t, b, room, "b", "owner")
+		waitGoverned(t, g2, room, "b")
+		if p := joinWith(t, a, room, "a", ""); p.Affiliation == "owner" {
+			t.Fatalf("the owner who left while gavel was away came back as owner")
+		}
+	})
+}

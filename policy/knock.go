@@ -126,6 +126,30 @@ func (r *Room) dropPending(i int, n int64) {
 	r.release(bare, n, ReasonKnockExpired)
 }
 
+// PendingGone forgets the granted knock of full whose join came and went
+// while gavel could not see it (gavel was away: the bridge's answer
+// reached the module, whose join then happened and ended). What the
+// knock was granted is gavel's grant: it is released as for a leave
+// (clear_on_leave, an expired token), and auto-owner promotes when it was
+// the owner.
+func (r *Room) PendingGone(full string, now time.Time) []Action {
+	n := r.begin(now)
+	i := r.pendingIndex(full)
+	if i < 0 {
+		return r.finish(n, ReasonHandover)
+	}
+	p := r.pending[i]
+	if st, ok := r.affs[p.bare]; p.aff >= Member && (!ok || st.aff == p.aff) {
+		st.aff, st.granted = p.aff, true
+		if st.expires == 0 {
+			st.expires = p.exp
+		}
+		r.setAff(p.bare, st)
+	}
+	r.dropPending(i, n)
+	return r.finish(n, ReasonHandover)
+}
+
 // dropPendingBare forgets the knocks of bare (just banned).
 func (r *Room) dropPendingBare(bare string) {
 	r.pending = slices.DeleteFunc(r.pending, func(p pending) bool { return p.bare == bare })
