@@ -32,15 +32,23 @@ func boltStore(t *testing.T) store.Store {
 func restartGavel(t *testing.T, srv *server, g *moderated, tenants map[string]Tenant, crash bool) *moderated {
 	t.Helper()
 	if crash {
-		g.c.mu.Lock()
-		sess := g.c.sess
-		g.c.mu.Unlock()
-		if sess != nil {
-			_ = sess.conn.Close()
-		}
+		crashStop(g)
+	} else {
+		g.stop()
+	}
+	return startModeratedWith(t, srv, MUC{Domain: prosodytest.MUC}, tenants, g.store, nil)
+}
+
+// crashStop drops g's connection first, so gavel leaves nothing behind
+// cleanly (as after kill -9), and stops it.
+func crashStop(g *moderated) {
+	g.c.mu.Lock()
+	sess := g.c.sess
+	g.c.mu.Unlock()
+	if sess != nil {
+		_ = sess.conn.Close()
 	}
 	g.stop()
-	return startModeratedWith(t, srv, MUC{Domain: prosodytest.MUC}, tenants, g.store, nil)
 }
 
 // after returns a presence filter that skips the presences cl had received

@@ -115,6 +115,25 @@ func TestBridgeGovernsFromOutside(t *testing.T) {
 	})
 }
 
+// ownerLeavesWhileAway runs gavel on a bridge MUC with st, lets a (the
+// first joiner: owner) and b join a new room, kills gavel (crash) and
+// lets a leave while it is away.
+func ownerLeavesWhileAway(t *testing.T, srv *server, tenants map[string]Tenant, st store.Store) (room string, a, b *xclient.Client) {
+	t.Helper()
+	g := startModeratedMUC(t, srv, bridgeMUC(), tenants, st)
+	room = newRoom("")
+	a = loginToken(t, srv, mint(t, room, false, nil))
+	joinWith(t, a, room, "a", "")
+	b = loginToken(t, srv, mint(t, room, false, nil))
+	joinWith(t, b, room, "b", "")
+	waitGoverned(t, g, room, "a", "b")
+	crashStop(g)
+	if err := a.Leave(ctxT(t, 5*time.Second), room, "a"); err != nil {
+		t.Fatal(err)
+	}
+	return room, a, b
+}
+
 // What happens while gavel is away is not lost: after gavel's restart the
 // bridge tells it the occupants of the rooms it governed (an owner who
 // left meanwhile is replaced at once) and the rooms created meanwhile.
@@ -122,24 +141,9 @@ func TestBridgeWatchCatchesUpAfterRestart(t *testing.T) {
 	onEachProsody(t, func(t *testing.T, srv *server) {
 		tenants := map[string]Tenant{"": tenant(policy.AutoOwner, policy.GuestsDeny)}
 		st := boltStore(t)
-		g := startModeratedMUC(t, srv, bridgeMUC(), tenants, st)
-		room := newRoom("")
-		a := loginToken(t, srv, mint(t, room, false, nil))
-		joinWith(t, a, room, "a", "")
-		b := loginToken(t, srv, mint(t, room, false, nil))
-		joinWith(t, b, room, "b", "")
-		waitGoverned(t, g, room, "a", "b")
-
 		// gavel crashes; the owner leaves and Jicofo's focus (never asked)
 		// creates another room while it is away.
-		g.c.mu.Lock()
-		sess := g.c.sess
-		g.c.mu.Unlock()
-		_ = sess.conn.Close()
-		g.stop()
-		if err := a.Leave(ctxT(t, 5*time.Second), room, "a"); err != nil {
-			t.Fatal(err)
-		}
+		room, _, b := ownerLeavesWhileAway(t, srv, tenants, st)
 		other := newRoom("")
 		focus := loginFocus(t, srv)
 		joinWith(t, focus, other, "focus", "")
@@ -351,21 +355,7 @@ func TestBridgeCatchUpReleasesKnocksThatCameAndWent(t *testing.T) {
 	onEachProsody(t, func(t *testing.T, srv *server) {
 		tenants := map[string]Tenant{"": tenant(policy.AutoOwner, policy.GuestsDeny)}
 		st := boltStore(t)
-		g := startModeratedMUC(t, srv, bridgeMUC(), tenants, st)
-		room := newRoom("")
-		a := loginToken(t, srv, mint(t, room, false, nil))
-		joinWith(t, a, room, "a", "")
-		b := loginToken(t, srv, mint(t, room, false, nil))
-		joinWith(t, b, room, "b", "")
-		waitGoverned(t, g, room, "a", "b")
-		g.c.mu.Lock()
-		sess := g.c.sess
-		g.c.mu.Unlock()
-		_ = sess.conn.Close()
-		g.stop()
-		if err := a.Leave(ctxT(t, 5*time.Second), room, "a"); err != nil {
-			t.Fatal(err)
-		}
+		room, a, b := ownerLeavesWhileAway(t, srv, tenants, st)
 
 		ctx := ctxT(t, 5*time.Second)
 		rooms, err := st.Rooms(ctx)
