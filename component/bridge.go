@@ -68,12 +68,23 @@ func (m *Moderation) bridgeRoutes() []muxOption {
 // bridgeSender returns the MUC whose bridge sent st, or false (and answers
 // st) when the sender is not a bridge gavel accepts.
 func (m *Moderation) bridgeSender(sess *session, st *stanza) (MUC, bool) {
-	from, err := jidprep.Domain(st.From)
-	mu, ok := m.mucs[from]
-	if err != nil || !ok || !mu.Bridge || strings.ContainsAny(st.From, "@/") {
+	mu, ok := m.bridgeOf(st.From)
+	if !ok {
 		m.metrics.bridgeRequest("not-a-bridge")
 		m.c.replyError(sess, st, &stanzaError{Type: "cancel", Condition: "forbidden",
 			Text: "bridge requests are accepted only from a MUC service gavel governs with bridge: true"})
+		return MUC{}, false
+	}
+	return mu, true
+}
+
+// bridgeOf returns the MUC whose bridge module from is: a MUC service gavel
+// governs with Bridge set, speaking as its own domain (the server stamps
+// from; only the MUC component can send as its domain).
+func (m *Moderation) bridgeOf(from string) (MUC, bool) {
+	d, err := jidprep.Domain(from)
+	mu, ok := m.mucs[d]
+	if err != nil || !ok || !mu.Bridge || strings.ContainsAny(from, "@/") {
 		return MUC{}, false
 	}
 	return mu, true

@@ -61,6 +61,13 @@ func (o *bridgeOccupantEl) presence() *stanza {
 	return &stanza{XMLName: xml.Name{Local: "presence"}, From: o.From, Type: o.Type, MUCUser: o.MUCUser, Identity: o.Identity}
 }
 
+// unsupported reports whether err is the answer of a module that does not
+// know gavel's request (or of a server with no module at all).
+func unsupported(err error) bool {
+	var se *stanzaError
+	return errors.As(err, &se) && (se.Condition == "feature-not-implemented" || se.Condition == "service-unavailable")
+}
+
 // watches reports whether gavel governs the rooms of MUC domain from its
 // bridge's reports, outside the rooms.
 func (m *Moderation) watches(mu MUC) bool {
@@ -86,10 +93,7 @@ func (r *room) watching() bool { return r.m.watches(r.muc) }
 // room. Reports that are not from a bridge gavel watches are dropped (a
 // message needs no answer).
 func (m *Moderation) bridgeReport(_ *session, st *stanza) {
-	if strings.ContainsAny(st.From, "@/") {
-		return
-	}
-	mu, ok := m.mucs[domainOf(st.From)]
+	mu, ok := m.bridgeOf(st.From)
 	if !ok || !m.watches(mu) {
 		return
 	}
@@ -182,10 +186,9 @@ func (r *room) requestOccupants(gen uint64) {
 // governs the room from here on, as if it had entered it.
 func (r *room) onWatched(st *stanza, err error) {
 	m := r.m
-	var se *stanzaError
 	switch {
 	case err == nil && st.BridgeOccupants != nil:
-	case errors.As(err, &se) && (se.Condition == "feature-not-implemented" || se.Condition == "service-unavailable"):
+	case unsupported(err):
 		m.stopWatching(r.muc, err)
 		r.stopJoinTimer()
 		r.join()
@@ -226,10 +229,9 @@ func (m *Moderation) watchRooms(sess *session, mu MUC) {
 	res, err := sess.iq(ctx, m.c.opts.Domain, mu.Domain, "get", func(b *xb) {
 		b.empty("rooms", "xmlns", NSBridge)
 	})
-	var se *stanzaError
 	switch {
 	case err == nil && res.BridgeRooms != nil:
-	case errors.As(err, &se) && (se.Condition == "feature-not-implemented" || se.Condition == "service-unavailable"):
+	case unsupported(err):
 		m.stopWatching(mu, err)
 		return
 	default:

@@ -95,14 +95,7 @@ tenants:
       app_id: ` + appID + `
       secrets: [%q]
   deny:
-    policy: token
-    guests: deny
-    clear_on_leave: true
-    knocks_per_minute: 100000000
-    knocks_per_minute_per_jid: 100000000
-    token:
-      app_id: ` + appID + `
-      secrets: [%[6]q]
+    guests: deny             # the rest from default
 `
 
 // bridgeProsodyConfig is the MUC configuration of the bridge phase: the
