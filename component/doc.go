@@ -27,6 +27,8 @@
 //   - knock.go, admission.go: the knock protocol and its admission (rate
 //     limits, floods, outcomes).
 //   - bridge.go: requests from mod_gavel_bridge at pre-join.
+//   - watch.go: rooms of a bridged MUC governed from outside, from the
+//     module's occupant reports.
 //   - discover.go, identity.go: Jitsi mode without the bridge (polling,
 //     trusted <identity/>).
 //   - adhoc.go: XEP-0050 commands for admins.
